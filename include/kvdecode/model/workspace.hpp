@@ -1,0 +1,46 @@
+#pragma once
+// Every activation buffer of a forward pass, sized once from the config and the
+// most token rows one pass handles (longer batches run in several passes).
+
+#include <cstddef>
+#include <vector>
+
+#include "kvdecode/cache/kv_cache.hpp"
+#include "kvdecode/cache/mask_cache.hpp"
+#include "kvdecode/core/aligned_buffer.hpp"
+#include "kvdecode/model/config.hpp"
+
+namespace kvdecode {
+
+// Consecutive new tokens of one sequence inside one pass.
+struct chunk_piece {
+    seq_id seq = 0;
+    std::size_t first_row = 0;  // its first row in the pass's activation buffers
+    std::size_t rows = 0;
+    std::size_t start = 0;      // position of its first token in the sequence
+    bool ends_entry = false;    // holds the last new token of its batch entry
+};
+
+template <class T>
+struct workspace {
+    workspace(const model_config& c, std::size_t max_rows)
+        : max_rows(max_rows), tokens(max_rows), x(max_rows * c.dim), xb(max_rows * c.dim),
+          qkv(max_rows * c.qkv_dim()), attended(max_rows * c.q_dim()), gate_up(max_rows * 2 * c.hidden_dim),
+          hidden(max_rows * c.hidden_dim), scores(max_rows * c.seq_len) {
+        pieces.reserve(max_rows);  // every piece holds at least one row
+    }
+
+    std::size_t max_rows;
+    std::vector<token_id> tokens;  // (max_rows)
+    aligned_buffer<T> x;           // (max_rows, dim) residual stream
+    aligned_buffer<T> xb;          // (max_rows, dim) normalised input of a sub-block
+    aligned_buffer<T> qkv;         // (max_rows, q_dim + 2 kv_dim) fused projection output
+    aligned_buffer<T> attended;    // (max_rows, q_dim) attention output, heads side by side
+    aligned_buffer<T> gate_up;     // (max_rows, 2 hidden) fused gate and up projections
+    aligned_buffer<T> hidden;      // (max_rows, hidden) SwiGLU output
+    aligned_buffer<T> scores;      // (max_rows, seq_len) attention scores of one head
+    std::vector<chunk_piece> pieces;
+    mask_cache<T> masks;
+};
+
+}  // namespace kvdecode

@@ -1,0 +1,129 @@
+// The checkpoint reader on good and on broken files: every defect is a
+// model_format_error naming the file and the field, never a crash.
+
+#include <cstdint>
+#include <cstring>
+#include <unistd.h>
+#include <filesystem>
+#include <fstream>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "kvdecode/io/llama2c_checkpoint.hpp"
+#include "kvdecode/model/random_weights.hpp"
+#include "support/test_data.hpp"
+
+using namespace kvdecode;
+
+namespace {
+
+struct temp_dir {
+    std::filesystem::path path;
+    temp_dir() {
+        path = std::filesystem::temp_directory_path() /
+               ("kvdecode_test_" + std::to_string(reinterpret_cast<std::uintptr_t>(this)) + "_" +
+                std::to_string(::getpid()));
+        std::filesystem::create_directories(path);
+    }
+    ~temp_dir() { std::filesystem::remove_all(path); }
+};
+
+std::vector<char> header(std::vector<std::int32_t> fields) {
+    std::vector<char> bytes(fields.size() * 4);
+    std::memcpy(bytes.data(), fields.data(), bytes.size());
+    return bytes;
+}
+
+// A complete, valid checkpoint for a tiny shape (vocab negative: separate classifier).
+std::vector<char> valid_file(std::int32_t vocab = -11) {
+    const std::int32_t dim = 8, hidden = 12, layers = 2, heads = 2, kv = 1, seq = 6;
+    auto bytes = header({dim, hidden, layers, heads, kv, vocab, seq});
+    const std::int32_t hd = dim / heads, kvd = kv * hd, v = vocab < 0 ? -vocab : vocab;
+    std::size_t floats = std::size_t(v) * dim + layers * dim + layers * dim * dim + 2 * layers * kvd * dim +
+                         layers * dim * dim + layers * dim + 3 * layers * hidden * dim + dim + seq * hd;
+    if (vocab < 0) floats += std::size_t(v) * dim;
+    for (std::size_t i = 0; i < floats; ++i) {
+        const float f = 0.01f * float(i % 97);
+        const char* p = reinterpret_cast<const char*>(&f);
+        bytes.insert(bytes.end(), p, p + 4);
+    }
+    return bytes;
+}
+
+std::filesystem::path write(const temp_dir& dir, const std::string& name, const std::vector<char>& bytes) {
+    const auto p = dir.path / name;
+    std::ofstream(p, std::ios::binary).write(bytes.data(), std::streamsize(bytes.size()));
+    return p;
+}
+
+void expect_format_error(const std::filesystem::path& p, const std::string& field, const std::string& words) {
+    try {
+        read_llama2c_checkpoint<float>(p);
+        FAIL("no exception for " << p);
+    } catch (const model_format_error& e) {
+        CAPTURE(e.what());
+        REQUIRE(e.file() == p.string());
+        REQUIRE(e.field() == field);
+        REQUIRE_THAT(e.what(), Catch::Contains(p.string()) && Catch::Contains(words));
+    }
+}
+
+}  // namespace
+
+TEST_CASE("a valid checkpoint loads with the fused layout", "[io]") {
+    temp_dir dir;
+    const auto w = read_llama2c_checkpoint<float>(write(dir, "ok.bin", valid_file()));
+    const auto& c = w.config();
+    REQUIRE(c.dim == 8);
+    REQUIRE(c.vocab_size == 11);
+    REQUIRE_FALSE(c.shared_classifier);
+    REQUIRE(c.head_dim == 4);
+    REQUIRE(c.rope == rope_layout::interleaved);
+    // wq of layer 0 starts right after the embedding and the rms_att weights.
+    const std::size_t wq0 = 11 * 8 + 2 * 8;
+    REQUIRE(w.wq(0)[0] == 0.01f * float(wq0 % 97));
+    REQUIRE(w.wqkv(0) == w.wq(0));
+    REQUIRE(w.wk(0) == w.wq(0) + c.q_dim() * c.dim);  // k rows follow q rows in one matrix
+    const auto shared = read_llama2c_checkpoint<double>(write(dir, "shared.bin", valid_file(11)));
+    REQUIRE(shared.config().shared_classifier);
+    REQUIRE(shared.classifier() == shared.token_embedding());
+}
+
+TEST_CASE("broken checkpoints throw model_format_error naming file and field", "[io][errors]") {
+    temp_dir dir;
+    auto good = valid_file();
+    expect_format_error(write(dir, "empty.bin", {}), "header", "28 bytes");
+    expect_format_error(write(dir, "short_header.bin", header({8, 12, 2})), "header", "found a file of 12 bytes");
+    auto truncated = good;
+    truncated.resize(truncated.size() - 5);
+    expect_format_error(write(dir, "truncated.bin", truncated), "file size", "truncated");
+    auto extra = good;
+    extra.push_back(0);
+    expect_format_error(write(dir, "extra.bin", extra), "file size", "extra data");
+    expect_format_error(write(dir, "zero_dim.bin", header({0, 12, 2, 2, 1, 11, 6})), "dim", "found 0");
+    expect_format_error(write(dir, "neg_layers.bin", header({8, 12, -2, 2, 1, 11, 6})), "n_layers", "found -2");
+    expect_format_error(write(dir, "zero_vocab.bin", header({8, 12, 2, 2, 1, 0, 6})), "vocab_size", "found 0");
+    expect_format_error(write(dir, "gqa.bin", header({12, 12, 2, 3, 2, 11, 6})), "n_heads", "multiple of n_kv_heads");
+    expect_format_error(write(dir, "more_kv.bin", header({8, 12, 2, 2, 4, 11, 6})), "n_heads", "multiple of n_kv_heads");
+    expect_format_error(write(dir, "heads.bin", header({10, 12, 2, 4, 2, 11, 6})), "dim", "multiple of n_heads");
+    expect_format_error(write(dir, "odd_head.bin", header({6, 12, 2, 2, 1, 11, 6})), "dim", "even head dimension");
+    expect_format_error(write(dir, "overflow.bin", header({1 << 30, 1 << 30, 1 << 30, 1 << 29, 1 << 29, 1 << 30, 2})),
+                        "header", "overflow");
+    expect_format_error(write(dir, "huge.bin", header({1 << 16, 1 << 20, 1 << 10, 1 << 8, 1 << 8, 32000, 2048})),
+                        "file size", "truncated");
+    expect_format_error(write(dir, "magic.bin", header({0x616b3432, 1, 2, 2, 1, 11, 6})), "magic", "ak42");
+    expect_format_error(dir.path, "file", "a directory");
+    expect_format_error(dir.path / "missing.bin", "file", "nothing at this path");
+}
+
+TEST_CASE("the shared checkpoints load with their documented shapes", "[io][shared]") {
+    const auto stories = kvtest::shared_file("models/stories260K.bin");
+    const auto aidreams = kvtest::shared_file("models/aidreams260K.bin");
+    if (!stories || !aidreams) return;
+    const auto s = read_llama2c_checkpoint<float>(*stories).config();
+    REQUIRE((s.dim == 64 && s.hidden_dim == 172 && s.n_layers == 5 && s.n_heads == 8 && s.n_kv_heads == 4 &&
+             s.vocab_size == 512 && s.seq_len == 512 && s.shared_classifier));
+    const auto a = read_llama2c_checkpoint<float>(*aidreams).config();
+    REQUIRE((a.dim == 64 && a.n_layers == 4 && a.n_heads == 4 && a.n_kv_heads == 4 && a.seq_len == 128));
+}

@@ -1,0 +1,98 @@
+// The real checkpoints in ../shared/models: cached equals no-cache, and both
+// agree with Hugging Face transformers' outputs in ../shared/golden.
+
+#include <memory>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "kvdecode/io/llama2c_checkpoint.hpp"
+#include "support/json.hpp"
+#include "support/models.hpp"
+
+using namespace kvdecode;
+
+namespace {
+
+std::shared_ptr<const transformer_weights<float>> load(const std::filesystem::path& p) {
+    return std::make_shared<const transformer_weights<float>>(read_llama2c_checkpoint<float>(p));
+}
+
+}  // namespace
+
+TEST_CASE("stories260K: cached decode and prefill equal the reference", "[model][shared]") {
+    const auto path = kvtest::shared_file("models/stories260K.bin");
+    if (!path) return;
+    const auto w = load(*path);
+    REQUIRE(w->config().n_kv_heads == 4);
+    REQUIRE(w->config().n_heads == 8);
+    const std::vector<token_id> prompt = {1, 300, 400, 301, 302, 303};
+    kvtest::check_decode_matches_reference(w, prompt, 200);
+    std::vector<token_id> tokens;
+    for (int i = 0; i < 300; ++i) tokens.push_back(static_cast<token_id>((i * 37 + 11) % 512));
+    kvtest::check_chunks_match_reference(w, tokens, {300});
+    kvtest::check_chunks_match_reference(w, tokens, {1, 5, 16, 17, 64, 100});
+}
+
+TEST_CASE("aidreams260K: cached decode and prefill equal the reference over the whole context", "[model][shared]") {
+    const auto path = kvtest::shared_file("models/aidreams260K.bin");
+    if (!path) return;
+    const auto w = load(*path);
+    REQUIRE(w->config().seq_len == 128);
+    // Its context holds 128 tokens: the prompt plus 127 steps fill it completely.
+    kvtest::check_decode_matches_reference(w, {1}, 127);
+    std::vector<token_id> tokens;
+    for (int i = 0; i < 128; ++i) tokens.push_back(static_cast<token_id>((i * 53 + 7) % 512));
+    kvtest::check_chunks_match_reference(w, tokens, {128});
+    kvtest::check_chunks_match_reference(w, tokens, {3, 16, 33});
+}
+
+TEST_CASE("golden: last-token logits and greedy sequences equal Hugging Face transformers", "[model][shared][golden]") {
+    for (const char* name : {"golden/hf_aidreams260K.json", "golden/hf_eos_stories260K.json"}) {
+        const auto golden_path = kvtest::shared_file(name);
+        if (!golden_path) return;
+        const auto golden = kvtest::json::parse(kvtest::read_text(*golden_path));
+        const std::string checkpoint = std::filesystem::path(golden["checkpoint"].string()).filename().string();
+        const auto model_path = kvtest::shared_file("models/" + checkpoint);
+        if (!model_path) return;
+        const auto w = load(*model_path);
+        const std::size_t vocab = w->config().vocab_size;
+        transformer<float> model(w);
+        std::size_t logits_cases = 0, greedy_cases = 0;
+        for (const auto& c : golden["cases"].items()) {
+            const std::string kind = c["kind"].string();
+            const auto prompt = c["prompt"].numbers<token_id>();
+            CAPTURE(name, kind, prompt);
+            if (kind == "logits_last") {
+                auto cache = model.make_cache();
+                std::vector<float> logits(vocab);
+                model.forward(std::vector{sequence_tokens{cache.create(), prompt}}, cache, logits);
+                const auto want = c["logits"].numbers<double>();
+                REQUIRE(want.size() == vocab);
+                double worst = 0;
+                for (std::size_t v = 0; v < vocab; ++v) worst = std::max(worst, std::abs(logits[v] - want[v]));
+                CHECK(worst <= 1e-4);
+                ++logits_cases;
+            } else if (kind == "greedy") {
+                // A plain argmax loop over the cached model (the decoders come later).
+                const auto want = c["tokens"].numbers<token_id>();
+                const auto eos = static_cast<token_id>(c["eos"].number());
+                const auto max_new = static_cast<std::size_t>(c["max_new_tokens"].number());
+                auto cache = model.make_cache();
+                const auto seq = cache.create();
+                std::vector<token_id> got = prompt, next = prompt;
+                std::vector<float> logits(vocab);
+                for (std::size_t step = 0; step < max_new; ++step) {
+                    model.forward(std::vector{sequence_tokens{seq, next}}, cache, logits);
+                    next = {kvtest::argmax<float>(logits)};
+                    got.push_back(next[0]);
+                    if (next[0] == eos) break;
+                }
+                CHECK(got == want);
+                ++greedy_cases;
+            }
+        }
+        REQUIRE(greedy_cases > 0);
+        if (std::string(name).find("aidreams") != std::string::npos) REQUIRE(logits_cases == 2);
+    }
+}
