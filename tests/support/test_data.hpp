@@ -36,15 +36,19 @@ inline std::string read_text(const std::filesystem::path& p) {
     return s.str();
 }
 
-// max |a - b| / max(1, |b|): relative where logits are large, absolute near zero.
+// Relative error of a logits row: max |a - b| / max(1, max |b|), the infinity-norm
+// relative error (floored at 1 so rows of tiny logits are held to an absolute bound).
+// Per-element relative error would be the wrong yardstick for float32: logits near 0
+// carry the rounding of the whole row (in float32, the no-cache reference itself is
+// 1e-4 away from a float64 forward on stories260K at position 190, logits up to 18.5).
 template <class A, class B>
 double max_relative_error(std::span<const A> a, std::span<const B> b) {
-    double worst = 0;
+    double worst = 0, scale = 1;
     for (std::size_t i = 0; i < a.size(); ++i) {
-        const double ref = static_cast<double>(b[i]);
-        worst = std::max(worst, std::abs(static_cast<double>(a[i]) - ref) / std::max(1.0, std::abs(ref)));
+        worst = std::max(worst, std::abs(static_cast<double>(a[i]) - static_cast<double>(b[i])));
+        scale = std::max(scale, std::abs(static_cast<double>(b[i])));
     }
-    return worst;
+    return worst / scale;
 }
 
 template <class T>
