@@ -17,3 +17,8 @@
 #include "kvdecode/model/reference_model.hpp"
 #include "kvdecode/model/transformer.hpp"
 #include "kvdecode/model/weights.hpp"
+#include "kvdecode/decode/generate.hpp"
+#include "kvdecode/decode/options.hpp"
+#include "kvdecode/decode/result.hpp"
+#include "kvdecode/sampling/processors.hpp"
+#include "kvdecode/sampling/sampler.hpp"

@@ -1,0 +1,176 @@
+#pragma once
+// Greedy decoding and sampling over any language_model. Several prompts of
+// different lengths run together: one forward prefills all of them, then every
+// step runs all live sequences through one forward. A sequence that ends (EOS,
+// length, callback) leaves the batch at once and costs nothing afterwards. The
+// cache sequences the call creates are released when it returns or throws.
+
+#include <algorithm>
+#include <chrono>
+#include <limits>
+#include <cstddef>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "kvdecode/core/rng.hpp"
+#include "kvdecode/decode/options.hpp"
+#include "kvdecode/decode/result.hpp"
+#include "kvdecode/model/language_model.hpp"
+#include "kvdecode/sampling/sampler.hpp"
+
+namespace kvdecode {
+
+namespace detail {
+
+// Releases the sequences a decoder created, however it leaves.
+template <class Cache>
+class sequence_guard {
+public:
+    explicit sequence_guard(Cache& cache) : cache_(cache) {}
+    sequence_guard(const sequence_guard&) = delete;
+    sequence_guard& operator=(const sequence_guard&) = delete;
+    ~sequence_guard() {
+        for (seq_id s : owned_)
+            if (cache_.contains(s)) cache_.release(s);
+    }
+    seq_id create() {
+        owned_.reserve(owned_.size() + 1);
+        owned_.push_back(cache_.create());
+        return owned_.back();
+    }
+
+private:
+    Cache& cache_;
+    std::vector<seq_id> owned_;
+};
+
+template <class Cache>
+std::size_t blocks_in_use(const Cache& cache) {
+    if constexpr (requires { cache.stats().blocks_used; }) return cache.stats().blocks_used;
+    else return 0;
+}
+
+inline void validate_prompts(std::span<const std::vector<token_id>> prompts, const model_config& c) {
+    for (std::size_t i = 0; i < prompts.size(); ++i) {
+        const auto& p = prompts[i];
+        if (p.empty()) throw std::invalid_argument("kvdecode: prompt " + std::to_string(i) + " is empty");
+        if (p.size() > c.seq_len)
+            throw std::invalid_argument("kvdecode: prompt " + std::to_string(i) + " has " + std::to_string(p.size()) +
+                                        " tokens, more than the context length " + std::to_string(c.seq_len));
+        for (token_id t : p)
+            if (t < 0 || static_cast<std::size_t>(t) >= c.vocab_size)
+                throw std::invalid_argument("kvdecode: prompt " + std::to_string(i) + " holds token id " +
+                                            std::to_string(t) + ", outside the vocabulary [0, " +
+                                            std::to_string(c.vocab_size) + ")");
+    }
+}
+
+}  // namespace detail
+
+// Generates a continuation of every prompt, choosing tokens with `chooser`
+// (processors + greedy or sampled choice). Tokens of the result include the prompt.
+template <language_model Model>
+generation_result generate(Model& model, typename Model::cache_type& cache,
+                           std::span<const std::vector<token_id>> prompts, const generation_options& options,
+                           sampler chooser) {
+    using T = typename Model::scalar_type;
+    using clock = std::chrono::steady_clock;
+    const model_config& c = model.config();
+    validate(options, c);
+    detail::validate_prompts(prompts, c);
+
+    const std::size_t n = prompts.size(), vocab = c.vocab_size;
+    generation_result result;
+    result.sequences.resize(n);
+    if (n == 0) return result;
+    chooser.reserve(vocab);
+    rng gen(options.seed);
+    detail::sequence_guard<typename Model::cache_type> guard(cache);
+
+    std::vector<seq_id> seqs(n);
+    std::vector<bool> live(n, true);
+    std::vector<token_id> next(n);     // each live sequence's newest token, fed by the next step
+    std::vector<std::size_t> rows(n);  // sequence -> logits row of the last forward
+    std::vector<sequence_tokens> batch;
+    batch.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        seqs[i] = guard.create();
+        auto& out = result.sequences[i];
+        out.reason = stop_reason::length;
+        out.prompt_length = prompts[i].size();
+        out.tokens.reserve(prompts[i].size() + options.max_new_tokens);
+        out.tokens.assign(prompts[i].begin(), prompts[i].end());
+        result.stats.prompt_tokens += prompts[i].size();
+        if (options.max_new_tokens == 0 || prompts[i].size() >= c.seq_len) {  // nothing to do, or no room
+            live[i] = false;
+            continue;
+        }
+        rows[i] = batch.size();
+        batch.push_back({seqs[i], prompts[i]});
+    }
+    std::vector<T> logits(n * vocab);
+    generation_stats& stats = result.stats;
+
+    auto is_eos = [&](token_id t) { return std::find(options.eos.begin(), options.eos.end(), t) != options.eos.end(); };
+    auto finish = [&](std::size_t i, stop_reason why) {
+        live[i] = false;
+        result.sequences[i].reason = why;
+    };
+
+    const auto start = clock::now();
+    bool prefill = true;
+    while (!batch.empty()) {
+        model.forward(batch, cache, logits);
+        ++stats.forward_calls;
+        stats.peak_blocks_used = std::max(stats.peak_blocks_used, detail::blocks_in_use(cache));
+        if (prefill) {
+            stats.prefill_seconds = std::chrono::duration<double>(clock::now() - start).count();
+            prefill = false;
+        }
+        batch.clear();
+        for (std::size_t i = 0; i < n; ++i) {
+            if (!live[i]) continue;
+            auto& out = result.sequences[i];
+            const std::span<T> row(logits.data() + rows[i] * vocab, vocab);
+            if (out.tokens.size() - out.prompt_length < options.min_new_tokens)
+                for (token_id e : options.eos) row[e] = -std::numeric_limits<T>::infinity();
+            const token_id t = chooser.choose(row, std::span<const token_id>(out.tokens), gen);
+            out.tokens.push_back(t);
+            ++stats.generated_tokens;
+            const bool keep_going = !options.on_token || options.on_token(i, t);
+            if (is_eos(t)) finish(i, stop_reason::eos);
+            else if (!keep_going) finish(i, stop_reason::callback);
+            else if (out.tokens.size() - out.prompt_length >= options.max_new_tokens || out.tokens.size() >= c.seq_len)
+                finish(i, stop_reason::length);
+            else {
+                next[i] = t;
+                rows[i] = batch.size();
+                batch.push_back({seqs[i], std::span<const token_id>(&next[i], 1)});
+            }
+        }
+    }
+    stats.decode_seconds = std::chrono::duration<double>(clock::now() - start).count() - stats.prefill_seconds;
+    return result;
+}
+
+// The most likely token at every step (no processors).
+template <language_model Model>
+generation_result greedy(Model& model, typename Model::cache_type& cache,
+                         std::span<const std::vector<token_id>> prompts, const generation_options& options = {}) {
+    return generate(model, cache, prompts, options, sampler::greedy());
+}
+
+// Tokens drawn from the model's distribution after `chooser`'s processors,
+// seeded by options.seed. (Pass sampler::sampling() with no processors for pure sampling.)
+template <language_model Model>
+generation_result sample(Model& model, typename Model::cache_type& cache,
+                         std::span<const std::vector<token_id>> prompts, const generation_options& options,
+                         sampler chooser = sampler::sampling()) {
+    if (chooser.mode() != selection::sample)
+        throw std::invalid_argument("kvdecode: sample() needs a sampler made by sampler::sampling()");
+    return generate(model, cache, prompts, options, std::move(chooser));
+}
+
+}  // namespace kvdecode

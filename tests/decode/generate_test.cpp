@@ -1,0 +1,174 @@
+// Greedy and sampling decoders: against Hugging Face's greedy outputs, batched
+// against one-by-one, reproducible sampling, early stopping that costs nothing,
+// and the options' edge cases — on a fake model and on real checkpoints.
+
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "kvdecode/decode/generate.hpp"
+#include "kvdecode/io/llama2c_checkpoint.hpp"
+#include "support/fake_model.hpp"
+#include "support/json.hpp"
+#include "support/models.hpp"
+
+using namespace kvdecode;
+using prompts_t = std::vector<std::vector<token_id>>;
+
+namespace {
+
+// Prefers token (last + 1) mod vocab; strongly prefers EOS (0) right after `eos_after`.
+kvtest::fake_model counting_model(std::size_t vocab = 6, token_id eos_after = 3) {
+    return kvtest::fake_model(vocab, 64, [=](std::span<const token_id> h, std::span<float> logits) {
+        std::fill(logits.begin(), logits.end(), 0.0f);
+        logits[static_cast<std::size_t>((h.back() + 1) % static_cast<token_id>(vocab))] = 5.0f;
+        if (h.back() == eos_after) logits[0] = 10.0f;
+    });
+}
+
+}  // namespace
+
+TEST_CASE("greedy equals the golden greedy sequences of Hugging Face transformers", "[decode][golden][shared]") {
+    for (const char* name : {"golden/hf_aidreams260K.json", "golden/hf_eos_stories260K.json"}) {
+        const auto golden_path = kvtest::shared_file(name);
+        if (!golden_path) return;
+        const auto golden = kvtest::json::parse(kvtest::read_text(*golden_path));
+        const auto model_path =
+            kvtest::shared_file("models/" + std::filesystem::path(golden["checkpoint"].string()).filename().string());
+        if (!model_path) return;
+        transformer<float> model(std::make_shared<const transformer_weights<float>>(read_llama2c_checkpoint(*model_path)));
+        auto cache = model.make_cache();
+        std::size_t cases = 0;
+        for (const auto& c : golden["cases"].items()) {
+            if (c["kind"].string() != "greedy") continue;
+            const prompts_t prompts = {c["prompt"].numbers<token_id>()};
+            const generation_options options{.max_new_tokens = static_cast<std::size_t>(c["max_new_tokens"].number()),
+                                             .eos = {static_cast<token_id>(c["eos"].number())}};
+            const auto result = greedy(model, cache, prompts, options);
+            const auto want = c["tokens"].numbers<token_id>();
+            CAPTURE(name, prompts[0]);
+            REQUIRE(result.sequences[0].tokens == want);
+            REQUIRE(result.sequences[0].reason == (want.back() == options.eos[0] ? stop_reason::eos : stop_reason::length));
+            REQUIRE(cache.stats().blocks_used == 0);  // the decoder released its sequences
+            ++cases;
+        }
+        REQUIRE(cases > 0);
+    }
+}
+
+TEST_CASE("several prompts in one call equal each prompt alone", "[decode]") {
+    const auto shape = kvtest::awkward_shapes()[1].config;
+    transformer<float> model(kvtest::random_model(shape));
+    auto cache = model.make_cache({.capacity_tokens = 512, .block_size = 8});
+    const prompts_t prompts = {{1, 2, 3}, {7}, {4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20}, {30, 31}};
+    const generation_options options{.max_new_tokens = 25, .eos = {5, 9}, .seed = 3};
+    for (bool sampled : {false, true}) {
+        const auto together = sampled ? sample(model, cache, prompts, options) : greedy(model, cache, prompts, options);
+        for (std::size_t i = 0; i < prompts.size(); ++i) {
+            const prompts_t one = {prompts[i]};
+            const auto alone = sampled ? sample(model, cache, one, options) : greedy(model, cache, one, options);
+            CAPTURE(sampled, i);
+            if (!sampled) REQUIRE(together.sequences[i].tokens == alone.sequences[0].tokens);
+            REQUIRE(together.sequences[i].tokens.size() <= prompts[i].size() + 25);
+        }
+        REQUIRE(together.stats.prompt_tokens == 23);
+        REQUIRE(cache.stats().blocks_used == 0);
+    }
+}
+
+TEST_CASE("sampling with a seed is reproducible", "[decode]") {
+    const auto shape = kvtest::awkward_shapes()[0].config;
+    transformer<float> model(kvtest::random_model(shape));
+    auto cache = model.make_cache();
+    const prompts_t prompts = {{1, 2, 3}, {4}};
+    auto run = [&](std::uint64_t seed) {
+        const auto r = sample(model, cache, prompts, {.max_new_tokens = 40, .eos = {}, .seed = seed},
+                              sampler::sampling().add(temperature{20.0f}).add(top_k{20}));
+        return std::vector{r.sequences[0].tokens, r.sequences[1].tokens};
+    };
+    const auto a = run(11);
+    REQUIRE(a == run(11));
+    REQUIRE(a != run(12));
+    REQUIRE(a[0].size() == 43);
+}
+
+TEST_CASE("a sequence that emits EOS stops at once and is never computed again", "[decode]") {
+    auto model = counting_model();  // 1 -> 2 -> 3 -> EOS(0)
+    auto cache = model.make_cache();
+    const prompts_t prompts = {{1}, {4}, {3}};
+    const auto r = greedy(model, cache, prompts, {.max_new_tokens = 10, .eos = {0}});
+    REQUIRE(r.sequences[0].tokens == std::vector<token_id>{1, 2, 3, 0});
+    REQUIRE(r.sequences[0].reason == stop_reason::eos);
+    REQUIRE(r.sequences[2].tokens == std::vector<token_id>{3, 0});
+    // 4 -> 5 -> 0 (EOS by wrapping around), so it ends too.
+    REQUIRE(r.sequences[1].tokens == std::vector<token_id>{4, 5, 0});
+    // Tokens run through the model: the prompt, then every generated token but the last.
+    REQUIRE(model.rows_computed.at(0) == 3);
+    REQUIRE(model.rows_computed.at(1) == 2);
+    REQUIRE(model.rows_computed.at(2) == 1);
+    REQUIRE(model.forward_calls == 3);  // prefill + two steps; nothing after the last EOS
+    REQUIRE(r.stats.forward_calls == 3);
+    REQUIRE(r.stats.generated_tokens == 3 + 2 + 1);
+}
+
+TEST_CASE("min_new_tokens, max_new_tokens, several EOS ids and the callback", "[decode]") {
+    SECTION("EOS cannot be chosen before min_new_tokens") {
+        auto model = counting_model();
+        auto cache = model.make_cache();
+        const auto r = greedy(model, cache, prompts_t{{3}}, {.max_new_tokens = 8, .min_new_tokens = 2, .eos = {0}});
+        REQUIRE(r.sequences[0].tokens == std::vector<token_id>{3, 4, 5, 0});
+    }
+    SECTION("max_new_tokens ends with reason length") {
+        auto model = counting_model(6, 99);
+        auto cache = model.make_cache();
+        const auto r = greedy(model, cache, prompts_t{{1}}, {.max_new_tokens = 4, .eos = {}});
+        REQUIRE(r.sequences[0].tokens == std::vector<token_id>{1, 2, 3, 4, 5});
+        REQUIRE(r.sequences[0].reason == stop_reason::length);
+        REQUIRE(greedy(model, cache, prompts_t{{1}}, {.max_new_tokens = 0}).sequences[0].tokens.size() == 1);
+    }
+    SECTION("any of several EOS ids ends a sequence") {
+        auto model = counting_model(6, 99);
+        auto cache = model.make_cache();
+        const auto r = greedy(model, cache, prompts_t{{1}}, {.max_new_tokens = 9, .eos = {4, 5}});
+        REQUIRE(r.sequences[0].tokens == std::vector<token_id>{1, 2, 3, 4});
+        REQUIRE(r.sequences[0].generated().size() == 3);
+    }
+    SECTION("the callback sees every token and can stop one sequence") {
+        auto model = counting_model(6, 99);
+        auto cache = model.make_cache();
+        std::vector<std::pair<std::size_t, token_id>> seen;
+        const auto r = greedy(model, cache, prompts_t{{1}, {2}},
+                              {.max_new_tokens = 3, .eos = {}, .on_token = [&](std::size_t i, token_id t) {
+                                   seen.emplace_back(i, t);
+                                   return !(i == 0 && t == 2);
+                               }});
+        REQUIRE(r.sequences[0].tokens == std::vector<token_id>{1, 2});
+        REQUIRE(r.sequences[0].reason == stop_reason::callback);
+        REQUIRE(r.sequences[1].tokens == std::vector<token_id>{2, 3, 4, 5});
+        REQUIRE(seen.size() == 4);
+    }
+    SECTION("generation stops at the context length") {
+        kvtest::fake_model model(6, 5, [](std::span<const token_id>, std::span<float> l) { std::fill(l.begin(), l.end(), 0.f); });
+        auto cache = model.make_cache();
+        const auto r = greedy(model, cache, prompts_t{{1, 1}}, {.max_new_tokens = 10, .eos = {}});
+        REQUIRE(r.sequences[0].tokens.size() == 5);
+        REQUIRE(r.sequences[0].reason == stop_reason::length);
+    }
+}
+
+TEST_CASE("bad decoding arguments throw invalid_argument and leave the cache empty", "[decode][errors]") {
+    auto model = counting_model();
+    auto cache = model.make_cache();
+    REQUIRE_THROWS_AS(greedy(model, cache, prompts_t{{1}}, {.max_new_tokens = 0, .min_new_tokens = 1}),
+                      std::invalid_argument);
+    REQUIRE_THROWS_AS(greedy(model, cache, prompts_t{{1}}, {.eos = {6}}), std::invalid_argument);
+    REQUIRE_THROWS_AS(greedy(model, cache, prompts_t{{}}, {}), std::invalid_argument);
+    REQUIRE_THROWS_AS(greedy(model, cache, prompts_t{{1, 9}}, {}), std::invalid_argument);
+    REQUIRE_THROWS_AS(greedy(model, cache, prompts_t{std::vector<token_id>(65, 1)}, {}), std::invalid_argument);
+    REQUIRE_THROWS_AS(sample(model, cache, prompts_t{{1}}, {}, sampler::greedy()), std::invalid_argument);
+    REQUIRE_THROWS_WITH(greedy(model, cache, prompts_t{{1}}, {.on_token = [](std::size_t, token_id) -> bool {
+                                   throw std::runtime_error("stop here");
+                               }}),
+                        "stop here");
+    REQUIRE(cache.create() == 0);  // every sequence the failed calls made was released
+}
