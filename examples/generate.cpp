@@ -1,0 +1,242 @@
+// kvdecode-generate: decode a llama2.c checkpoint from the command line.
+//
+//   kvdecode-generate --model stories15M.bin --tokenizer tokenizer.bin --prompt "Once upon a time"
+//   kvdecode-generate --model m.bin --prompt-ids 1,300,400 --mode sample --temperature 0.8 --top-p 0.9 --print-ids
+//
+// Each mode is a function from the loaded model and the parsed options to a
+// result; adding a mode means adding a flag or two and one function.
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <exception>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <kvdecode/kvdecode.hpp>
+
+namespace {
+
+using kvdecode::token_id;
+
+struct usage_error : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+struct cli_options {
+    std::string model;
+    std::string tokenizer;
+    std::optional<std::string> prompt;
+    std::optional<std::vector<token_id>> prompt_ids;
+    std::string mode = "greedy";
+    std::size_t max_new_tokens = 128;
+    std::size_t min_new_tokens = 0;
+    std::optional<std::vector<token_id>> eos;
+    float temperature = 1.0f;
+    std::size_t top_k = 0;  // 0: off
+    float top_p = 1.0f;
+    float min_p = 0.0f;
+    float repetition_penalty = 1.0f;
+    std::uint64_t seed = 0;
+    std::size_t threads = 1;
+    bool print_ids = false;
+    bool stats = false;
+};
+
+constexpr const char* usage_text = R"(usage: kvdecode-generate --model PATH [options]
+
+  --model PATH              llama2.c checkpoint (legacy format)
+  --tokenizer PATH          llama2.c tokenizer; needed for --prompt and for text output
+  --prompt TEXT             prompt text (BOS is added)
+  --prompt-ids 1,2,3        prompt token ids (BOS is not added)
+  --mode greedy|sample      decoding mode (default greedy)
+  --max-new-tokens N        tokens to generate at most (default 128)
+  --min-new-tokens N        EOS is not chosen before N tokens (default 0)
+  --eos ID[,ID...]          end-of-sequence ids (default: the tokenizer's EOS, else 2)
+  --temperature X           sampling temperature, > 0 (default 1)
+  --top-k K                 keep the K most likely tokens (default off)
+  --top-p P                 keep the most likely tokens reaching mass P (default 1)
+  --min-p P                 drop tokens below P times the best token's probability (default 0)
+  --repetition-penalty X    Hugging Face's repetition penalty, > 0 (default 1: off)
+  --seed N                  sampling seed (default 0)
+  --threads N               worker threads (default 1; decoding is single-threaded for now)
+  --print-ids               print each returned sequence's ids (prompt included) instead of text
+  --stats                   print token counts, tokens/s and KV-cache blocks to stderr
+  --help                    this text
+)";
+
+std::size_t parse_size(const std::string& flag, const std::string& v) {
+    std::size_t used = 0;
+    unsigned long long n = 0;
+    try {
+        if (v.empty() || v[0] == '-') throw std::invalid_argument(v);
+        n = std::stoull(v, &used);
+    } catch (const std::exception&) {
+        used = 0;
+    }
+    if (used != v.size() || v.empty()) throw usage_error(flag + " expects a non-negative integer, got '" + v + "'");
+    return static_cast<std::size_t>(n);
+}
+
+float parse_float(const std::string& flag, const std::string& v) {
+    std::size_t used = 0;
+    float x = 0;
+    try {
+        x = std::stof(v, &used);
+    } catch (const std::exception&) {
+        used = 0;
+    }
+    if (used != v.size() || v.empty()) throw usage_error(flag + " expects a number, got '" + v + "'");
+    return x;
+}
+
+std::vector<token_id> parse_ids(const std::string& flag, const std::string& v) {
+    std::vector<token_id> ids;
+    std::size_t start = 0;
+    while (start <= v.size()) {
+        const std::size_t comma = std::min(v.find(',', start), v.size());
+        const std::string item = v.substr(start, comma - start);
+        const std::size_t id = parse_size(flag, item);
+        if (id > static_cast<std::size_t>(INT32_MAX)) throw usage_error(flag + ": id " + item + " is too large");
+        ids.push_back(static_cast<token_id>(id));
+        start = comma + 1;
+    }
+    return ids;
+}
+
+std::optional<cli_options> parse(int argc, char** argv) {
+    cli_options o;
+    using setter = std::function<void(const std::string&)>;
+    const std::map<std::string, setter> valued = {
+        {"--model", [&](const std::string& v) { o.model = v; }},
+        {"--tokenizer", [&](const std::string& v) { o.tokenizer = v; }},
+        {"--prompt", [&](const std::string& v) { o.prompt = v; }},
+        {"--prompt-ids", [&](const std::string& v) { o.prompt_ids = parse_ids("--prompt-ids", v); }},
+        {"--mode", [&](const std::string& v) { o.mode = v; }},
+        {"--max-new-tokens", [&](const std::string& v) { o.max_new_tokens = parse_size("--max-new-tokens", v); }},
+        {"--min-new-tokens", [&](const std::string& v) { o.min_new_tokens = parse_size("--min-new-tokens", v); }},
+        {"--eos", [&](const std::string& v) { o.eos = parse_ids("--eos", v); }},
+        {"--temperature", [&](const std::string& v) { o.temperature = parse_float("--temperature", v); }},
+        {"--top-k", [&](const std::string& v) { o.top_k = parse_size("--top-k", v); }},
+        {"--top-p", [&](const std::string& v) { o.top_p = parse_float("--top-p", v); }},
+        {"--min-p", [&](const std::string& v) { o.min_p = parse_float("--min-p", v); }},
+        {"--repetition-penalty", [&](const std::string& v) { o.repetition_penalty = parse_float("--repetition-penalty", v); }},
+        {"--seed", [&](const std::string& v) { o.seed = parse_size("--seed", v); }},
+        {"--threads", [&](const std::string& v) { o.threads = parse_size("--threads", v); }},
+    };
+    const std::map<std::string, bool*> switches = {{"--print-ids", &o.print_ids}, {"--stats", &o.stats}};
+    for (int i = 1; i < argc; ++i) {
+        std::string arg = argv[i];
+        std::optional<std::string> value;
+        if (const auto eq = arg.find('='); arg.rfind("--", 0) == 0 && eq != std::string::npos) {
+            value = arg.substr(eq + 1);
+            arg = arg.substr(0, eq);
+        }
+        if (arg == "--help" || arg == "-h") {
+            std::fputs(usage_text, stdout);
+            return std::nullopt;
+        }
+        if (auto s = switches.find(arg); s != switches.end() && !value) {
+            *s->second = true;
+        } else if (auto v = valued.find(arg); v != valued.end()) {
+            if (!value) {
+                if (i + 1 >= argc) throw usage_error(arg + " needs a value");
+                value = argv[++i];
+            }
+            v->second(*value);
+        } else {
+            throw usage_error("unknown option '" + std::string(argv[i]) + "' (see --help)");
+        }
+    }
+    if (o.model.empty()) throw usage_error("no model: pass --model PATH (a llama2.c checkpoint)");
+    if (o.prompt && o.prompt_ids) throw usage_error("give --prompt or --prompt-ids, not both");
+    if (o.prompt && o.tokenizer.empty()) throw usage_error("--prompt needs --tokenizer (or use --prompt-ids)");
+    if (o.mode != "greedy" && o.mode != "sample") throw usage_error("--mode must be greedy or sample, got '" + o.mode + "'");
+    if (o.threads == 0) throw usage_error("--threads must be at least 1");
+    return o;
+}
+
+// The processors the flags ask for, in Hugging Face's order.
+kvdecode::sampler make_sampler(const cli_options& o) {
+    auto s = o.mode == "sample" ? kvdecode::sampler::sampling() : kvdecode::sampler::greedy();
+    if (o.repetition_penalty != 1.0f) s.add(kvdecode::repetition_penalty{o.repetition_penalty});
+    if (o.temperature != 1.0f) s.add(kvdecode::temperature{o.temperature});
+    if (o.top_k != 0) s.add(kvdecode::top_k{o.top_k});
+    if (o.top_p != 1.0f) s.add(kvdecode::top_p{o.top_p});
+    if (o.min_p != 0.0f) s.add(kvdecode::min_p{o.min_p});
+    return s;
+}
+
+int run(const cli_options& o) {
+    auto weights = std::make_shared<const kvdecode::transformer_weights<float>>(
+        kvdecode::read_llama2c_checkpoint<float>(o.model));
+    const auto& config = weights->config();
+    std::optional<kvdecode::tokenizer> tok;
+    if (!o.tokenizer.empty()) tok = kvdecode::tokenizer::read_llama2c(o.tokenizer, config.vocab_size);
+
+    std::vector<token_id> prompt = o.prompt_ids ? *o.prompt_ids
+                                   : o.prompt   ? tok->encode(*o.prompt)
+                                                : std::vector<token_id>{kvdecode::tokenizer::bos_id};
+    const bool text = tok && !o.print_ids;
+    kvdecode::generation_options options{.max_new_tokens = o.max_new_tokens,
+                                         .min_new_tokens = o.min_new_tokens,
+                                         .eos = o.eos ? *o.eos : std::vector<token_id>{tok ? tok->eos() : 2},
+                                         .seed = o.seed};
+    token_id previous = prompt.back();
+    if (text) {
+        std::fputs(tok->decode(prompt).c_str(), stdout);
+        options.on_token = [&](std::size_t, token_id t) {
+            if (std::find(options.eos.begin(), options.eos.end(), t) == options.eos.end())
+                std::fputs(tok->decode_token(previous, t).c_str(), stdout);
+            std::fflush(stdout);
+            previous = t;
+            return true;
+        };
+    }
+
+    kvdecode::transformer<float> model(weights);
+    auto cache = model.make_cache();
+    const std::vector<std::vector<token_id>> prompts = {prompt};
+    const auto result = kvdecode::generate(model, cache, prompts, options, make_sampler(o));
+
+    if (text) std::fputs("\n", stdout);
+    else
+        for (const auto& seq : result.sequences) {
+            for (std::size_t i = 0; i < seq.tokens.size(); ++i) std::printf(i ? " %d" : "%d", seq.tokens[i]);
+            std::printf("\n");
+        }
+    std::fflush(stdout);
+    if (o.stats) {
+        const auto& s = result.stats;
+        const std::size_t decoded = s.generated_tokens > 0 ? s.generated_tokens - 1 : 0;  // the first comes from prefill
+        std::fprintf(stderr,
+                     "prompt tokens: %zu, generated tokens: %zu\n"
+                     "prefill: %.1f tokens/s (%.3f s), decode: %.1f tokens/s (%.3f s)\n"
+                     "forward calls: %zu, KV-cache blocks used at most: %zu of %zu (block size %zu)\n",
+                     s.prompt_tokens, s.generated_tokens, s.prompt_tokens / std::max(s.prefill_seconds, 1e-9),
+                     s.prefill_seconds, decoded / std::max(s.decode_seconds, 1e-9), s.decode_seconds, s.forward_calls,
+                     s.peak_blocks_used, cache.stats().blocks_total, cache.block_size());
+    }
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    try {
+        const auto options = parse(argc, argv);
+        return options ? run(*options) : 0;
+    } catch (const usage_error& e) {
+        std::fprintf(stderr, "kvdecode-generate: %s\n", e.what());
+        return 1;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "kvdecode-generate: error: %s\n", e.what());
+        return 1;
+    }
+}
