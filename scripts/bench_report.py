@@ -1,0 +1,82 @@
+"""Summarises scripts/bench's JSON (medians of the repetitions) as the README's tables.
+
+    python3 scripts/bench_report.py build/bench
+"""
+import json
+import os
+import re
+import sys
+
+
+def medians(path):
+    if not os.path.exists(path):
+        return {}, {}
+    data = json.load(open(path))
+    out = {}
+    for b in data["benchmarks"]:
+        if b.get("aggregate_name", "median") != "median" or b.get("run_type") == "aggregate" and not b["name"].endswith("_median"):
+            continue
+        name = re.sub(r"_median$", "", b["run_name"] if "run_name" in b else b["name"])
+        out[name] = b
+    return out, data.get("context", {})
+
+
+def seconds(b):
+    scale = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}[b.get("time_unit", "ns")]
+    return b["real_time"] * scale
+
+
+def main(folder):
+    shapes = ["stories260K", "15M", "110M"]
+    kv, ctx = medians(os.path.join(folder, "kv_cache_benefit.json"))
+    if ctx:
+        print(f"Machine: {ctx.get('num_cpus')} CPUs at {ctx.get('mhz_per_cpu')} MHz, "
+              f"{ctx.get('library_build_type')} benchmark library, run {ctx.get('date')}; medians of repetitions.\n")
+    lengths = [1, 5, 10, 20, 30, 50, 80, 128, 256, 512]
+    if kv:
+        print("### KV cache: time per generated token at context length L\n")
+        print("Reference (no cache) time / cached time, and the cached time per token:\n")
+        print("| shape | " + " | ".join(f"L={L}" for L in lengths) + " |")
+        print("|---|" + "---:|" * len(lengths))
+        for s in shapes:
+            cells = []
+            for L in lengths:
+                c, r = kv.get(f"kv_cache/cached/{s}/context:{L}"), kv.get(f"kv_cache/reference/{s}/context:{L}")
+                cells.append(f"{seconds(r) / seconds(c):.1f}x ({seconds(c) * 1e3:.2f} ms)" if c and r else "-")
+            print(f"| {s} | " + " | ".join(cells) + " |")
+        print()
+    batch, _ = medians(os.path.join(folder, "batch.json"))
+    cases = ["batch1", "batch3_mixed", "batch4_short_medium"]
+    if batch:
+        print("### Greedy generation of 5 tokens per prompt, prefill included: time per call (generated tokens/s)\n")
+        print("| shape | 1 prompt (16) | 3 prompts (8, 32, 128) | 4 prompts (16, 16, 64, 64) |")
+        print("|---|---:|---:|---:|")
+        for s in shapes:
+            cells = []
+            for case in cases:
+                b = batch.get(f"greedy_5_tokens/{s}/{case}")
+                cells.append(f"{seconds(b) * 1e3:.2f} ms ({b['items_per_second']:.0f}/s)" if b else "-")
+            print(f"| {s} | " + " | ".join(cells) + " |")
+        print()
+    mask, _ = medians(os.path.join(folder, "mask.json"))
+    chunks = [8, 32, 128, 512]
+    if mask:
+        print("### Prefill of one chunk: the mask's share of prefill time if it were built for every layer\n")
+        print("Share = (prefill with a mask built per layer - prefill with the cached mask) / the former; cached-mask prefill time in brackets.\n")
+        print("| shape | " + " | ".join(f"chunk {t}" for t in chunks) + " |")
+        print("|---|" + "---:|" * len(chunks))
+        for s in shapes:
+            cells = []
+            for t in chunks:
+                a = mask.get(f"prefill/cached_mask/{s}/chunk:{t}")
+                b = mask.get(f"prefill/mask_every_layer/{s}/chunk:{t}")
+                if a and b:
+                    share = max(0.0, (seconds(b) - seconds(a)) / seconds(b))
+                    cells.append(f"{share * 100:.1f}% ({seconds(a) * 1e3:.2f} ms)")
+                else:
+                    cells.append("-")
+            print(f"| {s} | " + " | ".join(cells) + " |")
+        print()
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "build/bench")
