@@ -36,6 +36,14 @@ void prefill(benchmark::State& state, const kvbench::shape& s, std::size_t chunk
     state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * chunk));  // prompt tokens
 }
 
+// Building one causal mask of T x T: the work a per-layer rebuild repeats.
+void build_mask(benchmark::State& state, std::size_t chunk) {
+    for (auto _ : state) {
+        auto mask = mask_cache<float>::build(chunk);
+        benchmark::DoNotOptimize(mask.data());
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -49,6 +57,10 @@ int main(int argc, char** argv) {
                                          [&s, t](benchmark::State& st) { prefill(st, s, t, true); })
                 ->Unit(benchmark::kMicrosecond);
         }
+    for (std::size_t t : chunks)
+        benchmark::RegisterBenchmark(("mask/build/chunk:" + std::to_string(t)).c_str(),
+                                     [t](benchmark::State& st) { build_mask(st, t); })
+            ->Unit(benchmark::kMicrosecond);
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
     benchmark::RunSpecifiedBenchmarks();
