@@ -17,6 +17,7 @@
 #include "kvdecode/model/reference_model.hpp"
 #include "kvdecode/model/transformer.hpp"
 #include "kvdecode/model/weights.hpp"
+#include "kvdecode/decode/beam_search.hpp"
 #include "kvdecode/decode/generate.hpp"
 #include "kvdecode/decode/options.hpp"
 #include "kvdecode/decode/result.hpp"

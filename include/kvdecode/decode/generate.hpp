@@ -24,21 +24,32 @@ namespace kvdecode {
 
 namespace detail {
 
-// Releases the sequences a decoder created, however it leaves.
+// Owns the sequences a decoder creates or forks, and releases whichever are still
+// alive when the decoder returns or throws: a failed call leaves the cache as it was.
 template <class Cache>
 class sequence_guard {
 public:
-    explicit sequence_guard(Cache& cache) : cache_(cache) {}
+    sequence_guard(Cache& cache, std::size_t expected) : cache_(cache) { owned_.reserve(expected); }
     sequence_guard(const sequence_guard&) = delete;
     sequence_guard& operator=(const sequence_guard&) = delete;
     ~sequence_guard() {
-        for (seq_id s : owned_)
-            if (cache_.contains(s)) cache_.release(s);
+        for (seq_id s : owned_) cache_.release(s);
     }
     seq_id create() {
-        owned_.reserve(owned_.size() + 1);
+        owned_.reserve(owned_.size() + 1);  // no-op within the expected count
         owned_.push_back(cache_.create());
         return owned_.back();
+    }
+    seq_id fork(seq_id parent) {
+        owned_.reserve(owned_.size() + 1);
+        owned_.push_back(cache_.fork(parent));
+        return owned_.back();
+    }
+    void release(seq_id s) {
+        cache_.release(s);
+        const auto it = std::find(owned_.begin(), owned_.end(), s);
+        *it = owned_.back();
+        owned_.pop_back();
     }
 
 private:
@@ -87,7 +98,7 @@ generation_result generate(Model& model, typename Model::cache_type& cache,
     if (n == 0) return result;
     chooser.reserve(vocab);
     rng gen(options.seed);
-    detail::sequence_guard<typename Model::cache_type> guard(cache);
+    detail::sequence_guard<typename Model::cache_type> guard(cache, n);
 
     std::vector<seq_id> seqs(n);
     std::vector<bool> live(n, true);
@@ -114,9 +125,10 @@ generation_result generate(Model& model, typename Model::cache_type& cache,
     generation_stats& stats = result.stats;
 
     auto is_eos = [&](token_id t) { return std::find(options.eos.begin(), options.eos.end(), t) != options.eos.end(); };
-    auto finish = [&](std::size_t i, stop_reason why) {
+    auto finish = [&](std::size_t i, stop_reason why) {  // its blocks return to the pool at once
         live[i] = false;
         result.sequences[i].reason = why;
+        guard.release(seqs[i]);
     };
 
     const auto start = clock::now();

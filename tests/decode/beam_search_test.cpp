@@ -1,0 +1,229 @@
+// Beam search: Hugging Face transformers' outputs on real checkpoints, the
+// exhaustive optimum on a tiny model, greedy at one beam, shared caches that leak
+// nothing and copy at most one partial block per beam and step.
+
+#include <cmath>
+#include <functional>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "kvdecode/decode/beam_search.hpp"
+#include "kvdecode/io/llama2c_checkpoint.hpp"
+#include "support/fake_model.hpp"
+#include "support/json.hpp"
+#include "support/models.hpp"
+
+using namespace kvdecode;
+using prompts_t = std::vector<std::vector<token_id>>;
+
+namespace {
+
+beam_stopping stopping_of(const kvtest::json& j) {
+    if (j.is_string()) return beam_stopping::never;  // "never"
+    return j.boolean() ? beam_stopping::when_full : beam_stopping::heuristic;
+}
+
+// Logits that depend on the whole history, deterministic but irregular.
+void hashed_logits(std::span<const token_id> history, std::span<float> logits) {
+    std::uint64_t h = 1469598103934665603ull;
+    for (token_id t : history) h = (h ^ static_cast<std::uint64_t>(t + 1)) * 1099511628211ull;
+    for (std::size_t v = 0; v < logits.size(); ++v) {
+        const std::uint64_t x = (h ^ (v * 0x9e3779b97f4a7c15ull)) * 0xbf58476d1ce4e5b9ull;
+        logits[v] = static_cast<float>((x >> 40) % 1000) / 250.0f;
+    }
+}
+
+double log_softmax_at(std::span<const token_id> history, std::size_t vocab, token_id t) {
+    std::vector<float> l(vocab);
+    hashed_logits(history, l);
+    double top = *std::max_element(l.begin(), l.end()), total = 0;
+    for (float x : l) total += std::exp(x - top);
+    return l[t] - top - std::log(total);
+}
+
+}  // namespace
+
+TEST_CASE("beam search equals Hugging Face transformers on every golden beam case", "[decode][beam][golden][shared]") {
+    std::size_t cases = 0, ties = 0;
+    for (const char* name : {"golden/hf_aidreams260K.json", "golden/hf_eos_stories260K.json"}) {
+        const auto golden_path = kvtest::shared_file(name);
+        if (!golden_path) return;
+        const auto golden = kvtest::json::parse(kvtest::read_text(*golden_path));
+        const auto model_path =
+            kvtest::shared_file("models/" + std::filesystem::path(golden["checkpoint"].string()).filename().string());
+        if (!model_path) return;
+        transformer<float> model(std::make_shared<const transformer_weights<float>>(read_llama2c_checkpoint(*model_path)));
+        auto cache = model.make_cache({.capacity_tokens = 8 * 512, .block_size = 16});
+        for (const auto& c : golden["cases"].items()) {
+            if (c["kind"].string() != "beam") continue;
+            beam_options o;
+            o.num_beams = static_cast<std::size_t>(c["num_beams"].number());
+            o.num_return_sequences = o.num_beams;
+            o.length_penalty = c["length_penalty"].number();
+            o.early_stopping = stopping_of(c["early_stopping"]);
+            o.max_new_tokens = static_cast<std::size_t>(c["max_new_tokens"].number());
+            o.eos = {static_cast<token_id>(c["eos"].number())};
+            const prompts_t prompts = {c["prompt"].numbers<token_id>()};
+            const auto result = beam_search(model, cache, prompts, o);
+            const auto& got = result.hypotheses[0];
+            const auto& want = c["sequences"].items();
+            const auto want_scores = c["scores"].numbers<double>();
+            CAPTURE(name, o.num_beams, o.length_penalty, int(o.early_stopping));
+            REQUIRE(got.size() == want.size());
+            // transformers pads a hypothesis that ended early to the batch's length: cut after its EOS.
+            auto unpadded = [&](const kvtest::json& seq) {
+                auto t = seq.numbers<token_id>();
+                const auto eos = std::find(t.begin() + static_cast<std::ptrdiff_t>(prompts[0].size()), t.end(), o.eos[0]);
+                if (eos != t.end()) t.erase(eos + 1, t.end());
+                return t;
+            };
+            for (std::size_t i = 0; i < got.size(); ++i) {
+                CAPTURE(i);
+                const auto want_tokens = unpadded(want[i]);
+                const double tolerance = std::max(1e-4, 1e-5 * std::abs(want_scores[i]));
+                if (got[i].tokens != want_tokens) {
+                    // Only a tie may flip an order: the same hypothesis must be elsewhere with an equal score.
+                    bool tie = false;
+                    for (std::size_t j = 0; j < want.size(); ++j)
+                        tie = tie || (unpadded(want[j]) == got[i].tokens &&
+                                      std::abs(want_scores[j] - want_scores[i]) <= 1e-5);
+                    REQUIRE(tie);
+                    WARN("tie within 1e-5 flipped the order of hypotheses " << i << " in " << name);
+                    ++ties;
+                }
+                REQUIRE(std::abs(got[i].score - want_scores[i]) <= tolerance);
+                REQUIRE(got[i].ended_with_eos == (want_tokens.back() == o.eos[0]));
+            }
+            REQUIRE(cache.stats().blocks_used == 0);  // nothing leaked
+            REQUIRE(cache.stats().sequences == 0);
+            ++cases;
+        }
+    }
+    REQUIRE(cases == 36 + 36);  // aidreams: 2 prompts x 3 widths x 3 penalties x 2 modes; stories: 3 x 4 x 3
+    CHECK(ties == 0);
+}
+
+TEST_CASE("with enough beams, beam search returns the exhaustive optimum", "[decode][beam]") {
+    const std::size_t vocab = 3, depth = 3;
+    kvtest::fake_model model(vocab, 16, hashed_logits);
+    auto cache = model.make_cache();
+    const std::vector<token_id> prompt = {1};
+    for (double lp : {1.0, 0.0, 2.0, -1.0}) {
+        // Token 0 is EOS: every hypothesis ends with it or at the depth limit.
+        struct hyp {
+            std::vector<token_id> tokens;
+            double score;
+        };
+        std::vector<hyp> all;
+        std::function<void(std::vector<token_id>, double)> walk = [&](std::vector<token_id> seq, double sum) {
+            for (token_id t = 0; t < static_cast<token_id>(vocab); ++t) {
+                auto next = seq;
+                next.push_back(t);
+                const double s = sum + log_softmax_at(seq, vocab, t);
+                const std::size_t len = next.size() - prompt.size();
+                if (t == 0 || len == depth) all.push_back({next, s / std::pow(double(len), lp)});
+                else walk(next, s);
+            }
+        };
+        walk(prompt, 0.0);
+        REQUIRE(all.size() == 1 + 2 + 12);
+        std::sort(all.begin(), all.end(), [](const hyp& a, const hyp& b) { return a.score > b.score; });
+        const auto result = beam_search(model, cache, prompts_t{prompt},
+                                        {.num_beams = 16, .num_return_sequences = 15, .length_penalty = lp,
+                                         .early_stopping = beam_stopping::never, .max_new_tokens = depth, .eos = {0}});
+        const auto& got = result.hypotheses[0];
+        CAPTURE(lp);
+        REQUIRE(got.size() == all.size());
+        for (std::size_t i = 0; i < all.size(); ++i) {
+            CAPTURE(i);
+            REQUIRE(got[i].tokens == all[i].tokens);
+            REQUIRE(got[i].score == Approx(all[i].score).epsilon(1e-9));
+        }
+    }
+}
+
+TEST_CASE("one beam equals greedy decoding", "[decode][beam]") {
+    const auto shape = kvtest::awkward_shapes()[1].config;
+    transformer<float> model(kvtest::random_model(shape));
+    auto cache = model.make_cache({.capacity_tokens = 512});
+    const prompts_t prompts = {{1, 2, 3}, {9}};
+    const auto greedy_out = greedy(model, cache, prompts, {.max_new_tokens = 30, .eos = {}});
+    const auto beam_out = beam_search(model, cache, prompts, {.num_beams = 1, .max_new_tokens = 30, .eos = {}});
+    for (std::size_t p = 0; p < prompts.size(); ++p) REQUIRE(beam_out.hypotheses[p][0].tokens == greedy_out.sequences[p].tokens);
+    // With EOS and stopping as soon as one hypothesis is finished, too.
+    kvtest::fake_model fake(7, 64, hashed_logits);
+    auto history = fake.make_cache();
+    for (token_id eos = 0; eos < 7; ++eos) {
+        const auto g = greedy(fake, history, prompts_t{{3}}, {.max_new_tokens = 20, .eos = {eos}});
+        const auto b = beam_search(fake, history, prompts_t{{3}},
+                                   {.num_beams = 1, .early_stopping = beam_stopping::when_full, .max_new_tokens = 20, .eos = {eos}});
+        CAPTURE(eos);
+        REQUIRE(b.hypotheses[0][0].tokens == g.sequences[0].tokens);
+    }
+}
+
+TEST_CASE("beams share their prefix: nothing leaks, at most one partial block copied per beam and step", "[decode][beam]") {
+    const auto shape = kvtest::awkward_shapes()[0].config;
+    transformer<float> model(kvtest::random_model(shape));
+    auto cache = model.make_cache({.capacity_tokens = 1024, .block_size = 8, .max_sequences = 64});
+    const prompts_t prompts = {{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, {20, 21}};
+    for (std::size_t beams : {2, 4, 8}) {
+        const auto r = beam_search(model, cache, prompts, {.num_beams = beams, .num_return_sequences = 2,
+                                                           .max_new_tokens = 40, .eos = {}});
+        const auto st = cache.stats();
+        CAPTURE(beams, r.stats.kv_bytes_copied, r.stats.max_kv_bytes_copied_per_step);
+        REQUIRE(st.blocks_used == 0);
+        REQUIRE(st.sequences == 0);
+        REQUIRE(r.stats.max_kv_bytes_copied_per_step <= prompts.size() * beams * st.bytes_per_block);
+        REQUIRE(r.stats.kv_bytes_copied > 0);
+        // A copy per beam of every token so far would cost far more than this.
+        REQUIRE(r.stats.kv_bytes_copied < r.stats.steps * prompts.size() * beams * st.bytes_per_block);
+        REQUIRE(r.hypotheses[0].size() == 2);
+        REQUIRE(r.hypotheses[0][0].score >= r.hypotheses[0][1].score);
+    }
+}
+
+TEST_CASE("several prompts in one beam search equal each prompt alone", "[decode][beam]") {
+    kvtest::fake_model model(11, 64, hashed_logits);
+    auto cache = model.make_cache();
+    const prompts_t prompts = {{1, 2}, {5}, {3, 3, 3, 3}};
+    const beam_options o{.num_beams = 3, .num_return_sequences = 3, .max_new_tokens = 12, .eos = {0}};
+    const auto together = beam_search(model, cache, prompts, o);
+    for (std::size_t p = 0; p < prompts.size(); ++p) {
+        const auto alone = beam_search(model, cache, prompts_t{prompts[p]}, o);
+        REQUIRE(alone.hypotheses[0].size() == together.hypotheses[p].size());
+        for (std::size_t i = 0; i < alone.hypotheses[0].size(); ++i) {
+            REQUIRE(alone.hypotheses[0][i].tokens == together.hypotheses[p][i].tokens);
+            REQUIRE(alone.hypotheses[0][i].score == together.hypotheses[p][i].score);
+        }
+    }
+}
+
+TEST_CASE("bad beam options throw invalid_argument", "[decode][beam][errors]") {
+    kvtest::fake_model model(5, 16, hashed_logits);
+    auto cache = model.make_cache();
+    const prompts_t prompts = {{1}};
+    REQUIRE_THROWS_AS(beam_search(model, cache, prompts, {.num_beams = 0}), std::invalid_argument);
+    REQUIRE_THROWS_AS(beam_search(model, cache, prompts, {.num_beams = 2, .num_return_sequences = 3}), std::invalid_argument);
+    REQUIRE_THROWS_AS(beam_search(model, cache, prompts, {.max_new_tokens = 0, .min_new_tokens = 1}), std::invalid_argument);
+    REQUIRE_THROWS_AS(beam_search(model, cache, prompts, {.eos = {5}}), std::invalid_argument);
+    REQUIRE_THROWS_AS(beam_search(model, cache, prompts_t{{7}}, {}), std::invalid_argument);
+    REQUIRE(cache.create() == 0);  // nothing was left behind
+}
+
+TEST_CASE("a beam search that runs out of cache throws and leaves the cache as it was", "[decode][beam][errors]") {
+    const auto shape = kvtest::awkward_shapes()[0].config;
+    transformer<float> model(kvtest::random_model(shape));
+    auto cache = model.make_cache({.capacity_tokens = 64, .block_size = 8, .max_sequences = 8});
+    const auto keep = cache.create();
+    std::vector<float> logits(shape.vocab_size);
+    model.forward(std::vector{sequence_tokens{keep, std::vector<token_id>{1, 2, 3}}}, cache, logits);
+    const auto before = cache.stats();
+    REQUIRE_THROWS_AS(beam_search(model, cache, prompts_t{{1, 2, 3, 4, 5}}, {.num_beams = 8, .max_new_tokens = 50, .eos = {}}),
+                      cache_full);
+    const auto after = cache.stats();
+    REQUIRE(after.blocks_used == before.blocks_used);
+    REQUIRE(after.sequences == 1);
+    REQUIRE(cache.length(keep) == 3);
+}
