@@ -15,6 +15,7 @@
 #include <memory>
 #include <optional>
 #include <stdexcept>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -45,7 +46,14 @@ struct cli_options {
     float repetition_penalty = 1.0f;
     std::uint64_t seed = 0;
     std::size_t threads = 1;
+    std::size_t no_repeat_ngram = 0;  // 0: off
+    // beam search
+    std::size_t num_beams = 4;
+    std::size_t num_return = 1;
+    double length_penalty = 1.0;
+    kvdecode::beam_stopping early_stopping = kvdecode::beam_stopping::heuristic;
     bool print_ids = false;
+    bool print_scores = false;
     bool stats = false;
 };
 
@@ -55,7 +63,7 @@ constexpr const char* usage_text = R"(usage: kvdecode-generate --model PATH [opt
   --tokenizer PATH          llama2.c tokenizer; needed for --prompt and for text output
   --prompt TEXT             prompt text (BOS is added)
   --prompt-ids 1,2,3        prompt token ids (BOS is not added)
-  --mode greedy|sample      decoding mode (default greedy)
+  --mode greedy|sample|beam decoding mode (default greedy)
   --max-new-tokens N        tokens to generate at most (default 128)
   --min-new-tokens N        EOS is not chosen before N tokens (default 0)
   --eos ID[,ID...]          end-of-sequence ids (default: the tokenizer's EOS, else 2)
@@ -64,7 +72,14 @@ constexpr const char* usage_text = R"(usage: kvdecode-generate --model PATH [opt
   --top-p P                 keep the most likely tokens reaching mass P (default 1)
   --min-p P                 drop tokens below P times the best token's probability (default 0)
   --repetition-penalty X    Hugging Face's repetition penalty, > 0 (default 1: off)
+  --no-repeat-ngram N       forbid repeating any N-gram (default off)
   --seed N                  sampling seed (default 0)
+beam search (--mode beam), with the semantics of Hugging Face transformers:
+  --num-beams N             beams per prompt (default 4)
+  --num-return N            hypotheses to print, best first, at most --num-beams (default 1)
+  --length-penalty X        score = sum of log-probs / length^X (default 1)
+  --early-stopping MODE     true | false | never, as transformers' early_stopping (default false)
+  --print-scores            with --print-ids: each line starts with the score and a tab
   --threads N               worker threads (default 1; decoding is single-threaded for now)
   --print-ids               print each returned sequence's ids (prompt included) instead of text
   --stats                   print token counts, tokens/s and KV-cache blocks to stderr
@@ -110,6 +125,13 @@ std::vector<token_id> parse_ids(const std::string& flag, const std::string& v) {
     return ids;
 }
 
+kvdecode::beam_stopping parse_early_stopping(const std::string& v) {
+    if (v == "true") return kvdecode::beam_stopping::when_full;
+    if (v == "false") return kvdecode::beam_stopping::heuristic;
+    if (v == "never") return kvdecode::beam_stopping::never;
+    throw usage_error("--early-stopping must be true, false or never, got '" + v + "'");
+}
+
 std::optional<cli_options> parse(int argc, char** argv) {
     cli_options o;
     using setter = std::function<void(const std::string&)>;
@@ -129,8 +151,14 @@ std::optional<cli_options> parse(int argc, char** argv) {
         {"--repetition-penalty", [&](const std::string& v) { o.repetition_penalty = parse_float("--repetition-penalty", v); }},
         {"--seed", [&](const std::string& v) { o.seed = parse_size("--seed", v); }},
         {"--threads", [&](const std::string& v) { o.threads = parse_size("--threads", v); }},
+        {"--no-repeat-ngram", [&](const std::string& v) { o.no_repeat_ngram = parse_size("--no-repeat-ngram", v); }},
+        {"--num-beams", [&](const std::string& v) { o.num_beams = parse_size("--num-beams", v); }},
+        {"--num-return", [&](const std::string& v) { o.num_return = parse_size("--num-return", v); }},
+        {"--length-penalty", [&](const std::string& v) { o.length_penalty = parse_float("--length-penalty", v); }},
+        {"--early-stopping", [&](const std::string& v) { o.early_stopping = parse_early_stopping(v); }},
     };
-    const std::map<std::string, bool*> switches = {{"--print-ids", &o.print_ids}, {"--stats", &o.stats}};
+    const std::map<std::string, bool*> switches = {
+        {"--print-ids", &o.print_ids}, {"--print-scores", &o.print_scores}, {"--stats", &o.stats}};
     for (int i = 1; i < argc; ++i) {
         std::string arg = argv[i];
         std::optional<std::string> value;
@@ -157,7 +185,8 @@ std::optional<cli_options> parse(int argc, char** argv) {
     if (o.model.empty()) throw usage_error("no model: pass --model PATH (a llama2.c checkpoint)");
     if (o.prompt && o.prompt_ids) throw usage_error("give --prompt or --prompt-ids, not both");
     if (o.prompt && o.tokenizer.empty()) throw usage_error("--prompt needs --tokenizer (or use --prompt-ids)");
-    if (o.mode != "greedy" && o.mode != "sample") throw usage_error("--mode must be greedy or sample, got '" + o.mode + "'");
+    if (o.mode != "greedy" && o.mode != "sample" && o.mode != "beam")
+        throw usage_error("--mode must be greedy, sample or beam, got '" + o.mode + "'");
     if (o.threads == 0) throw usage_error("--threads must be at least 1");
     return o;
 }
@@ -170,60 +199,115 @@ kvdecode::sampler make_sampler(const cli_options& o) {
     if (o.top_k != 0) s.add(kvdecode::top_k{o.top_k});
     if (o.top_p != 1.0f) s.add(kvdecode::top_p{o.top_p});
     if (o.min_p != 0.0f) s.add(kvdecode::min_p{o.min_p});
+    if (o.no_repeat_ngram != 0) s.add(kvdecode::no_repeat_ngram{o.no_repeat_ngram});
     return s;
 }
 
-int run(const cli_options& o) {
-    auto weights = std::make_shared<const kvdecode::transformer_weights<float>>(
-        kvdecode::read_llama2c_checkpoint<float>(o.model));
-    const auto& config = weights->config();
-    std::optional<kvdecode::tokenizer> tok;
-    if (!o.tokenizer.empty()) tok = kvdecode::tokenizer::read_llama2c(o.tokenizer, config.vocab_size);
+void print_ids(std::span<const token_id> tokens) {
+    for (std::size_t i = 0; i < tokens.size(); ++i) std::printf(i ? " %d" : "%d", tokens[i]);
+    std::printf("\n");
+}
 
-    std::vector<token_id> prompt = o.prompt_ids ? *o.prompt_ids
-                                   : o.prompt   ? tok->encode(*o.prompt)
-                                                : std::vector<token_id>{kvdecode::tokenizer::bos_id};
-    const bool text = tok && !o.print_ids;
-    kvdecode::generation_options options{.max_new_tokens = o.max_new_tokens,
-                                         .min_new_tokens = o.min_new_tokens,
-                                         .eos = o.eos ? *o.eos : std::vector<token_id>{tok ? tok->eos() : 2},
-                                         .seed = o.seed};
-    token_id previous = prompt.back();
-    if (text) {
-        std::fputs(tok->decode(prompt).c_str(), stdout);
+// What every mode needs: the model, its tokenizer if any, the prompt, the EOS ids.
+struct session {
+    std::shared_ptr<const kvdecode::transformer_weights<float>> weights;
+    std::optional<kvdecode::tokenizer> tok;
+    std::vector<token_id> prompt;
+    std::vector<token_id> eos;
+    bool text = false;  // print text (a tokenizer is loaded and --print-ids is off)
+};
+
+session open_session(const cli_options& o) {
+    session s;
+    s.weights = std::make_shared<const kvdecode::transformer_weights<float>>(
+        kvdecode::read_llama2c_checkpoint<float>(o.model));
+    if (!o.tokenizer.empty()) s.tok = kvdecode::tokenizer::read_llama2c(o.tokenizer, s.weights->config().vocab_size);
+    s.prompt = o.prompt_ids ? *o.prompt_ids
+               : o.prompt   ? s.tok->encode(*o.prompt)
+                            : std::vector<token_id>{kvdecode::tokenizer::bos_id};
+    s.eos = o.eos ? *o.eos : std::vector<token_id>{s.tok ? s.tok->eos() : 2};
+    s.text = s.tok && !o.print_ids;
+    return s;
+}
+
+int run_generate(const cli_options& o, session& s) {
+    kvdecode::generation_options options{
+        .max_new_tokens = o.max_new_tokens, .min_new_tokens = o.min_new_tokens, .eos = s.eos, .seed = o.seed};
+    token_id previous = s.prompt.back();
+    if (s.text) {  // stream the text as it is generated
+        std::fputs(s.tok->decode(s.prompt).c_str(), stdout);
         options.on_token = [&](std::size_t, token_id t) {
-            if (std::find(options.eos.begin(), options.eos.end(), t) == options.eos.end())
-                std::fputs(tok->decode_token(previous, t).c_str(), stdout);
+            if (std::find(s.eos.begin(), s.eos.end(), t) == s.eos.end())
+                std::fputs(s.tok->decode_token(previous, t).c_str(), stdout);
             std::fflush(stdout);
             previous = t;
             return true;
         };
     }
-
-    kvdecode::transformer<float> model(weights);
+    kvdecode::transformer<float> model(s.weights);
     auto cache = model.make_cache();
-    const std::vector<std::vector<token_id>> prompts = {prompt};
+    const std::vector<std::vector<token_id>> prompts = {s.prompt};
     const auto result = kvdecode::generate(model, cache, prompts, options, make_sampler(o));
-
-    if (text) std::fputs("\n", stdout);
+    if (s.text) std::fputs("\n", stdout);
     else
-        for (const auto& seq : result.sequences) {
-            for (std::size_t i = 0; i < seq.tokens.size(); ++i) std::printf(i ? " %d" : "%d", seq.tokens[i]);
-            std::printf("\n");
-        }
+        for (const auto& seq : result.sequences) print_ids(seq.tokens);
     std::fflush(stdout);
     if (o.stats) {
-        const auto& s = result.stats;
-        const std::size_t decoded = s.generated_tokens > 0 ? s.generated_tokens - 1 : 0;  // the first comes from prefill
+        const auto& st = result.stats;
+        const std::size_t decoded = st.generated_tokens > 0 ? st.generated_tokens - 1 : 0;  // the first comes from prefill
         std::fprintf(stderr,
                      "prompt tokens: %zu, generated tokens: %zu\n"
                      "prefill: %.1f tokens/s (%.3f s), decode: %.1f tokens/s (%.3f s)\n"
                      "forward calls: %zu, KV-cache blocks used at most: %zu of %zu (block size %zu)\n",
-                     s.prompt_tokens, s.generated_tokens, s.prompt_tokens / std::max(s.prefill_seconds, 1e-9),
-                     s.prefill_seconds, decoded / std::max(s.decode_seconds, 1e-9), s.decode_seconds, s.forward_calls,
-                     s.peak_blocks_used, cache.stats().blocks_total, cache.block_size());
+                     st.prompt_tokens, st.generated_tokens, st.prompt_tokens / std::max(st.prefill_seconds, 1e-9),
+                     st.prefill_seconds, decoded / std::max(st.decode_seconds, 1e-9), st.decode_seconds, st.forward_calls,
+                     st.peak_blocks_used, cache.stats().blocks_total, cache.block_size());
     }
     return 0;
+}
+
+int run_beam(const cli_options& o, session& s) {
+    const kvdecode::beam_options options{.num_beams = o.num_beams,
+                                         .num_return_sequences = o.num_return,
+                                         .length_penalty = o.length_penalty,
+                                         .early_stopping = o.early_stopping,
+                                         .max_new_tokens = o.max_new_tokens,
+                                         .min_new_tokens = o.min_new_tokens,
+                                         .eos = s.eos,
+                                         .repetition_penalty = o.repetition_penalty,
+                                         .no_repeat_ngram_size = o.no_repeat_ngram};
+    kvdecode::transformer<float> model(s.weights);
+    // Every beam may hold a full context at worst; blocks are shared, so this is generous.
+    auto cache = model.make_cache({.capacity_tokens = (o.num_beams + 1) * s.weights->config().seq_len,
+                                   .max_sequences = 2 * o.num_beams + 2});
+    const std::vector<std::vector<token_id>> prompts = {s.prompt};
+    const auto start = std::chrono::steady_clock::now();
+    const auto result = kvdecode::beam_search(model, cache, prompts, options);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    for (const auto& h : result.hypotheses[0]) {
+        if (s.text) {
+            std::printf("[%.6f] %s\n", h.score, s.tok->decode(h.tokens).c_str());
+        } else {
+            if (o.print_scores) std::printf("%.6f\t", h.score);
+            print_ids(h.tokens);
+        }
+    }
+    std::fflush(stdout);
+    if (o.stats) {
+        const auto& st = result.stats;
+        std::fprintf(stderr,
+                     "beams: %zu, steps: %zu, forward calls: %zu, %.3f s (%.1f steps/s)\n"
+                     "KV bytes copied: %zu (at most %zu in one step), KV-cache blocks used at most: %zu\n",
+                     o.num_beams, st.steps, st.forward_calls, seconds, st.steps / std::max(seconds, 1e-9),
+                     st.kv_bytes_copied, st.max_kv_bytes_copied_per_step, st.peak_blocks_used);
+    }
+    return 0;
+}
+
+int run(const cli_options& o) {
+    session s = open_session(o);
+    if (o.mode == "beam") return run_beam(o, s);
+    return run_generate(o, s);
 }
 
 }  // namespace

@@ -198,3 +198,23 @@ TEST_CASE("a forked sequence decodes as if its prefix had been computed for it",
     expect(py, std::span<const float>(logits.data() + shape.vocab_size, shape.vocab_size));
     REQUIRE(cache.stats().blocks_copied == 1);  // exactly the shared partial block
 }
+
+TEST_CASE("copy duplicates every block and counts every byte", "[cache]") {
+    const auto c = small_config();
+    kv_cache<float> cache(c, {.capacity_tokens = 64, .block_size = 8});
+    const auto a = cache.create();
+    cache.extend(a, 20);
+    stamp(cache, a, 0, 1000);
+    const auto b = cache.copy(a);
+    const auto st = cache.stats();
+    REQUIRE(cache.length(b) == 20);
+    REQUIRE(st.blocks_used == 6);
+    REQUIRE(st.blocks_shared == 0);
+    REQUIRE(st.bytes_copied == 2 * c.n_layers * c.n_kv_heads * 20 * c.head_dim * sizeof(float));
+    REQUIRE(has_stamp(cache, b, 20, 1000));
+    stamp(cache, b, 0, 7000);
+    REQUIRE(has_stamp(cache, a, 20, 1000));  // independent storage
+    cache.extend(a, 20);                      // 5 blocks in use by a, 3 by b: 8 of 8
+    REQUIRE_THROWS_AS(cache.copy(a), cache_full);
+    REQUIRE(cache.stats().sequences == 2);
+}

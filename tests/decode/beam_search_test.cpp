@@ -184,6 +184,21 @@ TEST_CASE("beams share their prefix: nothing leaks, at most one partial block co
     }
 }
 
+TEST_CASE("the copying baseline finds the same hypotheses and copies far more", "[decode][beam]") {
+    const auto shape = kvtest::awkward_shapes()[0].config;
+    transformer<float> model(kvtest::random_model(shape));
+    auto cache = model.make_cache({.capacity_tokens = 2048, .block_size = 8, .max_sequences = 64});
+    const prompts_t prompts = {{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}};
+    beam_options o{.num_beams = 4, .num_return_sequences = 4, .max_new_tokens = 30, .eos = {}};
+    const auto shared = beam_search(model, cache, prompts, o);
+    o.cache_policy = beam_cache_policy::copy;
+    const auto copied = beam_search(model, cache, prompts, o);
+    for (std::size_t i = 0; i < 4; ++i) REQUIRE(copied.hypotheses[0][i].tokens == shared.hypotheses[0][i].tokens);
+    REQUIRE(copied.stats.kv_bytes_copied > 5 * shared.stats.kv_bytes_copied);
+    REQUIRE(copied.stats.peak_blocks_used > shared.stats.peak_blocks_used);
+    REQUIRE(cache.stats().blocks_used == 0);
+}
+
 TEST_CASE("several prompts in one beam search equal each prompt alone", "[decode][beam]") {
     kvtest::fake_model model(11, 64, hashed_logits);
     auto cache = model.make_cache();

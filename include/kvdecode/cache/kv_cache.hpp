@@ -44,7 +44,7 @@ struct kv_cache_stats {
     std::size_t bytes_total = 0;
     std::size_t bytes_used = 0;
     std::size_t sequences = 0;        // live handles
-    std::size_t blocks_copied = 0;    // copy-on-write copies since construction
+    std::size_t blocks_copied = 0;    // block copies since construction (copy-on-write and copy())
     std::size_t bytes_copied = 0;     // K/V bytes those copies moved
 };
 
@@ -89,6 +89,26 @@ public:
         std::copy(blocks.begin(), blocks.end(), table(child));
         for (block_id b : blocks) pool_.retain(b);
         return child;
+    }
+
+    // A new sequence with private copies of all of `source`'s blocks: every K/V byte
+    // is copied (and counted in stats().bytes_copied). What fork avoids; here for
+    // baselines and for callers that want storage of their own.
+    seq_id copy(seq_id source) {
+        check(source, "copy");
+        const sequence src = sequences_[source];
+        if (src.n_blocks > pool_.free())
+            throw cache_full("kvdecode: kv_cache is full: copying a sequence needs " + std::to_string(src.n_blocks) +
+                             " blocks, " + std::to_string(pool_.free()) + " are free");
+        const seq_id s = take_slot();
+        sequences_[s] = src;
+        for (std::size_t i = 0; i < src.n_blocks; ++i) {
+            const block_id from = table(source)[i], to = pool_.allocate();
+            table(s)[i] = to;
+            const std::size_t rows = std::min(options_.block_size, src.length - i * options_.block_size);
+            copy_rows(from, to, rows);
+        }
+        return s;
     }
 
     // Rolls `s` back to its first `length` tokens, returning the blocks it no longer needs.
@@ -231,15 +251,19 @@ private:
         sequence& seq = sequences_[s];
         block_id& last = table(s)[seq.n_blocks - 1];
         const block_id fresh = pool_.allocate();
-        const std::size_t rows = seq.length % options_.block_size;
+        copy_rows(last, fresh, seq.length % options_.block_size);
+        pool_.release(last);
+        last = fresh;
+    }
+
+    // The first `rows` K/V rows of block `from`, in every layer and head, into block `to`.
+    void copy_rows(block_id from, block_id to, std::size_t rows) {
         const std::size_t row_bytes = rows * config_.head_dim * sizeof(T);
         for (std::size_t l = 0; l < config_.n_layers; ++l)
             for (std::size_t h = 0; h < config_.n_kv_heads; ++h) {
-                std::memcpy(key(l, fresh, h), key(l, last, h), row_bytes);
-                std::memcpy(value(l, fresh, h), value(l, last, h), row_bytes);
+                std::memcpy(key(l, to, h), key(l, from, h), row_bytes);
+                std::memcpy(value(l, to, h), value(l, from, h), row_bytes);
             }
-        pool_.release(last);
-        last = fresh;
         ++blocks_copied_;
         bytes_copied_ += 2 * config_.n_layers * config_.n_kv_heads * row_bytes;
     }

@@ -44,6 +44,12 @@ enum class beam_stopping {
     never,      // early_stopping="never": the same test at the longest possible length when length_penalty > 0
 };
 
+// How a beam gets its parent's K/V when beams are reordered.
+enum class beam_cache_policy {
+    share,  // fork: the child shares the parent's blocks (the default; copies at most a partial block)
+    copy,   // a private copy of every block: the naive baseline, for comparison
+};
+
 struct beam_options {
     std::size_t num_beams = 4;
     std::size_t num_return_sequences = 1;  // at most num_beams, best first
@@ -54,6 +60,7 @@ struct beam_options {
     std::vector<token_id> eos = {2};
     float repetition_penalty = 1.0f;       // applied to log-probabilities, as transformers does; 1: off
     std::size_t no_repeat_ngram_size = 0;  // 0: off
+    beam_cache_policy cache_policy = beam_cache_policy::share;
 };
 
 struct beam_hypothesis {
@@ -294,7 +301,9 @@ beam_result beam_search(Model& model, typename Model::cache_type& cache,
                 s.running.clear();
                 continue;
             }
-            for (auto& nb : next_running) nb.seq = guard.fork(s.running[nb.parent].seq);
+            for (auto& nb : next_running)
+                nb.seq = options.cache_policy == beam_cache_policy::copy ? guard.copy(s.running[nb.parent].seq)
+                                                                           : guard.fork(s.running[nb.parent].seq);
             s.running.swap(next_running);
             s.row = batch.size();
             for (std::size_t b = 0; b < s.running.size(); ++b) {

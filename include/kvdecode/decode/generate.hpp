@@ -45,6 +45,13 @@ public:
         owned_.push_back(cache_.fork(parent));
         return owned_.back();
     }
+    // A private copy where the cache offers one (kv_cache::copy), else a fork.
+    seq_id copy(seq_id source) {
+        owned_.reserve(owned_.size() + 1);
+        if constexpr (requires { cache_.copy(source); }) owned_.push_back(cache_.copy(source));
+        else owned_.push_back(cache_.fork(source));
+        return owned_.back();
+    }
     void release(seq_id s) {
         cache_.release(s);
         const auto it = std::find(owned_.begin(), owned_.end(), s);
