@@ -80,6 +80,29 @@ def main(folder):
                     cells.append("-")
             print(f"| {s} | " + " | ".join(cells) + " |")
         print()
+    beam, _ = medians(os.path.join(folder, "beam_search.json"))
+    if beam:
+        print("### Beam search: one step relative to one greedy step, and peak KV-cache memory\n")
+        print("Prompt of 128 tokens, 32 new tokens, no EOS. Step time = search time / forward steps. Shared: beams fork")
+        print("their parent's blocks; copied: the naive baseline that copies a parent's whole cache at each reorder.")
+        print("Peak KV: the most cache blocks in use at any moment of the search, in MiB.\n")
+        for s in ["stories260K", "110M"]:
+            g = beam.get(f"beam/{s}/greedy")
+            if not g:
+                continue
+            g_step = seconds(g) / g["steps"]
+            print(f"**{s}**: greedy step {g_step * 1e3:.3f} ms, peak KV {g['peak_kv_MiB']:.2f} MiB\n")
+            print("| beams | shared step / greedy step | copied step / greedy step | shared peak KV | copied peak KV | copied / shared memory |")
+            print("|---:|---:|---:|---:|---:|---:|")
+            for w in [1, 2, 4, 5, 8, 10, 16]:
+                a, b = beam.get(f"beam/shared/{s}/beams:{w}"), beam.get(f"beam/copied/{s}/beams:{w}")
+                if not (a and b):
+                    continue
+                sa, sb = seconds(a) / a["steps"], seconds(b) / b["steps"]
+                print(f"| {w} | {sa / g_step:.2f}x ({sa * 1e3:.2f} ms) | {sb / g_step:.2f}x ({sb * 1e3:.2f} ms) | "
+                      f"{a['peak_kv_MiB']:.2f} MiB | {b['peak_kv_MiB']:.2f} MiB | {b['peak_kv_MiB'] / a['peak_kv_MiB']:.2f}x |")
+            print()
+
 
 if __name__ == "__main__":
     main(sys.argv[1] if len(sys.argv) > 1 else "build/bench")

@@ -311,6 +311,8 @@ beam_result beam_search(Model& model, typename Model::cache_type& cache,
                 batch.push_back({s.running[b].seq, std::span<const token_id>(&next_tokens[p * beams + b], 1)});
             }
         }
+        // The step's peak: children forked (or copied), parents not yet released.
+        result.stats.peak_blocks_used = std::max(result.stats.peak_blocks_used, detail::blocks_in_use(cache));
         // Parents go before their children append: a block kept by one child alone is written in place.
         for (seq_id parent : parents_to_release) guard.release(parent);
     }
