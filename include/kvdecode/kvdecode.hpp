@@ -19,6 +19,7 @@
 #include "kvdecode/model/weights.hpp"
 #include "kvdecode/decode/beam_search.hpp"
 #include "kvdecode/decode/generate.hpp"
+#include "kvdecode/decode/maxent_ts.hpp"
 #include "kvdecode/decode/options.hpp"
 #include "kvdecode/decode/result.hpp"
 #include "kvdecode/sampling/processors.hpp"

@@ -86,15 +86,6 @@ struct tree_stats {
     std::size_t peak_blocks_used = 0;
 };
 
-struct tree_search_result {
-    std::vector<token_id> tokens;       // the chosen sequence, prompt included
-    double reward = 0;
-    std::vector<token_id> best_tokens;  // the best-rewarded sequence seen
-    double best_reward = -std::numeric_limits<double>::infinity();
-    double root_value = 0;              // V(root), the soft value of the tree
-    tree_stats stats;
-};
-
 // One node per token prefix. Values are V(s) = Q(parent, s).
 struct tree_node {
     std::int32_t parent = -1;
@@ -111,6 +102,16 @@ struct tree_node {
     bool has_sequence = false;
     seq_id seq = 0;                  // K/V of the prompt and the path through this node
     std::uint32_t pending = 0;       // virtual visits of the batch being selected
+};
+
+struct tree_search_result {
+    std::vector<token_id> tokens;       // the chosen sequence, prompt included
+    double reward = 0;
+    std::vector<token_id> best_tokens;  // the best-rewarded sequence seen
+    double best_reward = -std::numeric_limits<double>::infinity();
+    double root_value = 0;              // V(root), the soft value of the tree
+    tree_stats stats;
+    std::vector<tree_node> tree;  // the final tree, root first (for inspection)
 };
 
 // V(s) from its children: (1/lambda) log sum_visited prior exp(lambda Q) / sum_visited prior.
@@ -179,6 +180,8 @@ public:
         } else {
             choose_result();
         }
+        for (auto& n : nodes_) n.has_sequence = false;  // the guard releases them with the search
+        result_.tree = std::move(nodes_);
         return std::move(result_);
     }
 
@@ -246,17 +249,23 @@ private:
         result_.stats.max_depth = std::max<std::size_t>(result_.stats.max_depth, depth);
     }
 
-    // Step 1's choice at an expanded node.
+    // A leaf another walk of this batch is about to expand: later walks go elsewhere.
+    static bool claimed(const tree_node& n) { return n.pending > 0 && !n.expanded && !n.terminal; }
+
+    // Step 1's choice at an expanded node; -1 when every child is claimed.
     std::int32_t select_child(const tree_node& n) {
         const auto kids = children(n);
+        if (std::all_of(kids.begin(), kids.end(), claimed)) return -1;
         if (o_.mode == tree_mode::search) {
+            // Pending visits count as visits (a virtual loss), so a batch's walks spread out.
             const double sqrt_n = std::sqrt(static_cast<double>(n.visits + n.pending));
-            std::size_t best = 0;
+            std::size_t best = kids.size();
             double best_score = -std::numeric_limits<double>::infinity();
             for (std::size_t i = 0; i < kids.size(); ++i) {
+                if (claimed(kids[i])) continue;
                 const double q = kids[i].visits > 0 ? kids[i].value : n.value;
                 const double u = o_.c_puct * kids[i].prior * sqrt_n / (1.0 + kids[i].visits + kids[i].pending);
-                if (q + u > best_score) best_score = q + u, best = i;
+                if (best == kids.size() || q + u > best_score) best_score = q + u, best = i;
             }
             return n.first_child + static_cast<std::int32_t>(best);
         }
@@ -266,12 +275,13 @@ private:
     // A child drawn with probability prior * exp(lambda * Q); only visited ones if asked.
     std::int32_t draw(std::span<tree_node> kids, double parent_value, bool visited_only) {
         double top = -std::numeric_limits<double>::infinity();
+        auto eligible = [&](const tree_node& k) { return visited_only ? k.visits > 0 : !claimed(k); };
         for (const auto& k : kids)
-            if (!visited_only || k.visits > 0) top = std::max(top, o_.lambda * (k.visits > 0 ? k.value : parent_value));
+            if (eligible(k)) top = std::max(top, o_.lambda * (k.visits > 0 ? k.value : parent_value));
         weights_.assign(kids.size(), 0.0);
         double total = 0;
         for (std::size_t i = 0; i < kids.size(); ++i) {
-            if (visited_only && kids[i].visits == 0) continue;
+            if (!eligible(kids[i])) continue;
             const double q = kids[i].visits > 0 ? kids[i].value : parent_value;
             total += weights_[i] = kids[i].prior * std::exp(o_.lambda * q - top);
         }
@@ -300,16 +310,16 @@ private:
         walks_.clear();
         // 1. Selection, one walk after another; pending visits steer later walks (virtual loss).
         for (std::size_t w = 0; w < want; ++w) {
-            std::int32_t at = 0;
-            while (nodes_[static_cast<std::size_t>(at)].expanded && !nodes_[static_cast<std::size_t>(at)].terminal) {
+            std::int32_t at = 0, last = 0;
+            while (at >= 0 && nodes_[static_cast<std::size_t>(at)].expanded && !nodes_[static_cast<std::size_t>(at)].terminal) {
                 ++nodes_[static_cast<std::size_t>(at)].pending;
+                last = at;
                 at = select_child(nodes_[static_cast<std::size_t>(at)]);
             }
-            const bool claimed = std::any_of(walks_.begin(), walks_.end(), [&](const walk& x) { return x.leaf == at; });
-            if (claimed && !nodes_[static_cast<std::size_t>(at)].terminal) {  // another walk expands it: undo
-                for (std::int32_t n = nodes_[static_cast<std::size_t>(at)].parent; n >= 0; n = nodes_[static_cast<std::size_t>(n)].parent)
+            if (at < 0) {  // everything below is claimed by earlier walks: this batch is full
+                for (std::int32_t n = last; n >= 0; n = nodes_[static_cast<std::size_t>(n)].parent)
                     --nodes_[static_cast<std::size_t>(n)].pending;
-                continue;
+                break;
             }
             ++nodes_[static_cast<std::size_t>(at)].pending;
             walks_.push_back({});
@@ -437,12 +447,20 @@ private:
     void complete(std::int32_t at, std::vector<token_id>& tokens) {
         const tree_node& n = nodes_[static_cast<std::size_t>(at)];
         const tree_node& parent = nodes_[static_cast<std::size_t>(n.parent)];
-        const seq_id s = guard_.fork(parent.seq);
+        std::span<const token_id> feed(&n.token, 1);
+        seq_id s;
+        if (parent.has_sequence) {
+            s = guard_.fork(parent.seq);
+            result_.stats.tokens_from_cache += cache_.length(s);
+        } else {  // recompute policy: from the prompt
+            s = guard_.create();
+            feed = std::span<const token_id>(tokens);
+        }
         const std::size_t limit =
             std::min({o_.rollout_max_new_tokens, max_new_ - n.depth, c_.seq_len - prompt_.size() - n.depth});
         token_id next = n.token;
         for (std::size_t sampled = 0; sampled < limit; ++sampled) {
-            forward(std::vector{sequence_tokens{s, std::span<const token_id>(&next, 1)}});
+            forward(std::vector{sequence_tokens{s, sampled == 0 ? feed : std::span<const token_id>(&next, 1)}});
             next = rollout_sampler_.choose(logits_row(0), std::span<const token_id>(tokens), gen_);
             tokens.push_back(next);
             if (is_eos(next)) break;
