@@ -39,9 +39,9 @@ struct cli_options {
     std::size_t max_new_tokens = 128;
     std::size_t min_new_tokens = 0;
     std::optional<std::vector<token_id>> eos;
-    float temperature = 1.0f;
-    std::size_t top_k = 0;  // 0: off
-    float top_p = 1.0f;
+    std::optional<float> temperature;      // default 1 (tree rollouts: 0.8)
+    std::optional<std::size_t> top_k;      // default off (tree rollouts: 50)
+    std::optional<float> top_p;            // default 1 (tree rollouts: 0.9)
     float min_p = 0.0f;
     float repetition_penalty = 1.0f;
     std::uint64_t seed = 0;
@@ -52,6 +52,15 @@ struct cli_options {
     std::size_t num_return = 1;
     double length_penalty = 1.0;
     kvdecode::beam_stopping early_stopping = kvdecode::beam_stopping::heuristic;
+    // tree search
+    std::size_t rollouts = 10;
+    double lambda = 1.0;
+    std::size_t expansion_k = 3;
+    std::size_t rollout_tokens = 50;
+    std::size_t rollouts_per_batch = 1;
+    double c_puct = 1.0;
+    kvdecode::tree_mode tree_mode = kvdecode::tree_mode::sample;
+    std::string reward = "length";
     bool print_ids = false;
     bool print_scores = false;
     bool stats = false;
@@ -63,7 +72,7 @@ constexpr const char* usage_text = R"(usage: kvdecode-generate --model PATH [opt
   --tokenizer PATH          llama2.c tokenizer; needed for --prompt and for text output
   --prompt TEXT             prompt text (BOS is added)
   --prompt-ids 1,2,3        prompt token ids (BOS is not added)
-  --mode greedy|sample|beam decoding mode (default greedy)
+  --mode MODE               greedy | sample | beam | tree (default greedy)
   --max-new-tokens N        tokens to generate at most (default 128)
   --min-new-tokens N        EOS is not chosen before N tokens (default 0)
   --eos ID[,ID...]          end-of-sequence ids (default: the tokenizer's EOS, else 2)
@@ -80,6 +89,18 @@ beam search (--mode beam), with the semantics of Hugging Face transformers:
   --length-penalty X        score = sum of log-probs / length^X (default 1)
   --early-stopping MODE     true | false | never, as transformers' early_stopping (default false)
   --print-scores            with --print-ids: each line starts with the score and a tab
+MaxEnt-TS tree search (--mode tree): samples from p(x) exp(lambda r(x)), or searches for its mode
+  --reward R                token:ID (count of ID), length (generated tokens), contains:TEXT
+                            (1 if the generated text contains TEXT; needs --tokenizer) (default length)
+  --rollouts N              rollouts per search (default 10)
+  --lambda X                reward weight, > 0 (default 1)
+  --expansion-k K           children per expanded node (default 3)
+  --rollout-tokens N        tokens sampled per rollout at most (default 50); --temperature,
+                            --top-k, --top-p set the rollouts' sampling (default 0.8, 50, 0.9)
+  --tree-mode sample|search sample the tilted distribution or search its mode (default sample)
+  --rollouts-per-batch N    rollouts generated together (default 1)
+  --c-puct X                search mode's exploration weight (default 1)
+  --max-new-tokens is the depth limit; --stats prints the tree statistics
   --threads N               worker threads (default 1; decoding is single-threaded for now)
   --print-ids               print each returned sequence's ids (prompt included) instead of text
   --stats                   print token counts, tokens/s and KV-cache blocks to stderr
@@ -156,6 +177,17 @@ std::optional<cli_options> parse(int argc, char** argv) {
         {"--num-return", [&](const std::string& v) { o.num_return = parse_size("--num-return", v); }},
         {"--length-penalty", [&](const std::string& v) { o.length_penalty = parse_float("--length-penalty", v); }},
         {"--early-stopping", [&](const std::string& v) { o.early_stopping = parse_early_stopping(v); }},
+        {"--reward", [&](const std::string& v) { o.reward = v; }},
+        {"--rollouts", [&](const std::string& v) { o.rollouts = parse_size("--rollouts", v); }},
+        {"--lambda", [&](const std::string& v) { o.lambda = parse_float("--lambda", v); }},
+        {"--expansion-k", [&](const std::string& v) { o.expansion_k = parse_size("--expansion-k", v); }},
+        {"--rollout-tokens", [&](const std::string& v) { o.rollout_tokens = parse_size("--rollout-tokens", v); }},
+        {"--rollouts-per-batch", [&](const std::string& v) { o.rollouts_per_batch = parse_size("--rollouts-per-batch", v); }},
+        {"--c-puct", [&](const std::string& v) { o.c_puct = parse_float("--c-puct", v); }},
+        {"--tree-mode", [&](const std::string& v) {
+             if (v != "sample" && v != "search") throw usage_error("--tree-mode must be sample or search, got '" + v + "'");
+             o.tree_mode = v == "sample" ? kvdecode::tree_mode::sample : kvdecode::tree_mode::search;
+         }},
     };
     const std::map<std::string, bool*> switches = {
         {"--print-ids", &o.print_ids}, {"--print-scores", &o.print_scores}, {"--stats", &o.stats}};
@@ -185,8 +217,8 @@ std::optional<cli_options> parse(int argc, char** argv) {
     if (o.model.empty()) throw usage_error("no model: pass --model PATH (a llama2.c checkpoint)");
     if (o.prompt && o.prompt_ids) throw usage_error("give --prompt or --prompt-ids, not both");
     if (o.prompt && o.tokenizer.empty()) throw usage_error("--prompt needs --tokenizer (or use --prompt-ids)");
-    if (o.mode != "greedy" && o.mode != "sample" && o.mode != "beam")
-        throw usage_error("--mode must be greedy, sample or beam, got '" + o.mode + "'");
+    if (o.mode != "greedy" && o.mode != "sample" && o.mode != "beam" && o.mode != "tree")
+        throw usage_error("--mode must be greedy, sample, beam or tree, got '" + o.mode + "'");
     if (o.threads == 0) throw usage_error("--threads must be at least 1");
     return o;
 }
@@ -195,9 +227,9 @@ std::optional<cli_options> parse(int argc, char** argv) {
 kvdecode::sampler make_sampler(const cli_options& o) {
     auto s = o.mode == "sample" ? kvdecode::sampler::sampling() : kvdecode::sampler::greedy();
     if (o.repetition_penalty != 1.0f) s.add(kvdecode::repetition_penalty{o.repetition_penalty});
-    if (o.temperature != 1.0f) s.add(kvdecode::temperature{o.temperature});
-    if (o.top_k != 0) s.add(kvdecode::top_k{o.top_k});
-    if (o.top_p != 1.0f) s.add(kvdecode::top_p{o.top_p});
+    if (o.temperature && *o.temperature != 1.0f) s.add(kvdecode::temperature{*o.temperature});
+    if (o.top_k && *o.top_k != 0) s.add(kvdecode::top_k{*o.top_k});
+    if (o.top_p && *o.top_p != 1.0f) s.add(kvdecode::top_p{*o.top_p});
     if (o.min_p != 0.0f) s.add(kvdecode::min_p{o.min_p});
     if (o.no_repeat_ngram != 0) s.add(kvdecode::no_repeat_ngram{o.no_repeat_ngram});
     return s;
@@ -304,9 +336,74 @@ int run_beam(const cli_options& o, session& s) {
     return 0;
 }
 
+// The built-in rewards: token:ID, length, contains:TEXT — all over the generated part.
+kvdecode::reward_function make_reward(const cli_options& o, const session& s) {
+    const std::size_t prompt = s.prompt.size();
+    if (o.reward == "length")
+        return [prompt](std::span<const token_id> x) { return static_cast<double>(x.size() - prompt); };
+    if (o.reward.rfind("token:", 0) == 0) {
+        const auto id = static_cast<token_id>(parse_size("--reward token:ID", o.reward.substr(6)));
+        if (static_cast<std::size_t>(id) >= s.weights->config().vocab_size)
+            throw usage_error("--reward token:" + std::to_string(id) + " is outside the vocabulary");
+        return [prompt, id](std::span<const token_id> x) {
+            return static_cast<double>(std::count(x.begin() + static_cast<std::ptrdiff_t>(prompt), x.end(), id));
+        };
+    }
+    if (o.reward.rfind("contains:", 0) == 0) {
+        if (!s.tok) throw usage_error("--reward contains:TEXT needs --tokenizer");
+        const std::string text = o.reward.substr(9);
+        const kvdecode::tokenizer* tok = &*s.tok;
+        return [prompt, text, tok](std::span<const token_id> x) {
+            return tok->decode(x.subspan(prompt)).find(text) != std::string::npos ? 1.0 : 0.0;
+        };
+    }
+    throw usage_error("--reward must be token:ID, length or contains:TEXT, got '" + o.reward + "'");
+}
+
+int run_tree(const cli_options& o, session& s) {
+    const kvdecode::tree_options options{.num_rollouts = o.rollouts,
+                                         .lambda = o.lambda,
+                                         .expansion_k = o.expansion_k,
+                                         .mode = o.tree_mode,
+                                         .c_puct = o.c_puct,
+                                         .rollout_max_new_tokens = o.rollout_tokens,
+                                         .rollout_temperature = o.temperature.value_or(0.8f),
+                                         .rollout_top_k = o.top_k.value_or(50),
+                                         .rollout_top_p = o.top_p.value_or(0.9f),
+                                         .max_new_tokens = o.max_new_tokens,
+                                         .eos = s.eos,
+                                         .seed = o.seed,
+                                         .rollouts_per_batch = o.rollouts_per_batch};
+    const auto reward = make_reward(o, s);
+    kvdecode::transformer<float> model(s.weights);
+    // Each expanded node adds at most one block to its parent's; rollouts need their own tails.
+    const std::size_t block = 16, depth = o.max_new_tokens + o.rollout_tokens;
+    const std::size_t blocks = (s.prompt.size() + block - 1) / block + o.rollouts + 4 +
+                               (o.rollouts_per_batch + 1) * ((depth + block - 1) / block + 2);
+    auto cache = model.make_cache({.capacity_tokens = blocks * block, .block_size = block,
+                                   .max_sequences = o.rollouts + 2 * o.rollouts_per_batch + 8});
+    const auto start = std::chrono::steady_clock::now();
+    const auto result = kvdecode::maxent_ts(model, cache, s.prompt, reward, options);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (s.text) std::printf("[reward %g] %s\n", result.reward, s.tok->decode(result.tokens).c_str());
+    else print_ids(result.tokens);
+    std::fflush(stdout);
+    if (o.stats) {
+        const auto& st = result.stats;
+        std::fprintf(stderr,
+                     "rollouts: %zu, nodes: %zu, max depth: %zu, root value: %.6f, best reward seen: %g\n"
+                     "tokens computed: %zu, tokens served from shared cache: %zu, forward calls: %zu\n"
+                     "KV-cache blocks used at most: %zu, %.3f s\n",
+                     st.rollouts, st.nodes, st.max_depth, result.root_value, result.best_reward, st.tokens_computed,
+                     st.tokens_from_cache, st.forward_calls, st.peak_blocks_used, seconds);
+    }
+    return 0;
+}
+
 int run(const cli_options& o) {
     session s = open_session(o);
     if (o.mode == "beam") return run_beam(o, s);
+    if (o.mode == "tree") return run_tree(o, s);
     return run_generate(o, s);
 }
 
