@@ -103,6 +103,25 @@ def main(folder):
                       f"{a['peak_kv_MiB']:.2f} MiB | {b['peak_kv_MiB']:.2f} MiB | {b['peak_kv_MiB'] / a['peak_kv_MiB']:.2f}x |")
             print()
 
+    tree, _ = medians(os.path.join(folder, "maxent_ts.json"))
+    if tree:
+        print("### MaxEnt-TS: time per search (tokens computed per search)\n")
+        print("Prompt of 32 tokens, no EOS. Shared: nodes and rollouts fork cached prefixes; recompute: every")
+        print("expansion and rollout recomputes from the prompt. Batched: all rollouts of a search generate together.\n")
+        variants = ["shared/one_at_a_time", "shared/batched", "recompute/one_at_a_time", "recompute/batched"]
+        print("| shape | rollouts x tokens | " + " | ".join(variants) + " |")
+        print("|---|---|" + "---:|" * len(variants))
+        for s in ["stories260K", "110M"]:
+            for r in [5, 10, 20]:
+                for t in [30, 50, 100]:
+                    cells = []
+                    for v in variants:
+                        b = tree.get(f"tree/{s}/rollouts:{r}/tokens:{t}/{v}")
+                        cells.append(f"{seconds(b) * 1e3:.1f} ms ({b['tokens_computed']:.0f})" if b else None)
+                    if any(cells):
+                        print(f"| {s} | {r} x {t} | " + " | ".join(c or "-" for c in cells) + " |")
+        print()
+
 
 if __name__ == "__main__":
     main(sys.argv[1] if len(sys.argv) > 1 else "build/bench")
