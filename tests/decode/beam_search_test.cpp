@@ -11,7 +11,7 @@
 #include "kvdecode/decode/beam_search.hpp"
 #include "kvdecode/io/llama2c_checkpoint.hpp"
 #include "support/fake_model.hpp"
-#include "support/json.hpp"
+#include "support/golden.hpp"
 #include "support/models.hpp"
 
 using namespace kvdecode;
@@ -46,14 +46,10 @@ double log_softmax_at(std::span<const token_id> history, std::size_t vocab, toke
 
 TEST_CASE("beam search equals Hugging Face transformers on every golden beam case", "[decode][beam][golden][shared]") {
     std::size_t cases = 0, ties = 0;
-    for (const char* name : {"golden/hf_aidreams260K.json", "golden/hf_eos_stories260K.json"}) {
-        const auto golden_path = kvtest::shared_file(name);
-        if (!golden_path) return;
-        const auto golden = kvtest::json::parse(kvtest::read_text(*golden_path));
-        const auto model_path =
-            kvtest::shared_file("models/" + std::filesystem::path(golden["checkpoint"].string()).filename().string());
-        if (!model_path) return;
-        transformer<float> model(std::make_shared<const transformer_weights<float>>(read_llama2c_checkpoint(*model_path)));
+    const auto sets = kvtest::golden_sets();
+    if (sets.empty()) return;
+    for (const auto& [name, golden, weights] : sets) {
+        transformer<float> model(weights);
         auto cache = model.make_cache({.capacity_tokens = 8 * 512, .block_size = 16});
         for (const auto& c : golden["cases"].items()) {
             if (c["kind"].string() != "beam") continue;

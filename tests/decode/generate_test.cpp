@@ -9,7 +9,7 @@
 #include "kvdecode/decode/generate.hpp"
 #include "kvdecode/io/llama2c_checkpoint.hpp"
 #include "support/fake_model.hpp"
-#include "support/json.hpp"
+#include "support/golden.hpp"
 #include "support/models.hpp"
 
 using namespace kvdecode;
@@ -29,14 +29,8 @@ kvtest::fake_model counting_model(std::size_t vocab = 6, token_id eos_after = 3)
 }  // namespace
 
 TEST_CASE("greedy equals the golden greedy sequences of Hugging Face transformers", "[decode][golden][shared]") {
-    for (const char* name : {"golden/hf_aidreams260K.json", "golden/hf_eos_stories260K.json"}) {
-        const auto golden_path = kvtest::shared_file(name);
-        if (!golden_path) return;
-        const auto golden = kvtest::json::parse(kvtest::read_text(*golden_path));
-        const auto model_path =
-            kvtest::shared_file("models/" + std::filesystem::path(golden["checkpoint"].string()).filename().string());
-        if (!model_path) return;
-        transformer<float> model(std::make_shared<const transformer_weights<float>>(read_llama2c_checkpoint(*model_path)));
+    for (const auto& [name, golden, weights] : kvtest::golden_sets()) {
+        transformer<float> model(weights);
         auto cache = model.make_cache();
         std::size_t cases = 0;
         for (const auto& c : golden["cases"].items()) {

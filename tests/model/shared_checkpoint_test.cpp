@@ -7,7 +7,7 @@
 #include <catch2/catch.hpp>
 
 #include "kvdecode/io/llama2c_checkpoint.hpp"
-#include "support/json.hpp"
+#include "support/golden.hpp"
 #include "support/models.hpp"
 
 using namespace kvdecode;
@@ -48,14 +48,7 @@ TEST_CASE("aidreams260K: cached decode and prefill equal the reference over the 
 }
 
 TEST_CASE("golden: last-token logits and greedy sequences equal Hugging Face transformers", "[model][shared][golden]") {
-    for (const char* name : {"golden/hf_aidreams260K.json", "golden/hf_eos_stories260K.json"}) {
-        const auto golden_path = kvtest::shared_file(name);
-        if (!golden_path) return;
-        const auto golden = kvtest::json::parse(kvtest::read_text(*golden_path));
-        const std::string checkpoint = std::filesystem::path(golden["checkpoint"].string()).filename().string();
-        const auto model_path = kvtest::shared_file("models/" + checkpoint);
-        if (!model_path) return;
-        const auto w = load(*model_path);
+    for (const auto& [name, golden, w] : kvtest::golden_sets()) {
         const std::size_t vocab = w->config().vocab_size;
         transformer<float> model(w);
         std::size_t logits_cases = 0, greedy_cases = 0;
@@ -93,6 +86,6 @@ TEST_CASE("golden: last-token logits and greedy sequences equal Hugging Face tra
             }
         }
         REQUIRE(greedy_cases > 0);
-        if (std::string(name).find("aidreams") != std::string::npos) REQUIRE(logits_cases == 2);
+        if (name.find("aidreams") != std::string::npos) REQUIRE(logits_cases == 2);
     }
 }
