@@ -22,6 +22,10 @@
 
 #include <kvdecode/kvdecode.hpp>
 
+#ifndef KVDECODE_DEFAULT_MODEL_DIR
+#define KVDECODE_DEFAULT_MODEL_DIR "models"
+#endif
+
 namespace {
 
 using kvdecode::token_id;
@@ -66,9 +70,10 @@ struct cli_options {
     bool stats = false;
 };
 
-constexpr const char* usage_text = R"(usage: kvdecode-generate --model PATH [options]
+constexpr const char* usage_text = R"(usage: kvdecode-generate [--model PATH] [options]
 
-  --model PATH              llama2.c checkpoint (legacy format)
+  --model PATH              llama2.c checkpoint (legacy format); default: the shipped
+                            models/kjv_llama.bin with its tokenizer
   --tokenizer PATH          llama2.c tokenizer; needed for --prompt and for text output
   --prompt TEXT             prompt text (BOS is added)
   --prompt-ids 1,2,3        prompt token ids (BOS is not added)
@@ -214,7 +219,10 @@ std::optional<cli_options> parse(int argc, char** argv) {
             throw usage_error("unknown option '" + std::string(argv[i]) + "' (see --help)");
         }
     }
-    if (o.model.empty()) throw usage_error("no model: pass --model PATH (a llama2.c checkpoint)");
+    if (o.model.empty()) {  // the model the project trains and ships
+        o.model = std::string(KVDECODE_DEFAULT_MODEL_DIR) + "/kjv_llama.bin";
+        if (o.tokenizer.empty()) o.tokenizer = std::string(KVDECODE_DEFAULT_MODEL_DIR) + "/kjv_tok1024.bin";
+    }
     if (o.prompt && o.prompt_ids) throw usage_error("give --prompt or --prompt-ids, not both");
     if (o.prompt && o.tokenizer.empty()) throw usage_error("--prompt needs --tokenizer (or use --prompt-ids)");
     if (o.mode != "greedy" && o.mode != "sample" && o.mode != "beam" && o.mode != "tree")
@@ -328,9 +336,10 @@ int run_beam(const cli_options& o, session& s) {
     if (o.stats) {
         const auto& st = result.stats;
         std::fprintf(stderr,
-                     "beams: %zu, steps: %zu, forward calls: %zu, %.3f s (%.1f steps/s)\n"
+                     "beams: %zu, steps: %zu, forward calls: %zu, %.3f s (%.1f steps/s, %.0f tokens/s)\n"
                      "KV bytes copied: %zu (at most %zu in one step), KV-cache blocks used at most: %zu\n",
                      o.num_beams, st.steps, st.forward_calls, seconds, st.steps / std::max(seconds, 1e-9),
+                     static_cast<double>(st.steps * o.num_beams) / std::max(seconds, 1e-9),
                      st.kv_bytes_copied, st.max_kv_bytes_copied_per_step, st.peak_blocks_used);
     }
     return 0;
@@ -393,9 +402,10 @@ int run_tree(const cli_options& o, session& s) {
         std::fprintf(stderr,
                      "rollouts: %zu, nodes: %zu, max depth: %zu, root value: %.6f, best reward seen: %g\n"
                      "tokens computed: %zu, tokens served from shared cache: %zu, forward calls: %zu\n"
-                     "KV-cache blocks used at most: %zu, %.3f s\n",
+                     "KV-cache blocks used at most: %zu, %.3f s (%.0f tokens/s computed)\n",
                      st.rollouts, st.nodes, st.max_depth, result.root_value, result.best_reward, st.tokens_computed,
-                     st.tokens_from_cache, st.forward_calls, st.peak_blocks_used, seconds);
+                     st.tokens_from_cache, st.forward_calls, st.peak_blocks_used, seconds,
+                     static_cast<double>(st.tokens_computed) / std::max(seconds, 1e-9));
     }
     return 0;
 }
