@@ -106,7 +106,7 @@ MaxEnt-TS tree search (--mode tree): samples from p(x) exp(lambda r(x)), or sear
   --rollouts-per-batch N    rollouts generated together (default 1)
   --c-puct X                search mode's exploration weight (default 1)
   --max-new-tokens is the depth limit; --stats prints the tree statistics
-  --threads N               worker threads (default 1; decoding is single-threaded for now)
+  --threads N               threads for the model's matrix products (default 1)
   --print-ids               print each returned sequence's ids (prompt included) instead of text
   --stats                   print token counts, tokens/s and KV-cache blocks to stderr
   --help                    this text
@@ -284,7 +284,7 @@ int run_generate(const cli_options& o, session& s) {
             return true;
         };
     }
-    kvdecode::transformer<float> model(s.weights);
+    kvdecode::transformer<float> model(s.weights, {.threads = o.threads});
     auto cache = model.make_cache();
     const std::vector<std::vector<token_id>> prompts = {s.prompt};
     const auto result = kvdecode::generate(model, cache, prompts, options, make_sampler(o));
@@ -316,7 +316,7 @@ int run_beam(const cli_options& o, session& s) {
                                          .eos = s.eos,
                                          .repetition_penalty = o.repetition_penalty,
                                          .no_repeat_ngram_size = o.no_repeat_ngram};
-    kvdecode::transformer<float> model(s.weights);
+    kvdecode::transformer<float> model(s.weights, {.threads = o.threads});
     // Every beam may hold a full context at worst; blocks are shared, so this is generous.
     auto cache = model.make_cache({.capacity_tokens = (o.num_beams + 1) * s.weights->config().seq_len,
                                    .max_sequences = 2 * o.num_beams + 2});
@@ -384,7 +384,7 @@ int run_tree(const cli_options& o, session& s) {
                                          .seed = o.seed,
                                          .rollouts_per_batch = o.rollouts_per_batch};
     const auto reward = make_reward(o, s);
-    kvdecode::transformer<float> model(s.weights);
+    kvdecode::transformer<float> model(s.weights, {.threads = o.threads});
     // Each expanded node adds at most one block to its parent's; rollouts need their own tails.
     const std::size_t block = 16, depth = o.max_new_tokens + o.rollout_tokens;
     const std::size_t blocks = (s.prompt.size() + block - 1) / block + o.rollouts + 4 +

@@ -143,11 +143,11 @@ TEMPLATE_TEST_CASE("skinny_matmul equals a triple loop", "[simd]", float, double
                         for (std::size_t i = 0; i < in_dim; ++i) acc += double(in[r * in_dim + i]) * double(w[o * in_dim + i]);
                         want[r * out_dim + o] = acc;
                     }
-                kvdecode::simd::skinny_matmul(in.data(), rows, in_dim, w.data(), out_dim, out.data(), false);
+                kvdecode::simd::skinny_matmul(in.data(), rows, in_dim, w.data(), out_dim, out.data(), out_dim, false);
                 for (std::size_t i = 0; i < want.size(); ++i)
                     REQUIRE(std::abs(out[i] - want[i]) <= tolerance<T>() * (1 + in_dim));
                 out = before;
-                kvdecode::simd::skinny_matmul(in.data(), rows, in_dim, w.data(), out_dim, out.data(), true);
+                kvdecode::simd::skinny_matmul(in.data(), rows, in_dim, w.data(), out_dim, out.data(), out_dim, true);
                 for (std::size_t i = 0; i < want.size(); ++i)
                     REQUIRE(std::abs(out[i] - (want[i] + before[i])) <= tolerance<T>() * (1 + in_dim));
             }

@@ -15,6 +15,7 @@
 
 #include "kvdecode/cache/kv_cache.hpp"
 #include "kvdecode/core/error.hpp"
+#include "kvdecode/core/thread_pool.hpp"
 #include "kvdecode/model/attention.hpp"
 #include "kvdecode/model/batch.hpp"
 #include "kvdecode/model/linear.hpp"
@@ -27,6 +28,8 @@
 namespace kvdecode {
 
 struct transformer_options {
+    // Threads for the projections (the calling thread included); created once.
+    std::size_t threads = 1;
     // Token rows one pass through the layers handles (prefill chunk size); longer
     // batches are split into passes. 0: the context length.
     std::size_t max_rows_per_pass = 0;
@@ -40,13 +43,15 @@ public:
 
     explicit transformer(std::shared_ptr<const transformer_weights<T>> weights, transformer_options options = {})
         : weights_(std::move(weights)), rope_(weights_->config()),
-          ws_(weights_->config(), options.max_rows_per_pass ? options.max_rows_per_pass : weights_->config().seq_len) {}
+          ws_(weights_->config(), options.max_rows_per_pass ? options.max_rows_per_pass : weights_->config().seq_len),
+          pool_(std::make_unique<thread_pool>(options.threads)) {}
 
     const model_config& config() const noexcept { return weights_->config(); }
     const transformer_weights<T>& weights() const noexcept { return *weights_; }
     kv_cache<T> make_cache(kv_cache_options options = {}) const { return kv_cache<T>(config(), options); }
     // Prefill masks built so far (one per distinct chunk length).
     std::size_t masks_built() const noexcept { return ws_.masks.builds(); }
+    std::size_t threads() const noexcept { return pool_->size(); }
 
     void forward(std::span<const sequence_tokens> batch, kv_cache<T>& cache, std::span<T> logits,
                  logits_for which = logits_for::last_token) {
@@ -90,17 +95,17 @@ private:
 
         for (std::size_t l = 0; l < c.n_layers; ++l) {
             norm_rows(rows, w.rms_att(l), eps);
-            linear(ws_.xb.data(), rows, c.dim, w.wqkv(l), c.qkv_dim(), ws_.qkv.data());
+            linear(*pool_, ws_.xb.data(), rows, c.dim, w.wqkv(l), c.qkv_dim(), ws_.qkv.data());
             rotate_and_store_kv(l, cache);
             for (const chunk_piece& p : ws_.pieces) attend_piece(l, p, cache);
-            linear(ws_.attended.data(), rows, c.q_dim(), w.wo(l), c.dim, ws_.x.data(), write_mode::accumulate);
+            linear(*pool_, ws_.attended.data(), rows, c.q_dim(), w.wo(l), c.dim, ws_.x.data(), write_mode::accumulate);
             norm_rows(rows, w.rms_ffn(l), eps);
-            linear(ws_.xb.data(), rows, c.dim, w.w13(l), 2 * c.hidden_dim, ws_.gate_up.data());
+            linear(*pool_, ws_.xb.data(), rows, c.dim, w.w13(l), 2 * c.hidden_dim, ws_.gate_up.data());
             for (std::size_t r = 0; r < rows; ++r) {
                 const T* gate = ws_.gate_up.data() + r * 2 * c.hidden_dim;
                 simd::swiglu(gate, gate + c.hidden_dim, ws_.hidden.data() + r * c.hidden_dim, c.hidden_dim);
             }
-            linear(ws_.hidden.data(), rows, c.hidden_dim, w.w2(l), c.dim, ws_.x.data(), write_mode::accumulate);
+            linear(*pool_, ws_.hidden.data(), rows, c.hidden_dim, w.w2(l), c.dim, ws_.x.data(), write_mode::accumulate);
         }
         return classify(rows, logits, which);
     }
@@ -167,13 +172,14 @@ private:
             for (const chunk_piece& p : ws_.pieces)
                 if (p.ends_entry) take_row(p.first_row + p.rows - 1);
         }
-        linear(ws_.xb.data(), wanted, c.dim, w.classifier(), c.vocab_size, logits);
+        linear(*pool_, ws_.xb.data(), wanted, c.dim, w.classifier(), c.vocab_size, logits);
         return wanted;
     }
 
     std::shared_ptr<const transformer_weights<T>> weights_;
     rope_table<T> rope_;
     workspace<T> ws_;
+    std::unique_ptr<thread_pool> pool_;
 };
 
 }  // namespace kvdecode

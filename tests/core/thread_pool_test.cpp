@@ -1,0 +1,53 @@
+#include <atomic>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "kvdecode/core/thread_pool.hpp"
+#include "support/models.hpp"
+
+TEST_CASE("thread_pool covers every index exactly once, for any size and thread count", "[core][threads]") {
+    for (std::size_t threads : {1, 2, 3, 8}) {
+        kvdecode::thread_pool pool(threads);
+        REQUIRE(pool.size() == threads);
+        for (int round = 0; round < 50; ++round)
+            for (std::size_t n : {0, 1, 2, 5, 7, 64, 1000}) {
+                std::vector<std::atomic<int>> hits(n);
+                pool.parallel_for(n, [&](std::size_t begin, std::size_t end) {
+                    for (std::size_t i = begin; i < end; ++i) ++hits[i];
+                });
+                for (auto& h : hits) REQUIRE(h.load() == 1);
+            }
+    }
+    REQUIRE_THROWS_AS(kvdecode::thread_pool(0), std::invalid_argument);
+}
+
+TEST_CASE("logits and tokens do not depend on the number of threads", "[model][threads]") {
+    using namespace kvdecode;
+    for (const auto& shape : kvtest::awkward_shapes()) {
+        SECTION(shape.name) {
+            const auto w = kvtest::random_model(shape.config);
+            const std::size_t vocab = shape.config.vocab_size;
+            std::vector<std::vector<float>> results;
+            for (std::size_t threads : {1, 2, 3, 4}) {
+                transformer<float> model(w, {.threads = threads});
+                REQUIRE(model.threads() == threads);
+                auto cache = model.make_cache();
+                const auto a = cache.create(), b = cache.create();
+                std::vector<token_id> long_prompt(40), short_prompt = {3, 1, 4};
+                for (std::size_t i = 0; i < long_prompt.size(); ++i) long_prompt[i] = static_cast<token_id>((i * 7) % vocab);
+                std::vector<float> logits(2 * vocab), all;
+                model.forward(std::vector{sequence_tokens{a, long_prompt}, sequence_tokens{b, short_prompt}}, cache, logits);
+                all.insert(all.end(), logits.begin(), logits.end());
+                for (int step = 0; step < 10; ++step) {
+                    const std::vector<token_id> x = {static_cast<token_id>(step % vocab)}, y = {static_cast<token_id>((step * 3) % vocab)};
+                    model.forward(std::vector{sequence_tokens{a, x}, sequence_tokens{b, y}}, cache, logits);
+                    all.insert(all.end(), logits.begin(), logits.end());
+                }
+                results.push_back(all);
+            }
+            for (std::size_t t = 1; t < results.size(); ++t)
+                REQUIRE(kvtest::max_relative_error<float, float>(results[t], results[0]) <= 1e-5);
+        }
+    }
+}
