@@ -7,12 +7,13 @@
 
 #include <catch2/catch.hpp>
 
+#include "kvdecode/core/aligned_buffer.hpp"
 #include "kvdecode/core/rng.hpp"
 #include "kvdecode/simd/axpy.hpp"
 #include "kvdecode/simd/dot.hpp"
 #include "kvdecode/simd/rms_norm.hpp"
 #include "kvdecode/simd/rope.hpp"
-#include "kvdecode/simd/skinny_matmul.hpp"
+#include "kvdecode/simd/packed_matmul.hpp"
 #include "kvdecode/simd/softmax.hpp"
 #include "kvdecode/simd/swiglu.hpp"
 
@@ -126,29 +127,110 @@ TEMPLATE_TEST_CASE("rope kernels rotate the right pairs", "[simd]", float, doubl
     }
 }
 
-TEMPLATE_TEST_CASE("skinny_matmul equals a triple loop", "[simd]", float, double) {
-    using T = TestType;
-    for (std::size_t rows : {1, 2, 5, 16})
-        for (std::size_t in_dim : {1, 7, 17, 33})
-            for (std::size_t out_dim : {1, 15, 16, 255}) {
+// The packed product against a triple loop in double: every compiled-in architecture
+// (AVX-512, AVX2, SSE... as the build allows) and the scalar fallback, over awkward
+// sizes, strided and unaligned inputs, folded column scales, row scales, accumulation
+// and a part of the panels (what one thread computes).
+template <class T, class Kernel>
+void check_packed_matmul(Kernel kernel) {
+    using namespace kvdecode::simd;
+    for (std::size_t rows : {1, 2, 3, 4, 5, 7, 15, 16, 17})
+        for (std::size_t in_dim : {1, 7, 15, 16, 17, 33, 255})
+            for (std::size_t out_dim : {1, 7, 15, 16, 17, 33, 255}) {
                 CAPTURE(rows, in_dim, out_dim);
-                auto in = random_vector<T>(rows * in_dim, 7);
-                auto w = random_vector<T>(out_dim * in_dim, 8);
-                auto out = random_vector<T>(rows * out_dim, 9);
-                const auto before = out;
-                std::vector<double> want(rows * out_dim);
+                const std::size_t in_stride = in_dim + 3, out_stride = out_dim + 2;
+                // One element in: the activation rows start off the vector alignment.
+                const auto in_storage = random_vector<T>(1 + rows * in_stride, 7);
+                const T* in = in_storage.data() + 1;
+                const auto w = random_vector<T>(out_dim * in_dim, 8);
+                auto column_scale = random_vector<T>(in_dim, 9);
+                auto row_scale = random_vector<T>(rows, 10);
+                const packed_layout<T> layout{out_dim, in_dim};
+                kvdecode::aligned_buffer<T> packed(layout.elements());
+                pack_matrix(w.data(), layout, column_scale.data(), packed.data());
+
+                std::vector<double> want(rows * out_stride), bound(rows * out_stride);
                 for (std::size_t r = 0; r < rows; ++r)
                     for (std::size_t o = 0; o < out_dim; ++o) {
-                        double acc = 0;
-                        for (std::size_t i = 0; i < in_dim; ++i) acc += double(in[r * in_dim + i]) * double(w[o * in_dim + i]);
-                        want[r * out_dim + o] = acc;
+                        double acc = 0, magnitude = 0;
+                        for (std::size_t i = 0; i < in_dim; ++i) {
+                            const double term = double(in[r * in_stride + i]) * double(w[o * in_dim + i]) * column_scale[i];
+                            acc += term;
+                            magnitude += std::abs(term);
+                        }
+                        want[r * out_stride + o] = acc * row_scale[r];
+                        // Rounding of a sum of in_dim products, and of the folded scale.
+                        bound[r * out_stride + o] =
+                            4 * (in_dim + 2) * std::numeric_limits<T>::epsilon() * (magnitude * std::abs(row_scale[r]) + 1);
                     }
-                kvdecode::simd::skinny_matmul(in.data(), rows, in_dim, w.data(), out_dim, out.data(), out_dim, false);
-                for (std::size_t i = 0; i < want.size(); ++i)
-                    REQUIRE(std::abs(out[i] - want[i]) <= tolerance<T>() * (1 + in_dim));
-                out = before;
-                kvdecode::simd::skinny_matmul(in.data(), rows, in_dim, w.data(), out_dim, out.data(), out_dim, true);
-                for (std::size_t i = 0; i < want.size(); ++i)
-                    REQUIRE(std::abs(out[i] - (want[i] + before[i])) <= tolerance<T>() * (1 + in_dim));
+                for (bool accumulate : {false, true}) {
+                    auto out = random_vector<T>(rows * out_stride, 11);
+                    const auto before = out;
+                    packed_product<T> a;
+                    a.in = in, a.in_stride = in_stride, a.rows = rows, a.row_scale = row_scale.data();
+                    a.w = packed.data(), a.layout = layout, a.out = out.data(), a.out_stride = out_stride;
+                    a.accumulate = accumulate;
+                    // Two calls on two halves of the panels, as two threads would.
+                    const std::size_t half = layout.panels() / 2;
+                    kernel(a, 0, half);
+                    kernel(a, half, layout.panels());
+                    for (std::size_t r = 0; r < rows; ++r)
+                        for (std::size_t o = 0; o < out_stride; ++o) {
+                            const std::size_t i = r * out_stride + o;
+                            if (o >= out_dim) {
+                                REQUIRE(out[i] == before[i]);  // nothing past the row's outputs
+                                continue;
+                            }
+                            const double expected = want[i] + (accumulate ? double(before[i]) : 0.0);
+                            REQUIRE(std::abs(double(out[i]) - expected) <= bound[i] + (accumulate ? 1e-6 : 0.0));
+                        }
+                }
             }
+}
+
+template <class T, class... Archs>
+void check_every_arch(xsimd::arch_list<Archs...>) {
+    (
+        [] {
+            if constexpr (xsimd::has_simd_register<T>::value) {
+                if (!Archs::available()) return;  // compiled in, but this CPU lacks it
+                INFO("architecture " << Archs::name());
+                check_packed_matmul<T>([](const auto& a, std::size_t b, std::size_t e) {
+                    kvdecode::simd::packed_matmul_for<Archs>(a, b, e);
+                });
+            }
+        }(),
+        ...);
+}
+
+TEMPLATE_TEST_CASE("packed_matmul equals a triple loop on every architecture", "[simd]", float, double) {
+    using T = TestType;
+    SECTION("scalar") {
+        check_packed_matmul<T>([](const auto& a, std::size_t b, std::size_t e) { kvdecode::simd::packed_matmul_scalar(a, b, e); });
+    }
+    SECTION("each compiled-in SIMD architecture") { check_every_arch<T>(xsimd::supported_architectures{}); }
+    SECTION("dispatched") {
+        check_packed_matmul<T>([](const auto& a, std::size_t b, std::size_t e) { kvdecode::simd::packed_matmul(a, b, e); });
+    }
+}
+
+TEST_CASE("pack_matrix lays panels out cache line by cache line", "[simd]") {
+    using namespace kvdecode::simd;
+    // 5 rows of 20 columns: panels of 4 rows, chunks of 16 floats, a tail of 4 columns.
+    const packed_layout<float> layout{5, 20};
+    REQUIRE(layout.panels() == 2);
+    REQUIRE(layout.main_cols() == 16);
+    REQUIRE(layout.panel_stride() == 80);
+    std::vector<float> w(5 * 20);
+    for (std::size_t i = 0; i < w.size(); ++i) w[i] = static_cast<float>(i);
+    std::vector<float> packed(layout.elements(), -1.0f);
+    pack_matrix(w.data(), layout, nullptr, packed.data());
+    REQUIRE(packed[0] == 0.0f);             // row 0, col 0
+    REQUIRE(packed[16] == 20.0f);           // row 1, col 0
+    REQUIRE(packed[3 * 16 + 15] == 75.0f);  // row 3, col 15
+    REQUIRE(packed[64] == 16.0f);           // tail: col 16, row 0
+    REQUIRE(packed[65] == 36.0f);           // col 16, row 1
+    REQUIRE(packed[64 + 3 * 4 + 3] == 79.0f);  // col 19, row 3
+    REQUIRE(packed[80] == 80.0f);           // panel 1: row 4, col 0
+    REQUIRE(packed[80 + 16] == 0.0f);       // row 5 does not exist: zero
 }

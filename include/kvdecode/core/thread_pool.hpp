@@ -1,12 +1,17 @@
 #pragma once
 // A fixed pool of worker threads, created once and sized by the user. The calling
-// thread takes part: a pool of size N runs N - 1 workers. Idle workers sleep on a
-// condition variable (no spinning); a parallel_for allocates nothing.
+// thread takes part: a pool of size N runs N - 1 workers. A parallel_for allocates nothing.
+//
+// A forward pass issues dozens of parallel_for calls a few microseconds apart, so a
+// worker that finishes a part watches for the next one for a short while (about
+// `spin_before_sleep` checks, tens of microseconds) before it sleeps on a condition
+// variable: no wake-up latency inside a pass, no spinning when idle.
 //
 // One parallel_for at a time (the pool belongs to one model, which belongs to one
 // decoding call at a time). The function must not throw.
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <mutex>
@@ -14,10 +19,24 @@
 #include <thread>
 #include <vector>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
 namespace kvdecode {
+
+namespace detail {
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+    _mm_pause();
+#endif
+}
+}  // namespace detail
 
 class thread_pool {
 public:
+    static constexpr std::size_t spin_before_sleep = 20000;
+
     explicit thread_pool(std::size_t threads = 1) : size_(threads) {
         if (threads == 0) throw std::invalid_argument("kvdecode: thread_pool needs at least 1 thread");
         workers_.reserve(threads - 1);
@@ -28,7 +47,7 @@ public:
     ~thread_pool() {
         {
             std::lock_guard<std::mutex> lock(mutex_);
-            stopping_ = true;
+            stopping_.store(true, std::memory_order_release);
         }
         start_.notify_all();
         for (auto& w : workers_) w.join();
@@ -40,55 +59,82 @@ public:
     // when n is small), and returns when every part is done.
     template <class F>
     void parallel_for(std::size_t n, const F& fn) {
+        parallel_parts(n, [&](std::size_t, std::size_t begin, std::size_t end) { fn(begin, end); });
+    }
+
+    // The same, telling fn(part, begin, end) which part it runs (0 .. size() - 1), so
+    // each part can use its own scratch space.
+    template <class F>
+    void parallel_parts(std::size_t n, const F& fn) {
         const std::size_t parts = std::min(n, size_);
         if (parts <= 1) {
-            if (n > 0) fn(std::size_t{0}, n);
+            if (n > 0) fn(std::size_t{0}, std::size_t{0}, n);
             return;
         }
+        job_ = &fn;
+        run_ = [](const void* f, std::size_t part, std::size_t b, std::size_t e) {
+            (*static_cast<const F*>(f))(part, b, e);
+        };
+        n_ = n;
+        parts_ = parts;
+        // Every worker checks in, needed or not, so none can still be reading this
+        // job's fields when the next one writes them.
+        remaining_.store(workers_.size(), std::memory_order_relaxed);
         {
+            // Under the mutex, so a worker about to sleep either sees the new
+            // generation or is already waiting when notified.
             std::lock_guard<std::mutex> lock(mutex_);
-            job_ = &fn;
-            run_ = [](const void* f, std::size_t b, std::size_t e) { (*static_cast<const F*>(f))(b, e); };
-            n_ = n;
-            parts_ = parts;
-            remaining_ = parts - 1;
-            ++generation_;
+            generation_.fetch_add(1, std::memory_order_release);
         }
         start_.notify_all();
         run_part(0);
-        std::unique_lock<std::mutex> lock(mutex_);
-        done_.wait(lock, [this] { return remaining_ == 0; });
+        for (std::size_t spins = 0; remaining_.load(std::memory_order_acquire) != 0; ++spins) {
+            if (spins < spin_before_sleep) detail::cpu_relax();
+            else std::this_thread::yield();
+        }
     }
 
 private:
     void run_part(std::size_t part) const {
         const std::size_t begin = n_ * part / parts_, end = n_ * (part + 1) / parts_;
-        run_(job_, begin, end);
+        run_(job_, part, begin, end);
     }
 
     void work(std::size_t index) {
         std::size_t seen = 0;
         for (;;) {
-            std::unique_lock<std::mutex> lock(mutex_);
-            start_.wait(lock, [&] { return stopping_ || generation_ != seen; });
-            if (stopping_) return;
-            seen = generation_;
-            if (index >= parts_) continue;  // not needed for this job
-            lock.unlock();
-            run_part(index);
-            lock.lock();
-            if (--remaining_ == 0) done_.notify_one();
+            std::size_t now = generation_.load(std::memory_order_acquire);
+            for (std::size_t spins = 0; now == seen && spins < spin_before_sleep; ++spins) {
+                if (stopping_.load(std::memory_order_acquire)) return;
+                detail::cpu_relax();
+                now = generation_.load(std::memory_order_acquire);
+            }
+            if (now == seen) {
+                std::unique_lock<std::mutex> lock(mutex_);
+                start_.wait(lock, [&] {
+                    return stopping_.load(std::memory_order_acquire) ||
+                           generation_.load(std::memory_order_acquire) != seen;
+                });
+                if (stopping_.load(std::memory_order_acquire)) return;
+                now = generation_.load(std::memory_order_acquire);
+            }
+            seen = now;
+            if (index < parts_) run_part(index);
+            remaining_.fetch_sub(1, std::memory_order_acq_rel);
         }
     }
 
     std::size_t size_;
     std::vector<std::thread> workers_;
     std::mutex mutex_;
-    std::condition_variable start_, done_;
+    std::condition_variable start_;
+    // The current job: written by the caller before generation_ is bumped (release),
+    // read by workers after they see it (acquire).
     const void* job_ = nullptr;
-    void (*run_)(const void*, std::size_t, std::size_t) = nullptr;
-    std::size_t n_ = 0, parts_ = 0, remaining_ = 0, generation_ = 0;
-    bool stopping_ = false;
+    void (*run_)(const void*, std::size_t, std::size_t, std::size_t) = nullptr;
+    std::size_t n_ = 0, parts_ = 0;
+    std::atomic<std::size_t> generation_{0}, remaining_{0};
+    std::atomic<bool> stopping_{false};
 };
 
 }  // namespace kvdecode

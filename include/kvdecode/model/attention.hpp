@@ -1,11 +1,14 @@
 #pragma once
 // Grouped-query attention of consecutive new tokens of one sequence over its paged
-// K/V cache (their own K/V already written). Keys are read block by block in
-// place; nothing is gathered into temporaries.
-//   one token (a decode step): no mask, a dot product per key, an axpy per value;
-//   a chunk of m tokens (prefill): scores by matrix products per block, then the
-//   cached causal mask on the chunk's own m columns only — the keys before the
-//   chunk are visible to every row.
+// K/V cache (their own K/V already written). Keys and values are read block by
+// block in place; nothing is gathered into temporaries.
+//   one token (a decode step): no mask; per kv head, the query heads of its group
+//   each take a dot product per key and an axpy per value;
+//   several tokens (prefill): scores by matrix products per block, then the cached
+//   causal mask on the chunk's own columns only — the keys before the chunk are
+//   visible to every row.
+// The transformer splits the work between threads: decode steps by (sequence, kv
+// head), prefill chunks by rows, so each part needs only its own scores scratch.
 
 #include <cmath>
 #include <cstddef>
@@ -14,7 +17,6 @@
 #include <Eigen/Core>
 
 #include "kvdecode/cache/kv_cache.hpp"
-#include "kvdecode/model/linear.hpp"
 #include "kvdecode/simd/axpy.hpp"
 #include "kvdecode/simd/dot.hpp"
 #include "kvdecode/simd/softmax.hpp"
@@ -25,44 +27,59 @@ template <class T>
 struct attention_args {
     std::size_t layer = 0;
     seq_id seq = 0;
-    std::size_t start = 0;  // position of the first new token
-    std::size_t rows = 0;   // new tokens
+    std::size_t start = 0;  // position of the first of these rows
+    std::size_t rows = 0;   // new tokens handled here
     const T* q = nullptr;   // (rows, q_stride): query head h at column h * head_dim
     std::size_t q_stride = 0;
     T* out = nullptr;       // (rows, out_stride): head h written at column h * head_dim
     std::size_t out_stride = 0;
-    const T* mask = nullptr;  // (rows, rows) causal mask; unused when rows == 1
-    T* scores = nullptr;      // scratch of rows * (start + rows)
+    // Prefill: the chunk's (m, m) causal mask and where these rows sit in the chunk
+    // (a thread may take rows [chunk_row, chunk_row + rows) of it). Unused for one token.
+    const T* mask = nullptr;
+    std::size_t mask_size = 0;
+    std::size_t chunk_row = 0;
+    T* scores = nullptr;  // scratch of rows * (start + rows)
 };
 
+// One new token, the query heads of kv head g only.
 template <class T>
-void attend(const kv_cache<T>& cache, const attention_args<T>& a) {
+void attend_one_token(const kv_cache<T>& cache, const attention_args<T>& a, std::size_t g) {
+    const model_config& c = cache.config();
+    const std::size_t hd = c.head_dim, bs = cache.block_size(), keys = a.start + 1;
+    const std::span<const block_id> blocks = cache.block_list(a.seq);
+    const T scale = T(1) / std::sqrt(static_cast<T>(hd));
+    for (std::size_t h = g * c.group_size(); h < (g + 1) * c.group_size(); ++h) {
+        const T* q = a.q + h * hd;
+        for (std::size_t b = 0, j = 0; j < keys; ++b) {
+            const T* k = cache.key(a.layer, blocks[b], g);
+            for (std::size_t end = std::min(keys, j + bs); j < end; ++j, k += hd) a.scores[j] = simd::dot(q, k, hd) * scale;
+        }
+        simd::softmax(a.scores, keys);
+        T* out = a.out + h * hd;
+        std::fill(out, out + hd, T(0));
+        for (std::size_t b = 0, j = 0; j < keys; ++b) {
+            const T* v = cache.value(a.layer, blocks[b], g);
+            for (std::size_t end = std::min(keys, j + bs); j < end; ++j, v += hd) simd::axpy(a.scores[j], v, out, hd);
+        }
+    }
+}
+
+// Rows of a prefill chunk, every head.
+template <class T>
+void attend_rows(const kv_cache<T>& cache, const attention_args<T>& a) {
+    using Matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    using Strided = Eigen::OuterStride<>;
     const model_config& c = cache.config();
     const std::size_t hd = c.head_dim, bs = cache.block_size(), keys = a.start + a.rows;
     const std::span<const block_id> blocks = cache.block_list(a.seq);
     const T scale = T(1) / std::sqrt(static_cast<T>(hd));
-
-    if (a.rows == 1) {
-        for (std::size_t h = 0; h < c.n_heads; ++h) {
-            const std::size_t g = h / c.group_size();
-            const T* q = a.q + h * hd;
-            for (std::size_t j = 0; j < keys; ++j)
-                a.scores[j] = simd::dot(q, cache.key(a.layer, blocks[j / bs], g) + (j % bs) * hd, hd) * scale;
-            simd::softmax(a.scores, keys);
-            T* out = a.out + h * hd;
-            std::fill(out, out + hd, T(0));
-            for (std::size_t j = 0; j < keys; ++j)
-                simd::axpy(a.scores[j], cache.value(a.layer, blocks[j / bs], g) + (j % bs) * hd, out, hd);
-        }
-        return;
-    }
-
-    using Matrix = row_major_matrix<T>;
-    using Strided = Eigen::OuterStride<>;
     const auto m = static_cast<Eigen::Index>(a.rows), d = static_cast<Eigen::Index>(hd),
                n = static_cast<Eigen::Index>(keys);
+    // The chunk's own columns these rows can reach: 0 .. chunk_row + rows.
+    const auto own = static_cast<Eigen::Index>(a.chunk_row + a.rows);
     Eigen::Map<Matrix> s(a.scores, m, n);
-    const Eigen::Map<const Matrix> mask(a.mask, m, m);
+    const Eigen::Map<const Matrix> mask(a.mask, static_cast<Eigen::Index>(a.mask_size),
+                                        static_cast<Eigen::Index>(a.mask_size));
     for (std::size_t h = 0; h < c.n_heads; ++h) {
         const std::size_t g = h / c.group_size();
         const Eigen::Map<const Matrix, 0, Strided> q(a.q + h * hd, m, d, Strided(static_cast<Eigen::Index>(a.q_stride)));
@@ -73,7 +90,7 @@ void attend(const kv_cache<T>& cache, const attention_args<T>& a) {
             s.middleCols(static_cast<Eigen::Index>(b * bs), count).noalias() = q * k.transpose();
         }
         s *= scale;
-        s.rightCols(m) += mask;
+        s.rightCols(own) += mask.block(static_cast<Eigen::Index>(a.chunk_row), 0, m, own);
         for (Eigen::Index i = 0; i < m; ++i) simd::softmax(s.row(i).data(), keys);
         out.setZero();
         for (std::size_t b = 0; b * bs < keys; ++b) {
@@ -81,6 +98,16 @@ void attend(const kv_cache<T>& cache, const attention_args<T>& a) {
             const Eigen::Map<const Matrix> v(cache.value(a.layer, blocks[b], g), count, d);
             out.noalias() += s.middleCols(static_cast<Eigen::Index>(b * bs), count) * v;
         }
+    }
+}
+
+// Every head of every row in a (single-threaded).
+template <class T>
+void attend(const kv_cache<T>& cache, const attention_args<T>& a) {
+    if (a.rows == 1) {
+        for (std::size_t g = 0; g < cache.config().n_kv_heads; ++g) attend_one_token(cache, a, g);
+    } else {
+        attend_rows(cache, a);
     }
 }
 

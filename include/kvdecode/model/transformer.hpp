@@ -18,10 +18,11 @@
 #include "kvdecode/core/thread_pool.hpp"
 #include "kvdecode/model/attention.hpp"
 #include "kvdecode/model/batch.hpp"
-#include "kvdecode/model/linear.hpp"
+#include "kvdecode/model/packed_weights.hpp"
 #include "kvdecode/model/rope_table.hpp"
 #include "kvdecode/model/weights.hpp"
 #include "kvdecode/model/workspace.hpp"
+#include "kvdecode/simd/packed_matmul.hpp"
 #include "kvdecode/simd/rms_norm.hpp"
 #include "kvdecode/simd/swiglu.hpp"
 
@@ -41,13 +42,19 @@ public:
     using scalar_type = T;
     using cache_type = kv_cache<T>;
 
+    // Packs the weights (the row-major copy may be dropped afterwards).
     explicit transformer(std::shared_ptr<const transformer_weights<T>> weights, transformer_options options = {})
+        : transformer(std::make_shared<const packed_weights<T>>(*weights), options) {}
+    // Shares weights packed once between several models (one per thread, say).
+    explicit transformer(std::shared_ptr<const packed_weights<T>> weights, transformer_options options = {})
         : weights_(std::move(weights)), rope_(weights_->config()),
-          ws_(weights_->config(), options.max_rows_per_pass ? options.max_rows_per_pass : weights_->config().seq_len),
+          ws_(weights_->config(), options.max_rows_per_pass ? options.max_rows_per_pass : weights_->config().seq_len,
+              options.threads),
           pool_(std::make_unique<thread_pool>(options.threads)) {}
 
     const model_config& config() const noexcept { return weights_->config(); }
-    const transformer_weights<T>& weights() const noexcept { return *weights_; }
+    const packed_weights<T>& weights() const noexcept { return *weights_; }
+    const std::shared_ptr<const packed_weights<T>>& shared_weights() const noexcept { return weights_; }
     kv_cache<T> make_cache(kv_cache_options options = {}) const { return kv_cache<T>(config(), options); }
     // Prefill masks built so far (one per distinct chunk length).
     std::size_t masks_built() const noexcept { return ws_.masks.builds(); }
@@ -87,33 +94,44 @@ private:
     // One pass over the pieces in ws_.pieces; returns the logits rows written.
     std::size_t run_pass(std::size_t rows, kv_cache<T>& cache, T* logits, logits_for which) {
         const model_config& c = config();
-        const transformer_weights<T>& w = *weights_;
-        const T eps = static_cast<T>(c.norm_eps);
+        const packed_weights<T>& w = *weights_;
 
         for (std::size_t r = 0; r < rows; ++r)
             std::copy_n(w.token_embedding() + static_cast<std::size_t>(ws_.tokens[r]) * c.dim, c.dim, ws_.x.data() + r * c.dim);
 
+        // Each norm computes 1 / rms per row; its gain is folded into the next product.
         for (std::size_t l = 0; l < c.n_layers; ++l) {
-            norm_rows(rows, w.rms_att(l), eps);
-            linear(*pool_, ws_.xb.data(), rows, c.dim, w.wqkv(l), c.qkv_dim(), ws_.qkv.data());
+            inverse_rms(rows);
+            project(w.wqkv(l), ws_.x.data(), c.dim, rows, ws_.row_scale.data(), ws_.qkv.data(), c.qkv_dim(), false);
             rotate_and_store_kv(l, cache);
-            for (const chunk_piece& p : ws_.pieces) attend_piece(l, p, cache);
-            linear(*pool_, ws_.attended.data(), rows, c.q_dim(), w.wo(l), c.dim, ws_.x.data(), write_mode::accumulate);
-            norm_rows(rows, w.rms_ffn(l), eps);
-            linear(*pool_, ws_.xb.data(), rows, c.dim, w.w13(l), 2 * c.hidden_dim, ws_.gate_up.data());
+            attend_all(l, cache);
+            project(w.wo(l), ws_.attended.data(), c.q_dim(), rows, nullptr, ws_.x.data(), c.dim, true);
+            inverse_rms(rows);
+            project(w.w13(l), ws_.x.data(), c.dim, rows, ws_.row_scale.data(), ws_.gate_up.data(), 2 * c.hidden_dim, false);
             for (std::size_t r = 0; r < rows; ++r) {
                 const T* gate = ws_.gate_up.data() + r * 2 * c.hidden_dim;
                 simd::swiglu(gate, gate + c.hidden_dim, ws_.hidden.data() + r * c.hidden_dim, c.hidden_dim);
             }
-            linear(*pool_, ws_.hidden.data(), rows, c.hidden_dim, w.w2(l), c.dim, ws_.x.data(), write_mode::accumulate);
+            project(w.w2(l), ws_.hidden.data(), c.hidden_dim, rows, nullptr, ws_.x.data(), c.dim, true);
         }
         return classify(rows, logits, which);
     }
 
-    void norm_rows(std::size_t rows, const T* gain, T eps) {
+    // out (rows, out_stride) (+)= (in (rows, in_stride) · W^T) scaled per row; the
+    // threads split W's panels, so every output is computed by one thread in the same
+    // order whatever the thread count.
+    void project(const packed_matrix<T>& m, const T* in, std::size_t in_stride, std::size_t rows, const T* row_scale,
+                 T* out, std::size_t out_stride, bool accumulate) {
+        simd::packed_product<T> p;
+        p.in = in, p.in_stride = in_stride, p.rows = rows, p.row_scale = row_scale;
+        p.w = m.data, p.layout = m.layout, p.out = out, p.out_stride = out_stride, p.accumulate = accumulate;
+        pool_->parallel_for(m.layout.panels(), [&](std::size_t begin, std::size_t end) { simd::packed_matmul(p, begin, end); });
+    }
+
+    void inverse_rms(std::size_t rows) {
         const std::size_t dim = config().dim;
-        for (std::size_t r = 0; r < rows; ++r)
-            simd::rms_norm(ws_.x.data() + r * dim, gain, ws_.xb.data() + r * dim, dim, eps);
+        const T eps = static_cast<T>(config().norm_eps);
+        for (std::size_t r = 0; r < rows; ++r) ws_.row_scale[r] = simd::inverse_rms(ws_.x.data() + r * dim, dim, eps);
     }
 
     // RoPE on each row's q and k heads, then the k and v rows into the cache.
@@ -139,31 +157,62 @@ private:
         }
     }
 
-    void attend_piece(std::size_t layer, const chunk_piece& p, const kv_cache<T>& cache) {
+    // Attention of every piece, split between the threads: one-token pieces by
+    // (piece, kv head), longer pieces by rows. Each part has its own scores scratch.
+    void attend_all(std::size_t layer, const kv_cache<T>& cache) {
+        const model_config& c = config();
+        const std::size_t single = static_cast<std::size_t>(
+            std::count_if(ws_.pieces.begin(), ws_.pieces.end(), [](const chunk_piece& p) { return p.rows == 1; }));
+        if (single > 0) {
+            // Single-row pieces sit wherever the batch put them; job i is the i-th of them.
+            pool_->parallel_parts(single * c.n_kv_heads, [&](std::size_t part, std::size_t begin, std::size_t end) {
+                std::size_t job = 0;
+                for (const chunk_piece& p : ws_.pieces) {
+                    if (p.rows != 1) continue;
+                    for (std::size_t g = 0; g < c.n_kv_heads; ++g, ++job)
+                        if (job >= begin && job < end)
+                            attend_one_token(cache, args(layer, p, 0, 1, nullptr, ws_.scores.data() + part * c.seq_len), g);
+                }
+            });
+        }
+        for (const chunk_piece& p : ws_.pieces) {
+            if (p.rows == 1) continue;
+            const T* mask = ws_.masks.get(p.rows);  // built once per chunk length, before the threads read it
+            pool_->parallel_parts(p.rows, [&](std::size_t, std::size_t begin, std::size_t end) {
+                attend_rows(cache, args(layer, p, begin, end - begin, mask, ws_.scores.data() + begin * c.seq_len));
+            });
+        }
+    }
+
+    attention_args<T> args(std::size_t layer, const chunk_piece& p, std::size_t row, std::size_t rows, const T* mask,
+                           T* scores) {
         const model_config& c = config();
         attention_args<T> a;
         a.layer = layer;
         a.seq = p.seq;
-        a.start = p.start;
-        a.rows = p.rows;
-        a.q = ws_.qkv.data() + p.first_row * c.qkv_dim();
+        a.start = p.start + row;
+        a.rows = rows;
+        a.q = ws_.qkv.data() + (p.first_row + row) * c.qkv_dim();
         a.q_stride = c.qkv_dim();
-        a.out = ws_.attended.data() + p.first_row * c.q_dim();
+        a.out = ws_.attended.data() + (p.first_row + row) * c.q_dim();
         a.out_stride = c.q_dim();
-        a.mask = p.rows > 1 ? ws_.masks.get(p.rows) : nullptr;
-        a.scores = ws_.scores.data();
-        attend(cache, a);
+        a.mask = mask;
+        a.mask_size = p.rows;
+        a.chunk_row = row;
+        a.scores = scores;
+        return a;
     }
 
-    // Final norm of the rows whose logits are wanted, packed to the front of xb,
-    // then one product with the classifier straight into the caller's logits.
+    // The rows whose logits are wanted, packed to the front of xb with their 1 / rms,
+    // then one product with the classifier (final norm gain folded in) into the caller's logits.
     std::size_t classify(std::size_t rows, T* logits, logits_for which) {
         const model_config& c = config();
-        const transformer_weights<T>& w = *weights_;
         const T eps = static_cast<T>(c.norm_eps);
         std::size_t wanted = 0;
         auto take_row = [&](std::size_t r) {
-            simd::rms_norm(ws_.x.data() + r * c.dim, w.rms_final(), ws_.xb.data() + wanted * c.dim, c.dim, eps);
+            const T* x = ws_.x.data() + r * c.dim;
+            std::copy_n(x, c.dim, ws_.xb.data() + wanted * c.dim);
+            ws_.row_scale[wanted] = simd::inverse_rms(x, c.dim, eps);
             ++wanted;
         };
         if (which == logits_for::every_token) {
@@ -172,11 +221,11 @@ private:
             for (const chunk_piece& p : ws_.pieces)
                 if (p.ends_entry) take_row(p.first_row + p.rows - 1);
         }
-        linear(*pool_, ws_.xb.data(), wanted, c.dim, w.classifier(), c.vocab_size, logits);
+        project(weights_->classifier(), ws_.xb.data(), c.dim, wanted, ws_.row_scale.data(), logits, c.vocab_size, false);
         return wanted;
     }
 
-    std::shared_ptr<const transformer_weights<T>> weights_;
+    std::shared_ptr<const packed_weights<T>> weights_;
     rope_table<T> rope_;
     workspace<T> ws_;
     std::unique_ptr<thread_pool> pool_;

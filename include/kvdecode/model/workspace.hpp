@@ -2,6 +2,7 @@
 // Every activation buffer of a forward pass, sized once from the config and the
 // most token rows one pass handles (longer batches run in several passes).
 
+#include <algorithm>
 #include <cstddef>
 #include <vector>
 
@@ -23,22 +24,24 @@ struct chunk_piece {
 
 template <class T>
 struct workspace {
-    workspace(const model_config& c, std::size_t max_rows)
-        : max_rows(max_rows), tokens(max_rows), x(max_rows * c.dim), xb(max_rows * c.dim),
+    workspace(const model_config& c, std::size_t max_rows, std::size_t threads)
+        : max_rows(max_rows), tokens(max_rows), row_scale(max_rows), x(max_rows * c.dim), xb(max_rows * c.dim),
           qkv(max_rows * c.qkv_dim()), attended(max_rows * c.q_dim()), gate_up(max_rows * 2 * c.hidden_dim),
-          hidden(max_rows * c.hidden_dim), scores(max_rows * c.seq_len) {
+          hidden(max_rows * c.hidden_dim), scores(std::max(max_rows, threads) * c.seq_len) {
         pieces.reserve(max_rows);  // every piece holds at least one row
     }
 
     std::size_t max_rows;
     std::vector<token_id> tokens;  // (max_rows)
+    aligned_buffer<T> row_scale;   // (max_rows) 1 / rms of each row, for the product after a norm
     aligned_buffer<T> x;           // (max_rows, dim) residual stream
-    aligned_buffer<T> xb;          // (max_rows, dim) normalised input of a sub-block
+    aligned_buffer<T> xb;          // (max_rows, dim) the rows the classifier reads
     aligned_buffer<T> qkv;         // (max_rows, q_dim + 2 kv_dim) fused projection output
     aligned_buffer<T> attended;    // (max_rows, q_dim) attention output, heads side by side
     aligned_buffer<T> gate_up;     // (max_rows, 2 hidden) fused gate and up projections
     aligned_buffer<T> hidden;      // (max_rows, hidden) SwiGLU output
-    aligned_buffer<T> scores;      // (max_rows, seq_len) attention scores of one head
+    aligned_buffer<T> scores;      // (max(max_rows, threads), seq_len) attention scores: a row per
+                                   // prefill row, or a row per thread in decode steps
     std::vector<chunk_piece> pieces;
     mask_cache<T> masks;
 };

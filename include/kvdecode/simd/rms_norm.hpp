@@ -9,9 +9,16 @@
 
 namespace kvdecode::simd {
 
+// 1 / sqrt(mean(x^2) + eps): all a norm computes when its gain is folded into the
+// product that follows it.
+template <class T>
+T inverse_rms(const T* x, std::size_t n, T eps) noexcept {
+    return T(1) / std::sqrt(dot(x, x, n) / static_cast<T>(n) + eps);
+}
+
 template <class T>
 void rms_norm(const T* x, const T* weight, T* out, std::size_t n, T eps) noexcept {
-    const T inv_rms = T(1) / std::sqrt(dot(x, x, n) / static_cast<T>(n) + eps);
+    const T inv_rms = inverse_rms(x, n, eps);
     std::size_t i = 0;
     if constexpr (detail::has_batch<T>) {
         using B = detail::batch<T>;
