@@ -22,6 +22,24 @@ TEST_CASE("thread_pool covers every index exactly once, for any size and thread 
     REQUIRE_THROWS_AS(kvdecode::thread_pool(0), std::invalid_argument);
 }
 
+TEST_CASE("thread_pool parts have distinct indices and respect max_parts", "[core][threads]") {
+    kvdecode::thread_pool pool(4);
+    for (std::size_t max_parts : {1, 2, 3, 4, 9}) {
+        std::vector<std::atomic<int>> seen(4), hits(100);
+        pool.parallel_parts(100, [&](std::size_t part, std::size_t begin, std::size_t end) {
+            ++seen[part];
+            for (std::size_t i = begin; i < end; ++i) ++hits[i];
+        }, max_parts);
+        std::size_t used = 0;
+        for (auto& s : seen) {
+            REQUIRE(s.load() <= 1);
+            used += static_cast<std::size_t>(s.load());
+        }
+        REQUIRE(used == std::min<std::size_t>(max_parts, 4));
+        for (auto& h : hits) REQUIRE(h.load() == 1);
+    }
+}
+
 TEST_CASE("logits and tokens do not depend on the number of threads", "[model][threads]") {
     using namespace kvdecode;
     for (const auto& shape : kvtest::awkward_shapes()) {
@@ -30,7 +48,7 @@ TEST_CASE("logits and tokens do not depend on the number of threads", "[model][t
             const std::size_t vocab = shape.config.vocab_size;
             std::vector<std::vector<float>> results;
             for (std::size_t threads : {1, 2, 3, 4}) {
-                transformer<float> model(w, {.threads = threads});
+                transformer<float> model(w, {.threads = threads, .min_work_per_thread = 1});  // split even tiny products
                 REQUIRE(model.threads() == threads);
                 auto cache = model.make_cache();
                 const auto a = cache.create(), b = cache.create();

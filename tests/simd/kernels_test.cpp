@@ -192,8 +192,8 @@ template <class T, class... Archs>
 void check_every_arch(xsimd::arch_list<Archs...>) {
     (
         [] {
-            if constexpr (xsimd::has_simd_register<T>::value) {
-                if (!Archs::available()) return;  // compiled in, but this CPU lacks it
+            if constexpr (Archs::supported() && xsimd::has_simd_register<T>::value) {
+                if (Archs::version() > xsimd::available_architectures().best) return;  // this CPU lacks it
                 INFO("architecture " << Archs::name());
                 check_packed_matmul<T>([](const auto& a, std::size_t b, std::size_t e) {
                     kvdecode::simd::packed_matmul_for<Archs>(a, b, e);
@@ -208,29 +208,27 @@ TEMPLATE_TEST_CASE("packed_matmul equals a triple loop on every architecture", "
     SECTION("scalar") {
         check_packed_matmul<T>([](const auto& a, std::size_t b, std::size_t e) { kvdecode::simd::packed_matmul_scalar(a, b, e); });
     }
-    SECTION("each compiled-in SIMD architecture") { check_every_arch<T>(xsimd::supported_architectures{}); }
+    SECTION("each compiled-in SIMD architecture") { check_every_arch<T>(kvdecode::simd::detail::kernel_archs{}); }
     SECTION("dispatched") {
         check_packed_matmul<T>([](const auto& a, std::size_t b, std::size_t e) { kvdecode::simd::packed_matmul(a, b, e); });
     }
 }
 
-TEST_CASE("pack_matrix lays panels out cache line by cache line", "[simd]") {
+TEST_CASE("pack_matrix lays each panel out column by column", "[simd]") {
     using namespace kvdecode::simd;
-    // 5 rows of 20 columns: panels of 4 rows, chunks of 16 floats, a tail of 4 columns.
-    const packed_layout<float> layout{5, 20};
+    // 40 rows of 3 columns: a panel of 32 rows, then one of 8 rows and 24 zero rows.
+    const packed_layout<float> layout{40, 3};
     REQUIRE(layout.panels() == 2);
-    REQUIRE(layout.main_cols() == 16);
-    REQUIRE(layout.panel_stride() == 80);
-    std::vector<float> w(5 * 20);
-    for (std::size_t i = 0; i < w.size(); ++i) w[i] = static_cast<float>(i);
+    REQUIRE(layout.panel_stride() == 96);
+    std::vector<float> w(40 * 3), scale = {1.0f, 2.0f, -1.0f};
+    for (std::size_t i = 0; i < w.size(); ++i) w[i] = static_cast<float>(i + 1);
     std::vector<float> packed(layout.elements(), -1.0f);
-    pack_matrix(w.data(), layout, nullptr, packed.data());
-    REQUIRE(packed[0] == 0.0f);             // row 0, col 0
-    REQUIRE(packed[16] == 20.0f);           // row 1, col 0
-    REQUIRE(packed[3 * 16 + 15] == 75.0f);  // row 3, col 15
-    REQUIRE(packed[64] == 16.0f);           // tail: col 16, row 0
-    REQUIRE(packed[65] == 36.0f);           // col 16, row 1
-    REQUIRE(packed[64 + 3 * 4 + 3] == 79.0f);  // col 19, row 3
-    REQUIRE(packed[80] == 80.0f);           // panel 1: row 4, col 0
-    REQUIRE(packed[80 + 16] == 0.0f);       // row 5 does not exist: zero
+    pack_matrix(w.data(), layout, scale.data(), packed.data());
+    for (std::size_t q = 0; q < 2; ++q)
+        for (std::size_t k = 0; k < 3; ++k)
+            for (std::size_t o = 0; o < 32; ++o) {
+                const std::size_t row = q * 32 + o;
+                const float want = row < 40 ? w[row * 3 + k] * scale[k] : 0.0f;
+                REQUIRE(packed[q * 96 + k * 32 + o] == want);
+            }
 }

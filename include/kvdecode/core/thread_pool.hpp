@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <condition_variable>
 #include <cstddef>
 #include <mutex>
@@ -56,17 +57,18 @@ public:
     std::size_t size() const noexcept { return size_; }
 
     // Calls fn(begin, end) on contiguous parts of [0, n), one part per thread (fewer
-    // when n is small), and returns when every part is done.
+    // when n is small, or at most max_parts: small jobs are not worth a hand-off),
+    // and returns when every part is done.
     template <class F>
-    void parallel_for(std::size_t n, const F& fn) {
-        parallel_parts(n, [&](std::size_t, std::size_t begin, std::size_t end) { fn(begin, end); });
+    void parallel_for(std::size_t n, const F& fn, std::size_t max_parts = SIZE_MAX) {
+        parallel_parts(n, [&](std::size_t, std::size_t begin, std::size_t end) { fn(begin, end); }, max_parts);
     }
 
     // The same, telling fn(part, begin, end) which part it runs (0 .. size() - 1), so
     // each part can use its own scratch space.
     template <class F>
-    void parallel_parts(std::size_t n, const F& fn) {
-        const std::size_t parts = std::min(n, size_);
+    void parallel_parts(std::size_t n, const F& fn, std::size_t max_parts = SIZE_MAX) {
+        const std::size_t parts = std::min({n, size_, std::max<std::size_t>(max_parts, 1)});
         if (parts <= 1) {
             if (n > 0) fn(std::size_t{0}, std::size_t{0}, n);
             return;

@@ -40,7 +40,7 @@ public:
             slots_.push_back({offset, layout});
             offset += layout.elements();  // a whole number of cache lines
         };
-        offset += (c.vocab_size * c.dim + chunk - 1) / chunk * chunk;  // the embedding, at 0
+        offset += (c.vocab_size * c.dim + line - 1) / line * line;  // the embedding, at 0
         for (std::size_t l = 0; l < c.n_layers; ++l) {
             place(c.qkv_dim(), c.dim);
             place(c.dim, c.q_dim());
@@ -83,7 +83,7 @@ public:
     std::size_t bytes() const noexcept { return storage_.size() * sizeof(T); }
 
 private:
-    static constexpr std::size_t chunk = simd::packed_layout<T>::chunk;
+    static constexpr std::size_t line = 64 / sizeof(T);  // values per cache line
     struct slot_info {
         std::size_t offset;
         simd::packed_layout<T> layout;

@@ -31,6 +31,9 @@ namespace kvdecode {
 struct transformer_options {
     // Threads for the projections (the calling thread included); created once.
     std::size_t threads = 1;
+    // Multiply-adds below which a product or an attention is not split between
+    // threads (a hand-off costs about a microsecond). 1: always split (tests).
+    std::size_t min_work_per_thread = 65536;
     // Token rows one pass through the layers handles (prefill chunk size); longer
     // batches are split into passes. 0: the context length.
     std::size_t max_rows_per_pass = 0;
@@ -50,7 +53,8 @@ public:
         : weights_(std::move(weights)), rope_(weights_->config()),
           ws_(weights_->config(), options.max_rows_per_pass ? options.max_rows_per_pass : weights_->config().seq_len,
               options.threads),
-          pool_(std::make_unique<thread_pool>(options.threads)) {}
+          pool_(std::make_unique<thread_pool>(options.threads)),
+          min_work_per_thread_(std::max<std::size_t>(options.min_work_per_thread, 1)) {}
 
     const model_config& config() const noexcept { return weights_->config(); }
     const packed_weights<T>& weights() const noexcept { return *weights_; }
@@ -125,8 +129,12 @@ private:
         simd::packed_product<T> p;
         p.in = in, p.in_stride = in_stride, p.rows = rows, p.row_scale = row_scale;
         p.w = m.data, p.layout = m.layout, p.out = out, p.out_stride = out_stride, p.accumulate = accumulate;
-        pool_->parallel_for(m.layout.panels(), [&](std::size_t begin, std::size_t end) { simd::packed_matmul(p, begin, end); });
+        pool_->parallel_for(m.layout.panels(), [&](std::size_t begin, std::size_t end) { simd::packed_matmul(p, begin, end); },
+                            parts_for(rows * m.layout.out_dim * m.layout.in_dim));
     }
+
+    // Threads worth using for this many multiply-adds.
+    std::size_t parts_for(std::size_t multiply_adds) const noexcept { return multiply_adds / min_work_per_thread_; }
 
     void inverse_rms(std::size_t rows) {
         const std::size_t dim = config().dim;
@@ -165,6 +173,9 @@ private:
             std::count_if(ws_.pieces.begin(), ws_.pieces.end(), [](const chunk_piece& p) { return p.rows == 1; }));
         if (single > 0) {
             // Single-row pieces sit wherever the batch put them; job i is the i-th of them.
+            std::size_t keys = 0;
+            for (const chunk_piece& p : ws_.pieces) keys += p.rows == 1 ? p.start + 1 : 0;
+            const std::size_t work = 2 * keys * c.q_dim();
             pool_->parallel_parts(single * c.n_kv_heads, [&](std::size_t part, std::size_t begin, std::size_t end) {
                 std::size_t job = 0;
                 for (const chunk_piece& p : ws_.pieces) {
@@ -173,14 +184,15 @@ private:
                         if (job >= begin && job < end)
                             attend_one_token(cache, args(layer, p, 0, 1, nullptr, ws_.scores.data() + part * c.seq_len), g);
                 }
-            });
+            }, parts_for(work));
         }
         for (const chunk_piece& p : ws_.pieces) {
             if (p.rows == 1) continue;
             const T* mask = ws_.masks.get(p.rows);  // built once per chunk length, before the threads read it
+            const std::size_t work = 2 * p.rows * (p.start + p.rows) * c.q_dim();
             pool_->parallel_parts(p.rows, [&](std::size_t, std::size_t begin, std::size_t end) {
                 attend_rows(cache, args(layer, p, begin, end - begin, mask, ws_.scores.data() + begin * c.seq_len));
-            });
+            }, parts_for(work));
         }
     }
 
@@ -229,6 +241,7 @@ private:
     rope_table<T> rope_;
     workspace<T> ws_;
     std::unique_ptr<thread_pool> pool_;
+    std::size_t min_work_per_thread_;
 };
 
 }  // namespace kvdecode

@@ -3,20 +3,20 @@
 // with them: out (rows, out_dim) = in (rows, in_dim) · W^T, W (out_dim, in_dim).
 //
 // A decode step reads every weight once for a handful of activation rows, so it is
-// bound by how fast the weights stream from memory. Here the rows of W are grouped
-// in panels of `panel_rows`, and each panel is one contiguous stream, one cache
-// line (C = 64 / sizeof(T) columns) of each of its rows in turn:
-//   [row 0, cols 0..C) [row 1, cols 0..C) ... [row P-1, cols 0..C) [row 0, cols C..2C) ...
-// then the last in_dim % C columns column by column ([col k: row 0 .. row P-1]).
-// Rows past out_dim are zero. The kernel holds P x (up to 4) activation rows of
-// accumulators in registers and uses every weight it loads once per activation row,
-// so a batch of rows (beams, rollouts) costs little more than one while the weights'
-// stream is the bottleneck, and a prefill tile runs at FMA speed from L1.
+// bound by how fast the weights stream from memory. Here W is cut into panels of
+// `panel_width` output rows (128 bytes: two cache lines), each stored column by
+// column — for k = 0 .. in_dim-1, W[o0 .. o0+width)[k] — as one contiguous stream:
+//   out[r][o0 .. o0+width) += x[r][k] * panel[k][0 .. width)
+// is one broadcast and a few vector FMAs, with no horizontal sums. Rows past out_dim
+// are zero. The kernel keeps up to 12 activation rows' accumulators in registers and
+// uses every weight it loads once per row, so up to 12 rows (beams, rollouts) go
+// through the weights in one pass and their multiply-adds overlap the stream; longer
+// batches (prefill) run tile after tile over a panel that stays in L2.
 //
-// The SIMD width is chosen at run time among the architectures the including
-// translation unit was compiled for (xsimd's dispatch: AVX-512, AVX2, SSE, NEON);
-// a scalar loop serves types and targets without SIMD registers. The packed layout
-// does not depend on the width.
+// The SIMD architecture is chosen once at run time among those the including
+// translation unit was compiled for (AVX-512, AVX2 with FMA, SSE2; xsimd batches, with
+// xsimd's own architecture test); a scalar loop serves types and targets without SIMD
+// registers. The packed layout does not depend on the architecture.
 
 #include <algorithm>
 #include <cstddef>
@@ -26,20 +26,16 @@
 
 namespace kvdecode::simd {
 
-inline constexpr std::size_t panel_rows = 4;
+template <class T>
+inline constexpr std::size_t panel_width = 128 / sizeof(T);
 
 template <class T>
 struct packed_layout {
-    static constexpr std::size_t chunk = 64 / sizeof(T);  // columns per cache line
+    static constexpr std::size_t width = panel_width<T>;
     std::size_t out_dim = 0, in_dim = 0;
 
-    std::size_t panels() const noexcept { return (out_dim + panel_rows - 1) / panel_rows; }
-    std::size_t main_cols() const noexcept { return in_dim - in_dim % chunk; }  // the chunked part
-    // Elements from one panel to the next; a whole number of cache lines.
-    std::size_t panel_stride() const noexcept {
-        const std::size_t n = panel_rows * in_dim;
-        return (n + chunk - 1) / chunk * chunk;
-    }
+    std::size_t panels() const noexcept { return (out_dim + width - 1) / width; }
+    std::size_t panel_stride() const noexcept { return width * in_dim; }  // whole cache lines
     std::size_t elements() const noexcept { return panels() * panel_stride(); }
 };
 
@@ -48,19 +44,12 @@ struct packed_layout {
 // the product that follows the norm).
 template <class T>
 void pack_matrix(const T* w, const packed_layout<T>& layout, std::type_identity_t<const T*> column_scale, T* dst) noexcept {
-    constexpr std::size_t C = packed_layout<T>::chunk, P = panel_rows;
-    const std::size_t in = layout.in_dim, main = layout.main_cols();
+    constexpr std::size_t W = packed_layout<T>::width;
+    const std::size_t in = layout.in_dim;
     std::fill(dst, dst + layout.elements(), T(0));
-    for (std::size_t q = 0; q < layout.panels(); ++q) {
-        T* panel = dst + q * layout.panel_stride();
-        for (std::size_t p = 0; p < P && q * P + p < layout.out_dim; ++p) {
-            const T* row = w + (q * P + p) * in;
-            for (std::size_t k = 0; k < in; ++k) {
-                const T value = column_scale ? row[k] * column_scale[k] : row[k];
-                if (k < main) panel[(k / C * P + p) * C + k % C] = value;
-                else panel[main * P + (k - main) * P + p] = value;
-            }
-        }
+    for (std::size_t o = 0; o < layout.out_dim; ++o) {
+        T* panel = dst + o / W * layout.panel_stride() + o % W;
+        for (std::size_t k = 0; k < in; ++k) panel[k * W] = column_scale ? w[o * in + k] * column_scale[k] : w[o * in + k];
     }
 }
 
@@ -80,109 +69,120 @@ struct packed_product {
 
 namespace detail {
 
+// Writes one row's outputs of one panel: sums scaled by the row's factor, stored or added.
 template <class T>
 void store_outputs(const packed_product<T>& a, std::size_t row, std::size_t first_out, const T* sums) noexcept {
-    const std::size_t count = std::min(panel_rows, a.layout.out_dim - first_out);
+    const std::size_t count = std::min(panel_width<T>, a.layout.out_dim - first_out);
     const T scale = a.row_scale ? a.row_scale[row] : T(1);
     T* out = a.out + row * a.out_stride + first_out;
-    for (std::size_t p = 0; p < count; ++p) out[p] = a.accumulate ? out[p] + sums[p] * scale : sums[p] * scale;
-}
-
-// The tail columns of one panel for one activation row, added to sums.
-template <class T>
-void add_tail(const T* panel, const packed_layout<T>& layout, const T* x, T* sums) noexcept {
-    const std::size_t main = layout.main_cols();
-    const T* tail = panel + main * panel_rows;
-    for (std::size_t k = main; k < layout.in_dim; ++k, tail += panel_rows)
-        for (std::size_t p = 0; p < panel_rows; ++p) sums[p] += tail[p] * x[k];
+    for (std::size_t o = 0; o < count; ++o) out[o] = a.accumulate ? out[o] + sums[o] * scale : sums[o] * scale;
 }
 
 // Rows [row, row + Tile) of the input against one panel, accumulators in registers.
+// With one or two rows, even and odd k go to separate accumulators (Banks = 2), so
+// the FMAs' latency never limits the stream.
 template <class Arch, std::size_t Tile, class T>
 void panel_tile(const packed_product<T>& a, std::size_t panel_index, std::size_t row) noexcept {
     using B = xsimd::batch<T, Arch>;
-    constexpr std::size_t C = packed_layout<T>::chunk, P = panel_rows, V = C / B::size;
-    static_assert(C % B::size == 0, "a cache line holds whole SIMD registers");
+    constexpr std::size_t W = panel_width<T>, V = W / B::size, Banks = Tile <= 2 ? 2 : 1;
+    static_assert(W % B::size == 0, "a panel row holds whole SIMD registers");
     const T* panel = a.w + panel_index * a.layout.panel_stride();
+    const std::size_t in_dim = a.layout.in_dim;
     const T* x[Tile];
     for (std::size_t r = 0; r < Tile; ++r) x[r] = a.in + (row + r) * a.in_stride;
 
-    B acc[P][Tile];
-    for (auto& per_output : acc)
-        for (B& b : per_output) b = B(T(0));
-    const std::size_t main = a.layout.main_cols();
-    const T* wp = panel;
-    for (std::size_t k = 0; k < main; k += C, wp += P * C) {
-        for (std::size_t v = 0; v < V; ++v) {
-            B xv[Tile];
-            for (std::size_t r = 0; r < Tile; ++r) xv[r] = B::load_unaligned(x[r] + k + v * B::size);
-            for (std::size_t p = 0; p < P; ++p) {
-                const B wv = B::load_aligned(wp + p * C + v * B::size);
-                for (std::size_t r = 0; r < Tile; ++r) acc[p][r] = xsimd::fma(wv, xv[r], acc[p][r]);
+    B acc[Banks][Tile][V];
+    for (auto& bank : acc)
+        for (auto& per_row : bank)
+            for (B& b : per_row) b = B(T(0));
+    std::size_t k = 0;
+    for (; k + Banks <= in_dim; k += Banks) {
+        for (std::size_t bank = 0; bank < Banks; ++bank) {
+            const T* wk = panel + (k + bank) * W;
+            B w[V];
+            for (std::size_t v = 0; v < V; ++v) w[v] = B::load_aligned(wk + v * B::size);
+            for (std::size_t r = 0; r < Tile; ++r) {
+                const B xr(x[r][k + bank]);
+                for (std::size_t v = 0; v < V; ++v) acc[bank][r][v] = xsimd::fma(w[v], xr, acc[bank][r][v]);
             }
         }
     }
+    for (; k < in_dim; ++k) {  // an odd last column when Banks == 2
+        const T* wk = panel + k * W;
+        for (std::size_t r = 0; r < Tile; ++r) {
+            const B xr(x[r][k]);
+            for (std::size_t v = 0; v < V; ++v) acc[0][r][v] = xsimd::fma(B::load_aligned(wk + v * B::size), xr, acc[0][r][v]);
+        }
+    }
     for (std::size_t r = 0; r < Tile; ++r) {
-        T sums[P];
-        for (std::size_t p = 0; p < P; ++p) sums[p] = xsimd::hadd(acc[p][r]);
-        add_tail(panel, a.layout, x[r], sums);
-        store_outputs(a, row + r, panel_index * P, sums);
+        alignas(64) T sums[W];
+        for (std::size_t v = 0; v < V; ++v) {
+            B total = acc[0][r][v];
+            for (std::size_t bank = 1; bank < Banks; ++bank) total += acc[bank][r][v];
+            total.store_aligned(sums + v * B::size);
+        }
+        store_outputs(a, row + r, panel_index * W, sums);
     }
 }
 
-// Registers decide the row tile: 32 vector registers (AVX-512) hold 4 x 4
-// accumulators with room to spare, 16 (AVX2, SSE, NEON) hold 4 x 2.
-template <class Arch>
-inline constexpr std::size_t max_tile = std::is_base_of_v<xsimd::avx512f, Arch> ? 4 : 2;
+// Registers decide the row tile: AVX-512's 32 registers hold 12 rows x 2 accumulators
+// beside the weights; AVX2's 16 hold 3 rows x 4; SSE's 16 hold 1 row x 8 (x 2 banks).
+template <class Arch, class T>
+inline constexpr std::size_t max_tile = std::is_base_of_v<xsimd::avx512f, Arch> ? 12
+                                        : std::is_base_of_v<xsimd::avx, Arch>   ? 3
+                                                                                : 1;
+
+template <class Arch, std::size_t Tile, class T>
+void remainder_tile(const packed_product<T>& a, std::size_t q, std::size_t row, std::size_t rows) noexcept {
+    if constexpr (Tile > 0) {
+        if (rows == Tile) panel_tile<Arch, Tile>(a, q, row);
+        else remainder_tile<Arch, Tile - 1>(a, q, row, rows);
+    }
+}
 
 template <class Arch, class T>
 void packed_matmul_simd(const packed_product<T>& a, std::size_t panel_begin, std::size_t panel_end) noexcept {
-    constexpr std::size_t tile = max_tile<Arch>;
+    constexpr std::size_t tile = max_tile<Arch, T>;
     for (std::size_t q = panel_begin; q < panel_end; ++q) {
         std::size_t row = 0;
         for (; row + tile <= a.rows; row += tile) panel_tile<Arch, tile>(a, q, row);
-        switch (a.rows - row) {
-            case 3: if constexpr (tile > 3) panel_tile<Arch, 3>(a, q, row); break;
-            case 2: if constexpr (tile > 2) panel_tile<Arch, 2>(a, q, row); break;
-            case 1: panel_tile<Arch, 1>(a, q, row); break;
-            default: break;
-        }
+        remainder_tile<Arch, tile - 1>(a, q, row, a.rows - row);
     }
 }
 
-struct packed_matmul_dispatch {
-    template <class Arch, class T>
-    void operator()(Arch, const packed_product<T>& a, std::size_t panel_begin, std::size_t panel_end) const noexcept {
-        packed_matmul_simd<Arch>(a, panel_begin, panel_end);
+// The architectures the kernel is built for, best first; those this translation unit
+// cannot compile drop out at compile time, those this CPU lacks at run time.
+using kernel_archs = xsimd::arch_list<xsimd::avx512f, xsimd::fma3<xsimd::avx2>, xsimd::sse2>;
+
+template <class T>
+using kernel_fn = void (*)(const packed_product<T>&, std::size_t, std::size_t) noexcept;
+
+template <class T, class Arch, class... Rest>
+kernel_fn<T> best_kernel(xsimd::arch_list<Arch, Rest...>, kernel_fn<T> fallback) noexcept {
+    if constexpr (Arch::supported() && xsimd::has_simd_register<T>::value) {
+        if (Arch::version() <= xsimd::available_architectures().best) return &packed_matmul_simd<Arch, T>;
     }
-};
+    if constexpr (sizeof...(Rest) > 0) return best_kernel<T>(xsimd::arch_list<Rest...>{}, fallback);
+    else return fallback;
+}
 
 }  // namespace detail
 
-// The same product with plain loops, in the same order of summation per output
-// as far as a scalar can follow it. The fallback, and what the SIMD paths are tested against.
+// The same product with plain loops: the fallback, and what the SIMD paths are tested against.
 template <class T>
 void packed_matmul_scalar(const packed_product<T>& a, std::size_t panel_begin, std::size_t panel_end) noexcept {
-    constexpr std::size_t C = packed_layout<T>::chunk, P = panel_rows;
-    const std::size_t main = a.layout.main_cols();
+    constexpr std::size_t W = panel_width<T>;
     for (std::size_t q = panel_begin; q < panel_end; ++q) {
         const T* panel = a.w + q * a.layout.panel_stride();
         for (std::size_t r = 0; r < a.rows; ++r) {
             const T* x = a.in + r * a.in_stride;
-            T sums[P] = {};
-            for (std::size_t k = 0; k < main; k += C)
-                for (std::size_t p = 0; p < P; ++p)
-                    for (std::size_t i = 0; i < C; ++i) sums[p] += panel[(k / C * P + p) * C + i] * x[k + i];
-            detail::add_tail(panel, a.layout, x, sums);
-            detail::store_outputs(a, r, q * P, sums);
+            T sums[W] = {};
+            for (std::size_t k = 0; k < a.layout.in_dim; ++k)
+                for (std::size_t o = 0; o < W; ++o) sums[o] += panel[k * W + o] * x[k];
+            detail::store_outputs(a, r, q * W, sums);
         }
     }
 }
-
-// Whether this build has a SIMD path for T.
-template <class T>
-inline constexpr bool packed_matmul_has_simd =
-    !std::is_same_v<xsimd::supported_architectures, xsimd::arch_list<>> && xsimd::has_simd_register<T>::value;
 
 // One architecture's kernel, named (the tests run every compiled-in one).
 template <class Arch, class T>
@@ -193,12 +193,8 @@ void packed_matmul_for(const packed_product<T>& a, std::size_t panel_begin, std:
 // Panels [panel_begin, panel_end) of the product on the best architecture this CPU runs.
 template <class T>
 void packed_matmul(const packed_product<T>& a, std::size_t panel_begin, std::size_t panel_end) noexcept {
-    if constexpr (packed_matmul_has_simd<T>) {
-        static auto dispatched = xsimd::dispatch(detail::packed_matmul_dispatch{});
-        dispatched(a, panel_begin, panel_end);
-    } else {
-        packed_matmul_scalar(a, panel_begin, panel_end);
-    }
+    static const detail::kernel_fn<T> kernel = detail::best_kernel<T>(detail::kernel_archs{}, &packed_matmul_scalar<T>);
+    kernel(a, panel_begin, panel_end);
 }
 
 }  // namespace kvdecode::simd

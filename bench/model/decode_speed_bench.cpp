@@ -1,0 +1,171 @@
+// How close the cached transformer runs to the machine's limits.
+//   decode/...: one token through the model (context 16 to 144), as a fraction of the
+//     bandwidth limit: tokens/s / (read bandwidth / weight bytes per token);
+//   step/...: one forward of W sequences of one token each (W beams or rollouts
+//     forked from one 128-token prompt), to compare with W = 1;
+//   prefill/...: a 128-token chunk, in GFLOP/s, beside gemm_eigen/...: the same
+//     projections as Eigen matrix products (single thread, the rate to reach).
+// Bandwidth is measured in the same program (support/bandwidth.hpp), per thread count.
+
+#include <benchmark/benchmark.h>
+
+#include <Eigen/Core>
+
+#include <vector>
+
+#include "kvdecode/model/transformer.hpp"
+#include "support/bandwidth.hpp"
+#include "support/shapes.hpp"
+
+namespace {
+
+using namespace kvdecode;
+
+std::shared_ptr<const packed_weights<float>> packed_for(const kvbench::shape& s) {
+    static std::map<std::string, std::shared_ptr<const packed_weights<float>>> built;
+    auto& w = built[s.name];
+    if (!w) w = std::make_shared<const packed_weights<float>>(*kvbench::weights_for(s));
+    return w;
+}
+
+void decode(benchmark::State& state, const kvbench::shape& s, std::size_t threads) {
+    const double bandwidth = kvbench::read_bandwidth(threads);
+    transformer<float> model(packed_for(s), {.threads = threads, .max_rows_per_pass = 16});
+    auto cache = model.make_cache({.capacity_tokens = 256});
+    const seq_id seq = cache.create();
+    const std::size_t prompt = 16, longest = 144;
+    std::vector<float> logits(s.config.vocab_size);
+    model.forward(std::vector{sequence_tokens{seq, kvbench::tokens(prompt, s.config.vocab_size)}}, cache, logits);
+    std::vector<token_id> next = {3};
+    const std::vector<sequence_tokens> batch = {{seq, next}};
+    for (auto _ : state) {
+        model.forward(batch, cache, logits);
+        next[0] = static_cast<token_id>((next[0] * 31 + 7) % s.config.vocab_size);
+        if (cache.length(seq) == longest) cache.truncate(seq, prompt);  // contexts 16 .. 144
+        benchmark::DoNotOptimize(logits.data());
+    }
+    const double bytes = static_cast<double>(model.weights().bytes_per_token());
+    state.SetItemsProcessed(state.iterations());  // tokens
+    state.counters["threads"] = static_cast<double>(threads);
+    state.counters["weight_MB_per_token"] = bytes / 1e6;
+    state.counters["bandwidth_GBps"] = bandwidth / 1e9;
+    state.counters["limit_tokens_per_s"] = bandwidth / bytes;
+    // (tokens / s) * bytes / bandwidth
+    state.counters["fraction_of_limit"] = benchmark::Counter(bytes / bandwidth, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void step(benchmark::State& state, const kvbench::shape& s, std::size_t width, std::size_t threads) {
+    transformer<float> model(packed_for(s), {.threads = threads, .max_rows_per_pass = 32});
+    const std::size_t prompt = 128;
+    auto cache = model.make_cache({.capacity_tokens = prompt + 32 * (width + 1)});
+    const seq_id root = cache.create();
+    std::vector<float> logits(width * s.config.vocab_size);
+    model.forward(std::vector{sequence_tokens{root, kvbench::tokens(prompt, s.config.vocab_size)}}, cache, logits);
+    std::vector<seq_id> seqs;
+    std::vector<std::vector<token_id>> next;
+    std::vector<sequence_tokens> batch;
+    for (std::size_t i = 0; i < width; ++i) {
+        seqs.push_back(cache.fork(root));
+        next.push_back({static_cast<token_id>(i + 3)});
+    }
+    for (std::size_t i = 0; i < width; ++i) batch.push_back({seqs[i], next[i]});
+    for (auto _ : state) {
+        model.forward(batch, cache, logits);
+        if (cache.length(seqs[0]) == prompt + 16)
+            for (seq_id q : seqs) cache.truncate(q, prompt);
+        benchmark::DoNotOptimize(logits.data());
+    }
+    state.SetItemsProcessed(state.iterations());  // steps
+    state.counters["width"] = static_cast<double>(width);
+    state.counters["threads"] = static_cast<double>(threads);
+}
+
+// Multiply-adds x 2 of the projections of `tokens` rows, all layers.
+double projection_flops(const model_config& c, std::size_t tokens) {
+    const double per_row = static_cast<double>(c.qkv_dim() * c.dim + c.dim * c.q_dim() + 2 * c.hidden_dim * c.dim +
+                                                c.dim * c.hidden_dim);
+    return 2.0 * per_row * static_cast<double>(tokens * c.n_layers);
+}
+
+// Everything a prefill of `tokens` computes usefully: projections, causal attention, one row of logits.
+double prefill_flops(const model_config& c, std::size_t tokens) {
+    const double t = static_cast<double>(tokens);
+    const double attention = 2.0 * 2.0 * (t * (t + 1) / 2) * static_cast<double>(c.q_dim() * c.n_layers);
+    return projection_flops(c, tokens) + attention + 2.0 * static_cast<double>(c.vocab_size * c.dim);
+}
+
+void prefill(benchmark::State& state, const kvbench::shape& s, std::size_t tokens, std::size_t threads) {
+    transformer<float> model(packed_for(s), {.threads = threads});
+    auto cache = model.make_cache({.capacity_tokens = tokens + 16});
+    const seq_id seq = cache.create();
+    const auto prompt = kvbench::tokens(tokens, s.config.vocab_size);
+    std::vector<float> logits(s.config.vocab_size);
+    const std::vector<sequence_tokens> batch = {{seq, prompt}};
+    for (auto _ : state) {
+        model.forward(batch, cache, logits);
+        cache.truncate(seq, 0);
+        benchmark::DoNotOptimize(logits.data());
+    }
+    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * tokens));
+    state.counters["threads"] = static_cast<double>(threads);
+    state.counters["GFLOPs"] = benchmark::Counter(prefill_flops(s.config, tokens) / 1e9,
+                                                  benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// The prefill's projections as Eigen GEMMs on row-major weights: Eigen's rate on
+// exactly these shapes, one thread (this build links no OpenMP).
+void gemm_eigen(benchmark::State& state, const kvbench::shape& s, std::size_t tokens) {
+    using Matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    const model_config& c = s.config;
+    const auto w = kvbench::weights_for(s);
+    const auto t = static_cast<Eigen::Index>(tokens);
+    auto map = [](const float* p, std::size_t rows, std::size_t cols) {
+        return Eigen::Map<const Matrix>(p, static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(cols));
+    };
+    Matrix x = Matrix::Random(t, static_cast<Eigen::Index>(c.dim)), qkv(t, static_cast<Eigen::Index>(c.qkv_dim())),
+           attended = Matrix::Random(t, static_cast<Eigen::Index>(c.q_dim())),
+           gate_up(t, static_cast<Eigen::Index>(2 * c.hidden_dim)), hidden = Matrix::Random(t, static_cast<Eigen::Index>(c.hidden_dim));
+    for (auto _ : state) {
+        for (std::size_t l = 0; l < c.n_layers; ++l) {
+            qkv.noalias() = x * map(w->wqkv(l), c.qkv_dim(), c.dim).transpose();
+            x.noalias() += attended * map(w->wo(l), c.dim, c.q_dim()).transpose();
+            gate_up.noalias() = x * map(w->w13(l), 2 * c.hidden_dim, c.dim).transpose();
+            x.noalias() += hidden * map(w->w2(l), c.dim, c.hidden_dim).transpose();
+        }
+        benchmark::DoNotOptimize(x.data());
+        benchmark::DoNotOptimize(qkv.data());
+        benchmark::DoNotOptimize(gate_up.data());
+    }
+    state.counters["GFLOPs"] =
+        benchmark::Counter(projection_flops(c, tokens) / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    for (const auto& s : kvbench::shapes()) {
+        for (std::size_t t : kvbench::thread_counts())
+            benchmark::RegisterBenchmark(("decode/" + s.name + "/threads:" + std::to_string(t)).c_str(),
+                                         [&s, t](benchmark::State& st) { decode(st, s, t); })
+                ->Unit(benchmark::kMicrosecond);
+        for (std::size_t t : kvbench::thread_counts())
+            if (t <= 2)
+                for (std::size_t width : {1, 2, 4, 8, 10, 16})
+                    benchmark::RegisterBenchmark(
+                        ("step/" + s.name + "/rows:" + std::to_string(width) + "/threads:" + std::to_string(t)).c_str(),
+                        [&s, width, t](benchmark::State& st) { step(st, s, width, t); })
+                        ->Unit(benchmark::kMicrosecond);
+        for (std::size_t t : kvbench::thread_counts())
+            benchmark::RegisterBenchmark(("prefill/" + s.name + "/tokens:128/threads:" + std::to_string(t)).c_str(),
+                                         [&s, t](benchmark::State& st) { prefill(st, s, 128, t); })
+                ->Unit(benchmark::kMillisecond);
+        benchmark::RegisterBenchmark(("gemm_eigen/" + s.name + "/tokens:128/threads:1").c_str(),
+                                     [&s](benchmark::State& st) { gemm_eigen(st, s, 128); })
+            ->Unit(benchmark::kMillisecond);
+    }
+    benchmark::Initialize(&argc, argv);
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+}
