@@ -5,7 +5,7 @@
 //     forked from one 128-token prompt), to compare with W = 1;
 //   prefill/...: a 128-token chunk, in GFLOP/s, beside gemm_eigen/...: the same
 //     projections as Eigen matrix products (single thread, the rate to reach).
-// Bandwidth is measured in the same program (support/bandwidth.hpp), per thread count.
+// Bandwidth is measured in the same program (support/bandwidth.hpp) just before each decode run.
 
 #include <benchmark/benchmark.h>
 
@@ -29,7 +29,9 @@ std::shared_ptr<const packed_weights<float>> packed_for(const kvbench::shape& s)
 }
 
 void decode(benchmark::State& state, const kvbench::shape& s, std::size_t threads) {
-    const double bandwidth = kvbench::read_bandwidth(threads);
+    // Measured afresh for each run, just before it: the machines are shared, and
+    // the bandwidth a neighbour leaves changes from minute to minute.
+    const double bandwidth = kvbench::measure_read_bandwidth(threads);
     transformer<float> model(packed_for(s), {.threads = threads, .max_rows_per_pass = 16});
     auto cache = model.make_cache({.capacity_tokens = 256});
     const seq_id seq = cache.create();

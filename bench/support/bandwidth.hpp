@@ -9,7 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
-#include <map>
+#include <thread>
 #include <vector>
 
 #include <xsimd/xsimd.hpp>
@@ -59,14 +59,6 @@ inline double measure_read_bandwidth(std::size_t threads, int passes = 5) {
         (void)sink;
     }
     return best;
-}
-
-// Measured once per thread count per program.
-inline double read_bandwidth(std::size_t threads) {
-    static std::map<std::size_t, double> measured;
-    auto it = measured.find(threads);
-    if (it == measured.end()) it = measured.emplace(threads, measure_read_bandwidth(threads)).first;
-    return it->second;
 }
 
 // 1, 2, 4, 8, 16 threads, as far as this machine has cores.

@@ -78,6 +78,9 @@ void store_outputs(const packed_product<T>& a, std::size_t row, std::size_t firs
     for (std::size_t o = 0; o < count; ++o) out[o] = a.accumulate ? out[o] + sums[o] * scale : sums[o] * scale;
 }
 
+template <class T>
+inline constexpr std::size_t prefetch_distance = 8192 / sizeof(T);  // elements
+
 // Rows [row, row + Tile) of the input against one panel, accumulators in registers.
 // With one or two rows, even and odd k go to separate accumulators (Banks = 2), so
 // the FMAs' latency never limits the stream.
@@ -99,6 +102,13 @@ void panel_tile(const packed_product<T>& a, std::size_t panel_index, std::size_t
     for (; k + Banks <= in_dim; k += Banks) {
         for (std::size_t bank = 0; bank < Banks; ++bank) {
             const T* wk = panel + (k + bank) * W;
+            if constexpr (Tile >= 4) {
+                // Several rows: the FMAs take long enough that the hardware prefetcher
+                // falls behind; ask for the stream 8 KiB ahead. (One row: it keeps up,
+                // and explicit prefetches only cost issue slots.)
+                __builtin_prefetch(wk + prefetch_distance<T>, 0, 0);
+                __builtin_prefetch(wk + prefetch_distance<T> + 64 / sizeof(T), 0, 0);
+            }
             B w[V];
             for (std::size_t v = 0; v < V; ++v) w[v] = B::load_aligned(wk + v * B::size);
             for (std::size_t r = 0; r < Tile; ++r) {
