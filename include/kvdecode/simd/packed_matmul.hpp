@@ -93,6 +93,7 @@ void panel_tile(const packed_product<T>& a, std::size_t panel_index, std::size_t
     const std::size_t in_dim = a.layout.in_dim;
     const T* x[Tile];
     for (std::size_t r = 0; r < Tile; ++r) x[r] = a.in + (row + r) * a.in_stride;
+    const bool first_tile = row == 0;
 
     B acc[Banks][Tile][V];
     for (auto& bank : acc)
@@ -104,10 +105,12 @@ void panel_tile(const packed_product<T>& a, std::size_t panel_index, std::size_t
             const T* wk = panel + (k + bank) * W;
             if constexpr (Tile >= 4) {
                 // Several rows: the FMAs take long enough that the hardware prefetcher
-                // falls behind; ask for the stream 8 KiB ahead. (One row: it keeps up,
-                // and explicit prefetches only cost issue slots.)
-                __builtin_prefetch(wk + prefetch_distance<T>, 0, 0);
-                __builtin_prefetch(wk + prefetch_distance<T> + 64 / sizeof(T), 0, 0);
+                // falls behind; ask for the stream 8 KiB ahead, into every cache level
+                // (a later tile re-reads this panel). One row: the prefetcher keeps up,
+                // and explicit prefetches only cost issue slots. Later tiles: the
+                // panel is already in L2.
+                if (first_tile) __builtin_prefetch(wk + prefetch_distance<T>, 0, 3);
+                if (first_tile) __builtin_prefetch(wk + prefetch_distance<T> + 64 / sizeof(T), 0, 3);
             }
             B w[V];
             for (std::size_t v = 0; v < V; ++v) w[v] = B::load_aligned(wk + v * B::size);
