@@ -26,8 +26,85 @@ def seconds(b):
     return b["real_time"] * scale
 
 
+def speed_tables(folder):
+    """decode_speed.json and bandwidth.json: the bandwidth limit, batched steps, prefill."""
+    shapes = ["stories260K", "15M", "110M"]
+    bw, ctx = medians(os.path.join(folder, "bandwidth.json"))
+    speed, ctx2 = medians(os.path.join(folder, "decode_speed.json"))
+    ctx = ctx or ctx2
+    if not (bw or speed):
+        return
+    if ctx:
+        print(f"Machine: {ctx.get('num_cpus')} CPUs at {ctx.get('mhz_per_cpu')} MHz, run {ctx.get('date')}; "
+              "medians of repetitions.\n")
+    threads = sorted({int(b["threads"]) for b in list(bw.values()) + list(speed.values()) if "threads" in b})
+    if bw:
+        print("### Read bandwidth (1 GiB, STREAM-like sum)\n")
+        print("| threads | " + " | ".join(str(t) for t in threads) + " |")
+        print("|---|" + "---:|" * len(threads))
+        cells = []
+        for t in threads:
+            b = bw.get(f"bandwidth/read_1GiB/threads:{t}/manual_time")
+            cells.append(f"{b['bytes_per_second'] / 1e9:.1f} GB/s" if b else "-")
+        print("| read | " + " | ".join(cells) + " |\n")
+    if any(k.startswith("decode/") for k in speed):
+        print("### Decode: tokens/s and fraction of the bandwidth limit\n")
+        print("One token through the model at contexts 16 to 144. Limit = read bandwidth (measured just before")
+        print("each run) / weight bytes read per token; fraction = tokens/s / limit.\n")
+        print("| shape | weights read per token | " + " | ".join(f"{t} thread{'s' if t > 1 else ''}" for t in threads) + " |")
+        print("|---|---:|" + "---:|" * len(threads))
+        for s in shapes:
+            cells, mb = [], None
+            for t in threads:
+                b = speed.get(f"decode/{s}/threads:{t}")
+                if b:
+                    mb = b["weight_MB_per_token"]
+                    cells.append(f"{b['items_per_second']:.0f}/s, {b['fraction_of_limit'] * 100:.0f}% "
+                                 f"({b['bandwidth_GBps']:.0f} GB/s)")
+                else:
+                    cells.append("-")
+            if mb is not None:
+                print(f"| {s} | {mb:.1f} MB | " + " | ".join(cells) + " |")
+        print()
+    if any(k.startswith("step/") for k in speed):
+        print("### Batched steps: W sequences of one token each (beams, rollouts) vs one\n")
+        print("One forward of W sequences forked from a 128-token prompt; time per step and its ratio to W = 1.\n")
+        widths = [1, 2, 4, 8, 10, 16]
+        print("| shape | threads | " + " | ".join(f"W={w}" for w in widths) + " |")
+        print("|---|---:|" + "---:|" * len(widths))
+        for s in shapes:
+            for t in threads:
+                one = speed.get(f"step/{s}/rows:1/threads:{t}")
+                if not one:
+                    continue
+                cells = []
+                for w in widths:
+                    b = speed.get(f"step/{s}/rows:{w}/threads:{t}")
+                    cells.append(f"{seconds(b) / seconds(one):.2f}x ({seconds(b) * 1e3:.2f} ms)" if b else "-")
+                print(f"| {s} | {t} | " + " | ".join(cells) + " |")
+        print()
+    if any(k.startswith("prefill/") for k in speed):
+        print("### Prefill of 128 tokens: GFLOP/s, beside Eigen's GEMM on the same projections (1 thread)\n")
+        print("| shape | Eigen GEMM, 1 thread | " + " | ".join(f"{t} thread{'s' if t > 1 else ''}" for t in threads) + " |")
+        print("|---|---:|" + "---:|" * len(threads))
+        for s in shapes:
+            g = speed.get(f"gemm_eigen/{s}/tokens:128/threads:1")
+            cells = []
+            for t in threads:
+                b = speed.get(f"prefill/{s}/tokens:128/threads:{t}")
+                if b and g and t == 1:
+                    cells.append(f"{b['GFLOPs']:.0f} ({b['GFLOPs'] / g['GFLOPs'] * 100:.0f}% of Eigen)")
+                else:
+                    cells.append(f"{b['GFLOPs']:.0f}" if b else "-")
+            if g or any(c != "-" for c in cells):
+                eigen = f"{g['GFLOPs']:.0f}" if g else "-"
+                print(f"| {s} | {eigen} | " + " | ".join(cells) + " |")
+        print()
+
+
 def main(folder):
     shapes = ["stories260K", "15M", "110M"]
+    speed_tables(folder)
     kv, ctx = medians(os.path.join(folder, "kv_cache_benefit.json"))
     if ctx:
         print(f"Machine: {ctx.get('num_cpus')} CPUs at {ctx.get('mhz_per_cpu')} MHz, "

@@ -29,13 +29,15 @@ void search(benchmark::State& state, const kvbench::shape& s, std::size_t rollou
     const tree_options options{.num_rollouts = rollouts, .rollout_max_new_tokens = tokens, .max_new_tokens = 2 * tokens,
                                .eos = {}, .seed = 1, .rollouts_per_batch = batched ? rollouts : 1,
                                .cache_policy = policy};
-    std::size_t computed = 0, from_cache = 0;
+    std::size_t computed = 0, from_cache = 0, forwards = 0;
     for (auto _ : state) {
         const auto r = maxent_ts(model, cache, prompt, reward, options);
         computed += r.stats.tokens_computed;
         from_cache += r.stats.tokens_from_cache;
+        forwards += r.stats.forward_calls;
     }
     const auto n = static_cast<double>(state.iterations());
+    state.counters["forward_calls"] = static_cast<double>(forwards) / n;
     state.counters["tokens_computed"] = static_cast<double>(computed) / n;
     state.counters["tokens_from_cache"] = static_cast<double>(from_cache) / n;
 }

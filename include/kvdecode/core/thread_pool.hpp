@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <mutex>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -37,9 +38,12 @@ inline void cpu_relax() noexcept {
 class thread_pool {
 public:
     static constexpr std::size_t spin_before_sleep = 20000;
+    static constexpr std::size_t max_threads = 0xFFFF;
 
     explicit thread_pool(std::size_t threads = 1) : size_(threads) {
-        if (threads == 0) throw std::invalid_argument("kvdecode: thread_pool needs at least 1 thread");
+        if (threads == 0 || threads > max_threads)
+            throw std::invalid_argument("kvdecode: thread_pool needs 1 to " + std::to_string(max_threads) + " threads, not " +
+                                        std::to_string(threads));
         workers_.reserve(threads - 1);
         for (std::size_t i = 1; i < threads; ++i) workers_.emplace_back([this, i] { work(i); });
     }
@@ -79,14 +83,13 @@ public:
         };
         n_ = n;
         parts_ = parts;
-        // Every worker checks in, needed or not, so none can still be reading this
-        // job's fields when the next one writes them.
-        remaining_.store(workers_.size(), std::memory_order_relaxed);
+        remaining_.store(parts - 1, std::memory_order_relaxed);
         {
-            // Under the mutex, so a worker about to sleep either sees the new
-            // generation or is already waiting when notified.
+            // Under the mutex, so a worker about to sleep either sees the new ticket
+            // or is already waiting when notified.
             std::lock_guard<std::mutex> lock(mutex_);
-            generation_.fetch_add(1, std::memory_order_release);
+            ++generation_;
+            ticket_.store(generation_ << 16 | parts, std::memory_order_release);
         }
         start_.notify_all();
         run_part(0);
@@ -102,27 +105,31 @@ private:
         run_(job_, part, begin, end);
     }
 
+    // A worker learns the job's generation and its number of parts from one atomic
+    // ticket, so a worker that is not needed reads nothing else; the caller waits for
+    // the needed ones only, and writes the next job's fields after they are done.
     void work(std::size_t index) {
-        std::size_t seen = 0;
+        std::uint64_t seen = 0;
         for (;;) {
-            std::size_t now = generation_.load(std::memory_order_acquire);
+            std::uint64_t now = ticket_.load(std::memory_order_acquire);
             for (std::size_t spins = 0; now == seen && spins < spin_before_sleep; ++spins) {
                 if (stopping_.load(std::memory_order_acquire)) return;
                 detail::cpu_relax();
-                now = generation_.load(std::memory_order_acquire);
+                now = ticket_.load(std::memory_order_acquire);
             }
             if (now == seen) {
                 std::unique_lock<std::mutex> lock(mutex_);
                 start_.wait(lock, [&] {
-                    return stopping_.load(std::memory_order_acquire) ||
-                           generation_.load(std::memory_order_acquire) != seen;
+                    return stopping_.load(std::memory_order_acquire) || ticket_.load(std::memory_order_acquire) != seen;
                 });
                 if (stopping_.load(std::memory_order_acquire)) return;
-                now = generation_.load(std::memory_order_acquire);
+                now = ticket_.load(std::memory_order_acquire);
             }
             seen = now;
-            if (index < parts_) run_part(index);
-            remaining_.fetch_sub(1, std::memory_order_acq_rel);
+            if (index < (now & 0xFFFF)) {
+                run_part(index);
+                remaining_.fetch_sub(1, std::memory_order_acq_rel);
+            }
         }
     }
 
@@ -130,12 +137,14 @@ private:
     std::vector<std::thread> workers_;
     std::mutex mutex_;
     std::condition_variable start_;
-    // The current job: written by the caller before generation_ is bumped (release),
-    // read by workers after they see it (acquire).
+    // The current job: written by the caller before the ticket (generation << 16 |
+    // parts) is published (release), read by the needed workers after they see it.
     const void* job_ = nullptr;
     void (*run_)(const void*, std::size_t, std::size_t, std::size_t) = nullptr;
     std::size_t n_ = 0, parts_ = 0;
-    std::atomic<std::size_t> generation_{0}, remaining_{0};
+    std::uint64_t generation_ = 0;  // the caller's only
+    std::atomic<std::uint64_t> ticket_{0};
+    std::atomic<std::size_t> remaining_{0};
     std::atomic<bool> stopping_{false};
 };
 
