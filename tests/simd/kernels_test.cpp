@@ -134,7 +134,7 @@ TEMPLATE_TEST_CASE("rope kernels rotate the right pairs", "[simd]", float, doubl
 template <class T, class Kernel>
 void check_packed_matmul(Kernel kernel) {
     using namespace kvdecode::simd;
-    for (std::size_t rows : {1, 2, 3, 4, 5, 7, 15, 16, 17})
+    for (std::size_t rows : {1, 2, 3, 4, 5, 7, 12, 13, 15, 16, 17, 33, 255})
         for (std::size_t in_dim : {1, 7, 15, 16, 17, 33, 255})
             for (std::size_t out_dim : {1, 7, 15, 16, 17, 33, 255}) {
                 CAPTURE(rows, in_dim, out_dim);
