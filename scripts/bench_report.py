@@ -49,14 +49,15 @@ def speed_tables(folder):
         print("| read | " + " | ".join(cells) + " |\n")
     if any(k.startswith("decode/") for k in speed):
         print("### Decode: tokens/s and fraction of the bandwidth limit\n")
-        print("One token through the model at contexts 16 to 144. Limit = read bandwidth (measured just before")
-        print("each run) / weight bytes read per token; fraction = tokens/s / limit.\n")
+        print("One token through the model at contexts 16 to 144. Limit = read bandwidth (median of 1 GiB read")
+        print("passes made during the run, between timed steps) / weight bytes read per token; fraction =")
+        print("tokens/s / limit.\n")
         print("| shape | weights read per token | " + " | ".join(f"{t} thread{'s' if t > 1 else ''}" for t in threads) + " |")
         print("|---|---:|" + "---:|" * len(threads))
         for s in shapes:
             cells, mb = [], None
             for t in threads:
-                b = speed.get(f"decode/{s}/threads:{t}")
+                b = speed.get(f"decode/{s}/threads:{t}/manual_time") or speed.get(f"decode/{s}/threads:{t}")
                 if b:
                     mb = b["weight_MB_per_token"]
                     cells.append(f"{b['items_per_second']:.0f}/s, {b['fraction_of_limit'] * 100:.0f}% "

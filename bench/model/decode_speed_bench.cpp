@@ -5,12 +5,14 @@
 //     forked from one 128-token prompt), to compare with W = 1;
 //   prefill/...: a 128-token chunk, in GFLOP/s, beside gemm_eigen/...: the same
 //     projections as Eigen matrix products (single thread, the rate to reach).
-// Bandwidth is measured in the same program (support/bandwidth.hpp) just before each decode run.
+// Bandwidth is measured in the same program (support/bandwidth.hpp) during each decode run.
 
 #include <benchmark/benchmark.h>
 
 #include <Eigen/Core>
 
+#include <algorithm>
+#include <chrono>
 #include <vector>
 
 #include "kvdecode/model/transformer.hpp"
@@ -29,9 +31,6 @@ std::shared_ptr<const packed_weights<float>> packed_for(const kvbench::shape& s)
 }
 
 void decode(benchmark::State& state, const kvbench::shape& s, std::size_t threads) {
-    // Measured afresh for each run, just before it: the machines are shared, and
-    // the bandwidth a neighbour leaves changes from minute to minute.
-    const double bandwidth = kvbench::measure_read_bandwidth(threads);
     transformer<float> model(packed_for(s), {.threads = threads, .max_rows_per_pass = 16});
     auto cache = model.make_cache({.capacity_tokens = 256});
     const seq_id seq = cache.create();
@@ -40,17 +39,32 @@ void decode(benchmark::State& state, const kvbench::shape& s, std::size_t thread
     model.forward(std::vector{sequence_tokens{seq, kvbench::tokens(prompt, s.config.vocab_size)}}, cache, logits);
     std::vector<token_id> next = {3};
     const std::vector<sequence_tokens> batch = {{seq, next}};
+    // The machines are shared and the bandwidth a neighbour leaves drifts from minute
+    // to minute, so the limit is measured during the run: a 1 GiB read pass before it
+    // and after every 100 ms of decoding, outside the timed steps; their median.
+    std::vector<double> bandwidths = {kvbench::measure_read_bandwidth(threads, 1)};
+    double since_probe = 0;
     for (auto _ : state) {
+        const auto t0 = std::chrono::steady_clock::now();
         model.forward(batch, cache, logits);
+        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        state.SetIterationTime(seconds);
         next[0] = static_cast<token_id>((next[0] * 31 + 7) % s.config.vocab_size);
         if (cache.length(seq) == longest) cache.truncate(seq, prompt);  // contexts 16 .. 144
         benchmark::DoNotOptimize(logits.data());
+        if ((since_probe += seconds) > 0.1) {
+            bandwidths.push_back(kvbench::measure_read_bandwidth(threads, 1));
+            since_probe = 0;
+        }
     }
+    std::sort(bandwidths.begin(), bandwidths.end());
+    const double bandwidth = bandwidths[bandwidths.size() / 2];
     const double bytes = static_cast<double>(model.weights().bytes_per_token());
     state.SetItemsProcessed(state.iterations());  // tokens
     state.counters["threads"] = static_cast<double>(threads);
     state.counters["weight_MB_per_token"] = bytes / 1e6;
     state.counters["bandwidth_GBps"] = bandwidth / 1e9;
+    state.counters["bandwidth_probes"] = static_cast<double>(bandwidths.size());
     state.counters["limit_tokens_per_s"] = bandwidth / bytes;
     // (tokens / s) * bytes / bandwidth
     state.counters["fraction_of_limit"] = benchmark::Counter(bytes / bandwidth, benchmark::Counter::kIsIterationInvariantRate);
@@ -149,6 +163,7 @@ int main(int argc, char** argv) {
         for (std::size_t t : kvbench::thread_counts())
             benchmark::RegisterBenchmark(("decode/" + s.name + "/threads:" + std::to_string(t)).c_str(),
                                          [&s, t](benchmark::State& st) { decode(st, s, t); })
+                ->UseManualTime()
                 ->Unit(benchmark::kMicrosecond);
         for (std::size_t t : kvbench::thread_counts())
             if (t <= 2)
