@@ -22,6 +22,20 @@ TEST_CASE("thread_pool covers every index exactly once, for any size and thread 
     REQUIRE_THROWS_AS(kvdecode::thread_pool(0), std::invalid_argument);
 }
 
+TEST_CASE("thread_pool chunks cover every index exactly once", "[core][threads]") {
+    for (std::size_t threads : {1, 2, 3}) {
+        kvdecode::thread_pool pool(threads);
+        for (std::size_t n : {0, 1, 5, 64, 1000})
+            for (std::size_t chunk : {0, 1, 3, 64, 2000}) {
+                std::vector<std::atomic<int>> hits(n);
+                pool.parallel_chunks(n, chunk, [&](std::size_t begin, std::size_t end) {
+                    for (std::size_t i = begin; i < end; ++i) ++hits[i];
+                });
+                for (auto& h : hits) REQUIRE(h.load() == 1);
+            }
+    }
+}
+
 TEST_CASE("thread_pool parts have distinct indices and respect max_parts", "[core][threads]") {
     kvdecode::thread_pool pool(4);
     for (std::size_t max_parts : {1, 2, 3, 4, 9}) {

@@ -3,9 +3,12 @@
 // thread takes part: a pool of size N runs N - 1 workers. A parallel_for allocates nothing.
 //
 // A forward pass issues dozens of parallel_for calls a few microseconds apart, so a
-// worker that finishes a part watches for the next one for a short while (about
-// `spin_before_sleep` checks, tens of microseconds) before it sleeps on a condition
-// variable: no wake-up latency inside a pass, no spinning when idle.
+// worker that finishes a part watches for the next one for a short while before it
+// sleeps on a condition variable: no wake-up latency inside a pass, no spinning when
+// idle. After the first `pause_spins` checks a waiting thread yields its core at each
+// check, so on a machine with fewer free cores than threads the one that still has
+// work gets to run (pure spinning there turns every hand-off into a scheduler
+// time slice).
 //
 // One parallel_for at a time (the pool belongs to one model, which belongs to one
 // decoding call at a time). The function must not throw.
@@ -37,7 +40,8 @@ inline void cpu_relax() noexcept {
 
 class thread_pool {
 public:
-    static constexpr std::size_t spin_before_sleep = 20000;
+    static constexpr std::size_t pause_spins = 2000;        // checks with a pause between
+    static constexpr std::size_t spin_before_sleep = 5000;   // checks before a worker sleeps (about a millisecond)
     static constexpr std::size_t max_threads = 0xFFFF;
 
     explicit thread_pool(std::size_t threads = 1) : size_(threads) {
@@ -93,13 +97,38 @@ public:
         }
         start_.notify_all();
         run_part(0);
-        for (std::size_t spins = 0; remaining_.load(std::memory_order_acquire) != 0; ++spins) {
-            if (spins < spin_before_sleep) detail::cpu_relax();
-            else std::this_thread::yield();
+        for (std::size_t spins = 0; remaining_.load(std::memory_order_acquire) != 0; ++spins) wait_a_little(spins);
+    }
+
+    // Calls fn(begin, end) on chunks of [0, n) of `chunk` indices (the last shorter),
+    // which up to max_parts threads take in turn from a shared counter: a thread slowed
+    // down (by a neighbour, or by its share of the memory bus) takes fewer chunks
+    // instead of holding the others up at the end.
+    template <class F>
+    void parallel_chunks(std::size_t n, std::size_t chunk, const F& fn, std::size_t max_parts = SIZE_MAX) {
+        chunk = std::max<std::size_t>(chunk, 1);
+        const std::size_t chunks = (n + chunk - 1) / chunk;
+        const std::size_t parts = std::min({chunks, size_, std::max<std::size_t>(max_parts, 1)});
+        if (parts <= 1) {
+            if (n > 0) fn(std::size_t{0}, n);
+            return;
         }
+        next_chunk_.store(0, std::memory_order_relaxed);
+        parallel_parts(parts, [&](std::size_t, std::size_t, std::size_t) {
+            for (;;) {
+                const std::size_t c = next_chunk_.fetch_add(1, std::memory_order_relaxed);
+                if (c >= chunks) return;
+                fn(c * chunk, std::min(n, (c + 1) * chunk));
+            }
+        });
     }
 
 private:
+    static void wait_a_little(std::size_t spins) noexcept {
+        if (spins < pause_spins) detail::cpu_relax();
+        else std::this_thread::yield();
+    }
+
     void run_part(std::size_t part) const {
         const std::size_t begin = n_ * part / parts_, end = n_ * (part + 1) / parts_;
         run_(job_, part, begin, end);
@@ -114,7 +143,7 @@ private:
             std::uint64_t now = ticket_.load(std::memory_order_acquire);
             for (std::size_t spins = 0; now == seen && spins < spin_before_sleep; ++spins) {
                 if (stopping_.load(std::memory_order_acquire)) return;
-                detail::cpu_relax();
+                wait_a_little(spins);
                 now = ticket_.load(std::memory_order_acquire);
             }
             if (now == seen) {
@@ -145,6 +174,7 @@ private:
     std::uint64_t generation_ = 0;  // the caller's only
     std::atomic<std::uint64_t> ticket_{0};
     std::atomic<std::size_t> remaining_{0};
+    std::atomic<std::size_t> next_chunk_{0};  // parallel_chunks' counter
     std::atomic<bool> stopping_{false};
 };
 

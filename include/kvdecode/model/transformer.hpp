@@ -122,15 +122,18 @@ private:
     }
 
     // out (rows, out_stride) (+)= (in (rows, in_stride) · W^T) scaled per row; the
-    // threads split W's panels, so every output is computed by one thread in the same
-    // order whatever the thread count.
+    // threads share out W's panels, so every output is computed by one thread in the
+    // same order whatever the thread count.
     void project(const packed_matrix<T>& m, const T* in, std::size_t in_stride, std::size_t rows, const T* row_scale,
                  T* out, std::size_t out_stride, bool accumulate) {
         simd::packed_product<T> p;
         p.in = in, p.in_stride = in_stride, p.rows = rows, p.row_scale = row_scale;
         p.w = m.data, p.layout = m.layout, p.out = out, p.out_stride = out_stride, p.accumulate = accumulate;
-        pool_->parallel_for(m.layout.panels(), [&](std::size_t begin, std::size_t end) { simd::packed_matmul(p, begin, end); },
-                            parts_for(rows * m.layout.out_dim * m.layout.in_dim));
+        // About 8 chunks of panels per thread, taken in turn: the threads finish together.
+        const std::size_t parts = std::min(pool_->size(), parts_for(rows * m.layout.out_dim * m.layout.in_dim));
+        const std::size_t chunk = m.layout.panels() / (8 * std::max<std::size_t>(parts, 1));
+        pool_->parallel_chunks(m.layout.panels(), chunk, [&](std::size_t begin, std::size_t end) { simd::packed_matmul(p, begin, end); },
+                               parts);
     }
 
     // Threads worth using for this many multiply-adds.
@@ -175,7 +178,9 @@ private:
             // Single-row pieces sit wherever the batch put them; job i is the i-th of them.
             std::size_t keys = 0;
             for (const chunk_piece& p : ws_.pieces) keys += p.rows == 1 ? p.start + 1 : 0;
-            const std::size_t work = 2 * keys * c.q_dim();
+            // Dot products, softmax and axpys over cached K/V run several times slower
+            // per multiply-add than a projection: weigh them so.
+            const std::size_t work = 8 * keys * c.q_dim();
             pool_->parallel_parts(single * c.n_kv_heads, [&](std::size_t part, std::size_t begin, std::size_t end) {
                 std::size_t job = 0;
                 for (const chunk_piece& p : ws_.pieces) {
@@ -189,7 +194,7 @@ private:
         for (const chunk_piece& p : ws_.pieces) {
             if (p.rows == 1) continue;
             const T* mask = ws_.masks.get(p.rows);  // built once per chunk length, before the threads read it
-            const std::size_t work = 2 * p.rows * (p.start + p.rows) * c.q_dim();
+            const std::size_t work = 8 * p.rows * (p.start + p.rows) * c.q_dim();
             pool_->parallel_parts(p.rows, [&](std::size_t, std::size_t begin, std::size_t end) {
                 attend_rows(cache, args(layer, p, begin, end - begin, mask, ws_.scores.data() + begin * c.seq_len));
             }, parts_for(work));
