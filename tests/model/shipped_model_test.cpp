@@ -10,6 +10,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "kvdecode/decode/beam_search.hpp"
 #include "kvdecode/decode/generate.hpp"
 #include "kvdecode/io/llama2c_checkpoint.hpp"
 #include "kvdecode/io/llama2c_tokenizer.hpp"
@@ -35,7 +36,10 @@ std::shared_ptr<const transformer_weights<float>> shipped_weights() {
 TEST_CASE("shipped model: logits and greedy tokens equal the training script's forward", "[model][shipped]") {
     const auto reference = kvtest::json::parse(kvtest::read_text(models_dir / "kjv_llama_reference.json"));
     const auto tok = tokenizer::read_llama2c(models_dir / "kjv_tok1024.bin", 1024);
-    transformer<float> model(shipped_weights());
+    // One thread, and three with every product and attention split between them.
+    const std::size_t threads = GENERATE(1, 3);
+    CAPTURE(threads);
+    transformer<float> model(shipped_weights(), {.threads = threads, .min_work_per_thread = 1});
     auto cache = model.make_cache();
     std::size_t cases = 0;
     for (const auto& c : reference["cases"].items()) {
@@ -57,6 +61,24 @@ TEST_CASE("shipped model: logits and greedy tokens equal the training script's f
         ++cases;
     }
     REQUIRE(cases == 3);
+}
+
+TEST_CASE("shipped model: beam search returns the same hypotheses with any thread count", "[model][shipped][threads]") {
+    const std::vector<std::vector<token_id>> prompts = {{1, 361, 308}, {1, 42}};
+    const beam_options options{.num_beams = 4, .num_return_sequences = 4, .max_new_tokens = 30, .eos = {2}};
+    std::vector<beam_result> results;
+    for (std::size_t threads : {1, 2, 4}) {
+        transformer<float> model(shipped_weights(), {.threads = threads, .min_work_per_thread = 1});
+        auto cache = model.make_cache();
+        results.push_back(beam_search(model, cache, prompts, options));
+    }
+    for (std::size_t t = 1; t < results.size(); ++t)
+        for (std::size_t p = 0; p < prompts.size(); ++p)
+            for (std::size_t h = 0; h < 4; ++h) {
+                const auto &a = results[0].hypotheses[p][h], &b = results[t].hypotheses[p][h];
+                REQUIRE(a.tokens == b.tokens);
+                REQUIRE(std::abs(a.score - b.score) <= 1e-5);
+            }
 }
 
 TEST_CASE("shipped model: cached decode and prefill equal the reference", "[model][shipped]") {
