@@ -101,14 +101,4 @@ void attend_rows(const kv_cache<T>& cache, const attention_args<T>& a) {
     }
 }
 
-// Every head of every row in a (single-threaded).
-template <class T>
-void attend(const kv_cache<T>& cache, const attention_args<T>& a) {
-    if (a.rows == 1) {
-        for (std::size_t g = 0; g < cache.config().n_kv_heads; ++g) attend_one_token(cache, a, g);
-    } else {
-        attend_rows(cache, a);
-    }
-}
-
 }  // namespace kvdecode
