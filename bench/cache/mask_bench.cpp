@@ -17,7 +17,7 @@ using namespace kvdecode;
 const std::size_t chunks[] = {8, 32, 128, 512};
 
 void prefill(benchmark::State& state, const kvbench::shape& s, std::size_t chunk, bool rebuild_masks) {
-    transformer<float> model(kvbench::weights_for(s), {.max_rows_per_pass = chunk});
+    transformer<float> model(kvbench::packed_weights_for(s), {.max_rows_per_pass = chunk});
     auto cache = model.make_cache({.capacity_tokens = chunk + 16});
     const seq_id seq = cache.create();
     const auto prompt = kvbench::tokens(chunk, s.config.vocab_size);
@@ -61,9 +61,5 @@ int main(int argc, char** argv) {
         benchmark::RegisterBenchmark(("mask/build/chunk:" + std::to_string(t)).c_str(),
                                      [t](benchmark::State& st) { build_mask(st, t); })
             ->Unit(benchmark::kMicrosecond);
-    benchmark::Initialize(&argc, argv);
-    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-    benchmark::RunSpecifiedBenchmarks();
-    benchmark::Shutdown();
-    return 0;
+    return kvbench::run_benchmarks(argc, argv);
 }

@@ -4,6 +4,7 @@
 #include <benchmark/benchmark.h>
 
 #include "support/bandwidth.hpp"
+#include "support/shapes.hpp"
 
 namespace {
 
@@ -24,9 +25,5 @@ int main(int argc, char** argv) {
                                      [t](benchmark::State& st) { read_bandwidth(st, t); })
             ->UseManualTime()
             ->Unit(benchmark::kMillisecond);
-    benchmark::Initialize(&argc, argv);
-    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-    benchmark::RunSpecifiedBenchmarks();
-    benchmark::Shutdown();
-    return 0;
+    return kvbench::run_benchmarks(argc, argv);
 }

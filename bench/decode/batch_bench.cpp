@@ -25,7 +25,7 @@ const batch_case cases[] = {
 };
 
 void greedy_five_tokens(benchmark::State& state, const kvbench::shape& s, const batch_case& c) {
-    transformer<float> model(kvbench::weights_for(s));
+    transformer<float> model(kvbench::packed_weights_for(s));
     auto cache = model.make_cache({.capacity_tokens = 1024});
     std::vector<std::vector<token_id>> prompts;
     for (std::size_t i = 0; i < c.prompt_lengths.size(); ++i)
@@ -48,9 +48,5 @@ int main(int argc, char** argv) {
             benchmark::RegisterBenchmark(("greedy_5_tokens/" + s.name + "/" + c.name).c_str(),
                                          [&s, &c](benchmark::State& st) { greedy_five_tokens(st, s, c); })
                 ->Unit(benchmark::kMillisecond);
-    benchmark::Initialize(&argc, argv);
-    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-    benchmark::RunSpecifiedBenchmarks();
-    benchmark::Shutdown();
-    return 0;
+    return kvbench::run_benchmarks(argc, argv);
 }

@@ -24,7 +24,7 @@ const kvbench::shape& shape_named(const std::string& name) {
 }
 
 void beam(benchmark::State& state, const kvbench::shape& s, std::size_t width, beam_cache_policy policy) {
-    transformer<float> model(kvbench::weights_for(s));
+    transformer<float> model(kvbench::packed_weights_for(s));
     auto cache = model.make_cache({.capacity_tokens = (width + 1) * (prompt_length + new_tokens + 16) * 2,
                                    .max_sequences = 2 * width + 2});
     const std::vector<std::vector<token_id>> prompts = {kvbench::tokens(prompt_length, s.config.vocab_size)};
@@ -41,7 +41,7 @@ void beam(benchmark::State& state, const kvbench::shape& s, std::size_t width, b
 }
 
 void greedy_steps(benchmark::State& state, const kvbench::shape& s) {
-    transformer<float> model(kvbench::weights_for(s));
+    transformer<float> model(kvbench::packed_weights_for(s));
     auto cache = model.make_cache({.capacity_tokens = 2 * (prompt_length + new_tokens + 16)});
     const std::vector<std::vector<token_id>> prompts = {kvbench::tokens(prompt_length, s.config.vocab_size)};
     std::size_t steps = 0, peak_blocks = 0;
@@ -73,9 +73,5 @@ int main(int argc, char** argv) {
             })->Unit(benchmark::kMillisecond);
         }
     }
-    benchmark::Initialize(&argc, argv);
-    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-    benchmark::RunSpecifiedBenchmarks();
-    benchmark::Shutdown();
-    return 0;
+    return kvbench::run_benchmarks(argc, argv);
 }

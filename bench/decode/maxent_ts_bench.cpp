@@ -18,7 +18,7 @@ using namespace kvdecode;
 
 void search(benchmark::State& state, const kvbench::shape& s, std::size_t rollouts, std::size_t tokens,
             tree_cache_policy policy, bool batched) {
-    transformer<float> model(kvbench::weights_for(s));
+    transformer<float> model(kvbench::packed_weights_for(s));
     const std::size_t block = 16;
     auto cache = model.make_cache({.capacity_tokens = (rollouts + 4) * (2 * tokens + 64 + 2 * block) + 64 * block,
                                    .block_size = block, .max_sequences = 4 * rollouts + 8});
@@ -65,9 +65,5 @@ int main(int argc, char** argv) {
             register_search(s, 10, 50);  // the configuration people quote; the full grid takes minutes per row here
         }
     }
-    benchmark::Initialize(&argc, argv);
-    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-    benchmark::RunSpecifiedBenchmarks();
-    benchmark::Shutdown();
-    return 0;
+    return kvbench::run_benchmarks(argc, argv);
 }

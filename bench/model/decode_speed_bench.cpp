@@ -23,15 +23,8 @@ namespace {
 
 using namespace kvdecode;
 
-std::shared_ptr<const packed_weights<float>> packed_for(const kvbench::shape& s) {
-    static std::map<std::string, std::shared_ptr<const packed_weights<float>>> built;
-    auto& w = built[s.name];
-    if (!w) w = std::make_shared<const packed_weights<float>>(*kvbench::weights_for(s));
-    return w;
-}
-
 void decode(benchmark::State& state, const kvbench::shape& s, std::size_t threads) {
-    transformer<float> model(packed_for(s), {.threads = threads, .max_rows_per_pass = 16});
+    transformer<float> model(kvbench::packed_weights_for(s), {.threads = threads, .max_rows_per_pass = 16});
     auto cache = model.make_cache({.capacity_tokens = 256});
     const seq_id seq = cache.create();
     const std::size_t prompt = 16, longest = 144;
@@ -71,7 +64,7 @@ void decode(benchmark::State& state, const kvbench::shape& s, std::size_t thread
 }
 
 void step(benchmark::State& state, const kvbench::shape& s, std::size_t width, std::size_t threads) {
-    transformer<float> model(packed_for(s), {.threads = threads, .max_rows_per_pass = 32});
+    transformer<float> model(kvbench::packed_weights_for(s), {.threads = threads, .max_rows_per_pass = 32});
     const std::size_t prompt = 128;
     auto cache = model.make_cache({.capacity_tokens = prompt + 32 * (width + 1)});
     const seq_id root = cache.create();
@@ -111,7 +104,7 @@ double prefill_flops(const model_config& c, std::size_t tokens) {
 }
 
 void prefill(benchmark::State& state, const kvbench::shape& s, std::size_t tokens, std::size_t threads) {
-    transformer<float> model(packed_for(s), {.threads = threads});
+    transformer<float> model(kvbench::packed_weights_for(s), {.threads = threads});
     auto cache = model.make_cache({.capacity_tokens = tokens + 16});
     const seq_id seq = cache.create();
     const auto prompt = kvbench::tokens(tokens, s.config.vocab_size);
@@ -180,9 +173,5 @@ int main(int argc, char** argv) {
                                      [&s](benchmark::State& st) { gemm_eigen(st, s, 128); })
             ->Unit(benchmark::kMillisecond);
     }
-    benchmark::Initialize(&argc, argv);
-    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-    benchmark::RunSpecifiedBenchmarks();
-    benchmark::Shutdown();
-    return 0;
+    return kvbench::run_benchmarks(argc, argv);
 }

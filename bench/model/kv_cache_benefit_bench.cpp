@@ -48,9 +48,5 @@ int main(int argc, char** argv) {
                                          [&s, L](benchmark::State& st) { decode_one_token<reference_model<float>>(st, s, L); })
                 ->Unit(benchmark::kMicrosecond);
         }
-    benchmark::Initialize(&argc, argv);
-    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-    benchmark::RunSpecifiedBenchmarks();
-    benchmark::Shutdown();
-    return 0;
+    return kvbench::run_benchmarks(argc, argv);
 }

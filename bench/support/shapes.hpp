@@ -1,12 +1,16 @@
 #pragma once
 // The model shapes the benchmarks run at, with random weights made in memory from a
-// fixed seed (nothing is downloaded), each built once per benchmark program.
+// fixed seed (nothing is downloaded), each built once per benchmark program; and
+// run_benchmarks, the main() every suite ends with.
+
+#include <benchmark/benchmark.h>
 
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "kvdecode/model/packed_weights.hpp"
 #include "kvdecode/model/random_weights.hpp"
 
 namespace kvbench {
@@ -42,11 +46,29 @@ inline std::shared_ptr<const kvdecode::transformer_weights<float>> weights_for(c
     return w;
 }
 
+// The same weights packed for the cached transformer, packed once per program (a
+// transformer built from transformer_weights would repack them every time).
+inline std::shared_ptr<const kvdecode::packed_weights<float>> packed_weights_for(const shape& s) {
+    static std::map<std::string, std::shared_ptr<const kvdecode::packed_weights<float>>> built;
+    auto& w = built[s.name];
+    if (!w) w = std::make_shared<const kvdecode::packed_weights<float>>(*weights_for(s));
+    return w;
+}
+
 // Deterministic token ids for prompts and contexts.
 inline std::vector<kvdecode::token_id> tokens(std::size_t n, std::size_t vocab, std::size_t salt = 0) {
     std::vector<kvdecode::token_id> t(n);
     for (std::size_t i = 0; i < n; ++i) t[i] = static_cast<kvdecode::token_id>((i * 7919 + salt * 104729 + 1) % vocab);
     return t;
+}
+
+// Runs the benchmarks a suite's main() registered, with Google Benchmark's flags.
+inline int run_benchmarks(int argc, char** argv) {
+    benchmark::Initialize(&argc, argv);
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
 }
 
 }  // namespace kvbench
