@@ -23,11 +23,9 @@
 #include "kvdecode/cache/block_pool.hpp"
 #include "kvdecode/core/aligned_buffer.hpp"
 #include "kvdecode/core/error.hpp"
-#include "kvdecode/model/config.hpp"
+#include "kvdecode/core/model_config.hpp"
 
 namespace kvdecode {
-
-using seq_id = std::uint32_t;
 
 struct kv_cache_options {
     std::size_t capacity_tokens = 0;  // K/V rows the cache can hold in all; 0: one full context

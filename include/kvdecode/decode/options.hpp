@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "kvdecode/model/config.hpp"
+#include "kvdecode/core/model_config.hpp"
 
 namespace kvdecode {
 

@@ -5,7 +5,7 @@
 #include <span>
 #include <vector>
 
-#include "kvdecode/model/config.hpp"
+#include "kvdecode/core/model_config.hpp"
 
 namespace kvdecode {
 

@@ -13,7 +13,7 @@
 
 #include "kvdecode/core/checked_arithmetic.hpp"
 #include "kvdecode/io/detail/binary_file.hpp"
-#include "kvdecode/model/config.hpp"
+#include "kvdecode/core/model_config.hpp"
 #include "kvdecode/model/weights.hpp"
 
 namespace kvdecode {

@@ -22,7 +22,7 @@
 #include <vector>
 
 #include "kvdecode/io/detail/binary_file.hpp"
-#include "kvdecode/model/config.hpp"
+#include "kvdecode/core/model_config.hpp"
 
 namespace kvdecode {
 

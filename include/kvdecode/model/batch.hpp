@@ -8,7 +8,7 @@
 #include <string>
 
 #include "kvdecode/cache/kv_cache.hpp"
-#include "kvdecode/model/config.hpp"
+#include "kvdecode/core/model_config.hpp"
 
 namespace kvdecode {
 

@@ -9,7 +9,7 @@
 #include <span>
 
 #include "kvdecode/model/batch.hpp"
-#include "kvdecode/model/config.hpp"
+#include "kvdecode/core/model_config.hpp"
 
 namespace kvdecode {
 

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "kvdecode/core/aligned_buffer.hpp"
-#include "kvdecode/model/config.hpp"
+#include "kvdecode/core/model_config.hpp"
 #include "kvdecode/model/weights.hpp"
 #include "kvdecode/simd/packed_matmul.hpp"
 

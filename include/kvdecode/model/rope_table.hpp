@@ -6,7 +6,7 @@
 #include <cstddef>
 
 #include "kvdecode/core/aligned_buffer.hpp"
-#include "kvdecode/model/config.hpp"
+#include "kvdecode/core/model_config.hpp"
 #include "kvdecode/simd/rope.hpp"
 
 namespace kvdecode {

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "kvdecode/cache/kv_cache.hpp"
-#include "kvdecode/model/config.hpp"
+#include "kvdecode/core/model_config.hpp"
 
 namespace kvdecode {
 

@@ -13,7 +13,7 @@
 #include <span>
 
 #include "kvdecode/core/aligned_buffer.hpp"
-#include "kvdecode/model/config.hpp"
+#include "kvdecode/core/model_config.hpp"
 
 namespace kvdecode {
 

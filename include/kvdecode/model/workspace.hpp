@@ -9,7 +9,7 @@
 #include "kvdecode/cache/kv_cache.hpp"
 #include "kvdecode/cache/mask_cache.hpp"
 #include "kvdecode/core/aligned_buffer.hpp"
-#include "kvdecode/model/config.hpp"
+#include "kvdecode/core/model_config.hpp"
 
 namespace kvdecode {
 

@@ -17,7 +17,7 @@
 #include <variant>
 #include <vector>
 
-#include "kvdecode/model/config.hpp"
+#include "kvdecode/core/model_config.hpp"
 
 namespace kvdecode {
 

@@ -7,10 +7,9 @@
 #include <string>
 
 #include "kvdecode/core/checked_arithmetic.hpp"
+#include "kvdecode/core/types.hpp"
 
 namespace kvdecode {
-
-using token_id = std::int32_t;
 
 // How RoPE pairs the dimensions of a head vector.
 enum class rope_layout {
