@@ -284,10 +284,11 @@ int run_generate(const cli_options& o, session& s) {
             return true;
         };
     }
-    kvdecode::transformer<float> model(s.weights, {.threads = o.threads});
+    const kvdecode::transformer<float> model(s.weights);
+    kvdecode::decode_context<float> ctx(model, {.threads = o.threads});
     auto cache = model.make_cache();
     const std::vector<std::vector<token_id>> prompts = {s.prompt};
-    const auto result = kvdecode::generate(model, cache, prompts, options, make_sampler(o));
+    const auto result = kvdecode::generate(ctx, cache, prompts, options, make_sampler(o));
     if (s.text) std::fputs("\n", stdout);
     else
         for (const auto& seq : result.sequences) print_ids(seq.tokens);
@@ -316,13 +317,14 @@ int run_beam(const cli_options& o, session& s) {
                                          .eos = s.eos,
                                          .repetition_penalty = o.repetition_penalty,
                                          .no_repeat_ngram_size = o.no_repeat_ngram};
-    kvdecode::transformer<float> model(s.weights, {.threads = o.threads});
+    const kvdecode::transformer<float> model(s.weights);
+    kvdecode::decode_context<float> ctx(model, {.threads = o.threads});
     // Every beam may hold a full context at worst; blocks are shared, so this is generous.
     auto cache = model.make_cache({.capacity_tokens = (o.num_beams + 1) * s.weights->config().seq_len,
                                    .max_sequences = 2 * o.num_beams + 2});
     const std::vector<std::vector<token_id>> prompts = {s.prompt};
     const auto start = std::chrono::steady_clock::now();
-    const auto result = kvdecode::beam_search(model, cache, prompts, options);
+    const auto result = kvdecode::beam_search(ctx, cache, prompts, options);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     for (const auto& h : result.hypotheses[0]) {
         if (s.text) {
@@ -384,7 +386,8 @@ int run_tree(const cli_options& o, session& s) {
                                          .seed = o.seed,
                                          .rollouts_per_batch = o.rollouts_per_batch};
     const auto reward = make_reward(o, s);
-    kvdecode::transformer<float> model(s.weights, {.threads = o.threads});
+    const kvdecode::transformer<float> model(s.weights);
+    kvdecode::decode_context<float> ctx(model, {.threads = o.threads});
     // Each expanded node adds at most one block to its parent's; rollouts need their own tails.
     const std::size_t block = 16, depth = o.max_new_tokens + o.rollout_tokens;
     const std::size_t blocks = (s.prompt.size() + block - 1) / block + o.rollouts + 4 +
@@ -392,7 +395,7 @@ int run_tree(const cli_options& o, session& s) {
     auto cache = model.make_cache({.capacity_tokens = blocks * block, .block_size = block,
                                    .max_sequences = o.rollouts + 2 * o.rollouts_per_batch + 8});
     const auto start = std::chrono::steady_clock::now();
-    const auto result = kvdecode::maxent_ts(model, cache, s.prompt, reward, options);
+    const auto result = kvdecode::maxent_ts(ctx, cache, s.prompt, reward, options);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (s.text) std::printf("[reward %g] %s\n", result.reward, s.tok->decode(result.tokens).c_str());
     else print_ids(result.tokens);

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "kvdecode/cache/mask_cache.hpp"
-#include "kvdecode/model/transformer.hpp"
+#include "kvdecode/model/decode_context.hpp"
 #include "support/shapes.hpp"
 
 namespace {
@@ -17,7 +17,8 @@ using namespace kvdecode;
 const std::size_t chunks[] = {8, 32, 128, 512};
 
 void prefill(benchmark::State& state, const kvbench::shape& s, std::size_t chunk, bool rebuild_masks) {
-    transformer<float> model(kvbench::packed_weights_for(s), {.max_rows_per_pass = chunk});
+    const transformer<float> model(kvbench::packed_weights_for(s));
+    decode_context<float> ctx(model, {.max_rows_per_pass = chunk});
     auto cache = model.make_cache({.capacity_tokens = chunk + 16});
     const seq_id seq = cache.create();
     const auto prompt = kvbench::tokens(chunk, s.config.vocab_size);
@@ -29,7 +30,7 @@ void prefill(benchmark::State& state, const kvbench::shape& s, std::size_t chunk
                 auto mask = mask_cache<float>::build(chunk);
                 benchmark::DoNotOptimize(mask.data());
             }
-        model.forward(batch, cache, logits);
+        ctx.forward(batch, cache, logits);
         cache.truncate(seq, 0);
         benchmark::DoNotOptimize(logits.data());
     }

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "kvdecode/decode/generate.hpp"
-#include "kvdecode/model/transformer.hpp"
+#include "kvdecode/model/decode_context.hpp"
 #include "support/shapes.hpp"
 
 namespace {
@@ -25,7 +25,8 @@ const batch_case cases[] = {
 };
 
 void greedy_five_tokens(benchmark::State& state, const kvbench::shape& s, const batch_case& c) {
-    transformer<float> model(kvbench::packed_weights_for(s));
+    const transformer<float> model(kvbench::packed_weights_for(s));
+    decode_context<float> ctx(model);
     auto cache = model.make_cache({.capacity_tokens = 1024});
     std::vector<std::vector<token_id>> prompts;
     for (std::size_t i = 0; i < c.prompt_lengths.size(); ++i)
@@ -33,7 +34,7 @@ void greedy_five_tokens(benchmark::State& state, const kvbench::shape& s, const 
     const generation_options options{.max_new_tokens = 5, .eos = {}};
     std::size_t generated = 0;
     for (auto _ : state) {
-        const auto result = greedy(model, cache, prompts, options);
+        const auto result = greedy(ctx, cache, prompts, options);
         generated += result.stats.generated_tokens;
         benchmark::DoNotOptimize(result.sequences.data());
     }

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "kvdecode/decode/beam_search.hpp"
-#include "kvdecode/model/transformer.hpp"
+#include "kvdecode/model/decode_context.hpp"
 #include "support/shapes.hpp"
 
 namespace {
@@ -24,14 +24,15 @@ const kvbench::shape& shape_named(const std::string& name) {
 }
 
 void beam(benchmark::State& state, const kvbench::shape& s, std::size_t width, beam_cache_policy policy) {
-    transformer<float> model(kvbench::packed_weights_for(s));
+    const transformer<float> model(kvbench::packed_weights_for(s));
+    decode_context<float> ctx(model);
     auto cache = model.make_cache({.capacity_tokens = (width + 1) * (prompt_length + new_tokens + 16) * 2,
                                    .max_sequences = 2 * width + 2});
     const std::vector<std::vector<token_id>> prompts = {kvbench::tokens(prompt_length, s.config.vocab_size)};
     const beam_options options{.num_beams = width, .max_new_tokens = new_tokens, .eos = {}, .cache_policy = policy};
     std::size_t steps = 0, peak_blocks = 0;
     for (auto _ : state) {
-        const auto r = beam_search(model, cache, prompts, options);
+        const auto r = beam_search(ctx, cache, prompts, options);
         steps += r.stats.steps;
         peak_blocks = std::max(peak_blocks, r.stats.peak_blocks_used);
     }
@@ -41,12 +42,13 @@ void beam(benchmark::State& state, const kvbench::shape& s, std::size_t width, b
 }
 
 void greedy_steps(benchmark::State& state, const kvbench::shape& s) {
-    transformer<float> model(kvbench::packed_weights_for(s));
+    const transformer<float> model(kvbench::packed_weights_for(s));
+    decode_context<float> ctx(model);
     auto cache = model.make_cache({.capacity_tokens = 2 * (prompt_length + new_tokens + 16)});
     const std::vector<std::vector<token_id>> prompts = {kvbench::tokens(prompt_length, s.config.vocab_size)};
     std::size_t steps = 0, peak_blocks = 0;
     for (auto _ : state) {
-        const auto r = greedy(model, cache, prompts, {.max_new_tokens = new_tokens, .eos = {}});
+        const auto r = greedy(ctx, cache, prompts, {.max_new_tokens = new_tokens, .eos = {}});
         steps += r.stats.forward_calls;
         peak_blocks = std::max(peak_blocks, r.stats.peak_blocks_used);
     }

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "kvdecode/decode/maxent_ts.hpp"
-#include "kvdecode/model/transformer.hpp"
+#include "kvdecode/model/decode_context.hpp"
 #include "support/shapes.hpp"
 
 namespace {
@@ -18,7 +18,8 @@ using namespace kvdecode;
 
 void search(benchmark::State& state, const kvbench::shape& s, std::size_t rollouts, std::size_t tokens,
             tree_cache_policy policy, bool batched) {
-    transformer<float> model(kvbench::packed_weights_for(s));
+    const transformer<float> model(kvbench::packed_weights_for(s));
+    decode_context<float> ctx(model);
     const std::size_t block = 16;
     auto cache = model.make_cache({.capacity_tokens = (rollouts + 4) * (2 * tokens + 64 + 2 * block) + 64 * block,
                                    .block_size = block, .max_sequences = 4 * rollouts + 8});
@@ -31,7 +32,7 @@ void search(benchmark::State& state, const kvbench::shape& s, std::size_t rollou
                                .cache_policy = policy};
     std::size_t computed = 0, from_cache = 0, forwards = 0;
     for (auto _ : state) {
-        const auto r = maxent_ts(model, cache, prompt, reward, options);
+        const auto r = maxent_ts(ctx, cache, prompt, reward, options);
         computed += r.stats.tokens_computed;
         from_cache += r.stats.tokens_from_cache;
         forwards += r.stats.forward_calls;

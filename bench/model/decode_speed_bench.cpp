@@ -15,7 +15,7 @@
 #include <chrono>
 #include <vector>
 
-#include "kvdecode/model/transformer.hpp"
+#include "kvdecode/model/decode_context.hpp"
 #include "support/bandwidth.hpp"
 #include "support/shapes.hpp"
 
@@ -24,12 +24,13 @@ namespace {
 using namespace kvdecode;
 
 void decode(benchmark::State& state, const kvbench::shape& s, std::size_t threads) {
-    transformer<float> model(kvbench::packed_weights_for(s), {.threads = threads, .max_rows_per_pass = 16});
+    const transformer<float> model(kvbench::packed_weights_for(s));
+    decode_context<float> ctx(model, {.threads = threads, .max_rows_per_pass = 16});
     auto cache = model.make_cache({.capacity_tokens = 256});
     const seq_id seq = cache.create();
     const std::size_t prompt = 16, longest = 144;
     std::vector<float> logits(s.config.vocab_size);
-    model.forward(std::vector{sequence_tokens{seq, kvbench::tokens(prompt, s.config.vocab_size)}}, cache, logits);
+    ctx.forward(std::vector{sequence_tokens{seq, kvbench::tokens(prompt, s.config.vocab_size)}}, cache, logits);
     std::vector<token_id> next = {3};
     const std::vector<sequence_tokens> batch = {{seq, next}};
     // The machines are shared and the bandwidth a neighbour leaves drifts from minute
@@ -39,7 +40,7 @@ void decode(benchmark::State& state, const kvbench::shape& s, std::size_t thread
     double since_probe = 0;
     for (auto _ : state) {
         const auto t0 = std::chrono::steady_clock::now();
-        model.forward(batch, cache, logits);
+        ctx.forward(batch, cache, logits);
         const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         state.SetIterationTime(seconds);
         next[0] = static_cast<token_id>((next[0] * 31 + 7) % s.config.vocab_size);
@@ -64,12 +65,13 @@ void decode(benchmark::State& state, const kvbench::shape& s, std::size_t thread
 }
 
 void step(benchmark::State& state, const kvbench::shape& s, std::size_t width, std::size_t threads) {
-    transformer<float> model(kvbench::packed_weights_for(s), {.threads = threads, .max_rows_per_pass = 32});
+    const transformer<float> model(kvbench::packed_weights_for(s));
+    decode_context<float> ctx(model, {.threads = threads, .max_rows_per_pass = 32});
     const std::size_t prompt = 128;
     auto cache = model.make_cache({.capacity_tokens = prompt + 32 * (width + 1)});
     const seq_id root = cache.create();
     std::vector<float> logits(width * s.config.vocab_size);
-    model.forward(std::vector{sequence_tokens{root, kvbench::tokens(prompt, s.config.vocab_size)}}, cache, logits);
+    ctx.forward(std::vector{sequence_tokens{root, kvbench::tokens(prompt, s.config.vocab_size)}}, cache, logits);
     std::vector<seq_id> seqs;
     std::vector<std::vector<token_id>> next;
     std::vector<sequence_tokens> batch;
@@ -79,7 +81,7 @@ void step(benchmark::State& state, const kvbench::shape& s, std::size_t width, s
     }
     for (std::size_t i = 0; i < width; ++i) batch.push_back({seqs[i], next[i]});
     for (auto _ : state) {
-        model.forward(batch, cache, logits);
+        ctx.forward(batch, cache, logits);
         if (cache.length(seqs[0]) == prompt + 16)
             for (seq_id q : seqs) cache.truncate(q, prompt);
         benchmark::DoNotOptimize(logits.data());
@@ -104,14 +106,15 @@ double prefill_flops(const model_config& c, std::size_t tokens) {
 }
 
 void prefill(benchmark::State& state, const kvbench::shape& s, std::size_t tokens, std::size_t threads) {
-    transformer<float> model(kvbench::packed_weights_for(s), {.threads = threads});
+    const transformer<float> model(kvbench::packed_weights_for(s));
+    decode_context<float> ctx(model, {.threads = threads});
     auto cache = model.make_cache({.capacity_tokens = tokens + 16});
     const seq_id seq = cache.create();
     const auto prompt = kvbench::tokens(tokens, s.config.vocab_size);
     std::vector<float> logits(s.config.vocab_size);
     const std::vector<sequence_tokens> batch = {{seq, prompt}};
     for (auto _ : state) {
-        model.forward(batch, cache, logits);
+        ctx.forward(batch, cache, logits);
         cache.truncate(seq, 0);
         benchmark::DoNotOptimize(logits.data());
     }

@@ -7,8 +7,9 @@
 
 #include <vector>
 
+#include "kvdecode/model/decode_context.hpp"
 #include "kvdecode/model/reference_model.hpp"
-#include "kvdecode/model/transformer.hpp"
+#include "kvdecode/model/decode_context.hpp"
 #include "support/shapes.hpp"
 
 namespace {
@@ -17,8 +18,7 @@ using namespace kvdecode;
 const std::size_t context_lengths[] = {1, 5, 10, 20, 30, 50, 80, 128, 256, 512};
 
 template <class Model>
-void decode_one_token(benchmark::State& state, const kvbench::shape& s, std::size_t context) {
-    Model model(kvbench::weights_for(s));
+void decode_one_token(benchmark::State& state, Model& model, const kvbench::shape& s, std::size_t context) {
     auto cache = model.make_cache({.capacity_tokens = context + 16});
     const seq_id seq = cache.create();
     const auto prefix = kvbench::tokens(context, s.config.vocab_size);
@@ -42,10 +42,17 @@ int main(int argc, char** argv) {
         for (std::size_t L : context_lengths) {
             const std::string suffix = "/" + s.name + "/context:" + std::to_string(L);
             benchmark::RegisterBenchmark(("kv_cache/cached" + suffix).c_str(),
-                                         [&s, L](benchmark::State& st) { decode_one_token<transformer<float>>(st, s, L); })
+                                         [&s, L](benchmark::State& st) {
+                                             const transformer<float> model(kvbench::weights_for(s));
+                                             decode_context<float> ctx(model);
+                                             decode_one_token(st, ctx, s, L);
+                                         })
                 ->Unit(benchmark::kMicrosecond);
             benchmark::RegisterBenchmark(("kv_cache/reference" + suffix).c_str(),
-                                         [&s, L](benchmark::State& st) { decode_one_token<reference_model<float>>(st, s, L); })
+                                         [&s, L](benchmark::State& st) {
+                                             reference_model<float> model(kvbench::weights_for(s));
+                                             decode_one_token(st, model, s, L);
+                                         })
                 ->Unit(benchmark::kMicrosecond);
         }
     return kvbench::run_benchmarks(argc, argv);

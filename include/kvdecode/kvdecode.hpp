@@ -18,6 +18,7 @@
 #include "kvdecode/model/packed_weights.hpp"
 #include "kvdecode/model/random_weights.hpp"
 #include "kvdecode/model/reference_model.hpp"
+#include "kvdecode/model/decode_context.hpp"
 #include "kvdecode/model/transformer.hpp"
 #include "kvdecode/model/weights.hpp"
 #include "kvdecode/decode/beam_search.hpp"

@@ -21,17 +21,16 @@ model_config small_config() {
 // Writes a recognisable value into every K/V row of `s` from position `from` on.
 void stamp(kv_cache<float>& cache, seq_id s, std::size_t from, float base) {
     const auto& c = cache.config();
-    const auto blocks = cache.block_list(s);
     for (std::size_t pos = from; pos < cache.length(s); ++pos)
         for (std::size_t l = 0; l < c.n_layers; ++l)
             for (std::size_t h = 0; h < c.n_kv_heads; ++h)
                 for (std::size_t d = 0; d < c.head_dim; ++d) {
-                    const std::size_t at = (pos % cache.block_size()) * c.head_dim + d;
-                    cache.key(l, blocks[pos / cache.block_size()], h)[at] = base + float(pos);
-                    cache.value(l, blocks[pos / cache.block_size()], h)[at] = -base - float(pos);
+                    cache.key_at(l, s, pos, h)[d] = base + float(pos);
+                    cache.value_at(l, s, pos, h)[d] = -base - float(pos);
                 }
 }
 
+// Reads through the block list with its own arithmetic, so it also checks key_at / value_at.
 bool has_stamp(const kv_cache<float>& cache, seq_id s, std::size_t upto, float base) {
     const auto& c = cache.config();
     const auto blocks = cache.block_list(s);
@@ -152,7 +151,8 @@ TEST_CASE("exhaustion throws cache_full and leaves the cache usable", "[cache][e
 
 TEST_CASE("truncating and appending again equals never having appended", "[cache][model]") {
     const auto shape = kvtest::awkward_shapes()[1].config;
-    transformer<float> model(kvtest::random_model(shape));
+    const transformer<float> model(kvtest::random_model(shape));
+    decode_context<float> ctx(model);
     auto cache = model.make_cache({.capacity_tokens = 256, .block_size = 4});
     const std::vector<token_id> prompt = {1, 5, 9, 13, 17, 21, 2};
     const std::vector<token_id> detour = {30, 31, 32, 33, 34, 35};
@@ -160,15 +160,15 @@ TEST_CASE("truncating and appending again equals never having appended", "[cache
     std::vector<float> rolled_back(ending.size() * shape.vocab_size), direct(rolled_back.size());
 
     const auto a = cache.create();
-    model.forward(std::vector{sequence_tokens{a, prompt}}, cache, rolled_back);
+    ctx.forward(std::vector{sequence_tokens{a, prompt}}, cache, rolled_back);
     const auto shared = cache.fork(a);  // keeps the old blocks alive so truncation cannot reuse them as-is
-    model.forward(std::vector{sequence_tokens{a, detour}}, cache, rolled_back);
+    ctx.forward(std::vector{sequence_tokens{a, detour}}, cache, rolled_back);
     cache.truncate(a, prompt.size());
-    model.forward(std::vector{sequence_tokens{a, ending}}, cache, rolled_back, logits_for::every_token);
+    ctx.forward(std::vector{sequence_tokens{a, ending}}, cache, rolled_back, logits_for::every_token);
 
     const auto b = cache.create();
-    model.forward(std::vector{sequence_tokens{b, prompt}}, cache, direct);
-    model.forward(std::vector{sequence_tokens{b, ending}}, cache, direct, logits_for::every_token);
+    ctx.forward(std::vector{sequence_tokens{b, prompt}}, cache, direct);
+    ctx.forward(std::vector{sequence_tokens{b, ending}}, cache, direct, logits_for::every_token);
     REQUIRE(rolled_back == direct);
     cache.release(shared);
 }
@@ -176,15 +176,16 @@ TEST_CASE("truncating and appending again equals never having appended", "[cache
 TEST_CASE("a forked sequence decodes as if its prefix had been computed for it", "[cache][model]") {
     const auto shape = kvtest::awkward_shapes()[0].config;
     const auto w = kvtest::random_model(shape);
-    transformer<float> model(w);
+    const transformer<float> model(w);
+    decode_context<float> ctx(model);
     auto cache = model.make_cache({.capacity_tokens = 256, .block_size = 8});
     const std::vector<token_id> prompt = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
     std::vector<float> logits(2 * shape.vocab_size);
     const auto parent = cache.create();
-    model.forward(std::vector{sequence_tokens{parent, prompt}}, cache, logits);
+    ctx.forward(std::vector{sequence_tokens{parent, prompt}}, cache, logits);
     const auto child = cache.fork(parent);
     const std::vector<token_id> x = {20}, y = {30};
-    model.forward(std::vector{sequence_tokens{parent, x}, sequence_tokens{child, y}}, cache, logits);
+    ctx.forward(std::vector{sequence_tokens{parent, x}, sequence_tokens{child, y}}, cache, logits);
 
     auto expect = [&](std::vector<token_id> tokens, std::span<const float> got) {
         const auto ref = kvtest::reference_logits(w, tokens);

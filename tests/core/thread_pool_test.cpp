@@ -62,18 +62,19 @@ TEST_CASE("logits and tokens do not depend on the number of threads", "[model][t
             const std::size_t vocab = shape.config.vocab_size;
             std::vector<std::vector<float>> results;
             for (std::size_t threads : {1, 2, 3, 4}) {
-                transformer<float> model(w, {.threads = threads, .min_work_per_thread = 1});  // split even tiny products
-                REQUIRE(model.threads() == threads);
+                const transformer<float> model(w);
+                decode_context<float> ctx(model, {.threads = threads, .min_work_per_thread = 1});  // split even tiny products
+                REQUIRE(ctx.threads() == threads);
                 auto cache = model.make_cache();
                 const auto a = cache.create(), b = cache.create();
                 std::vector<token_id> long_prompt(40), short_prompt = {3, 1, 4};
                 for (std::size_t i = 0; i < long_prompt.size(); ++i) long_prompt[i] = static_cast<token_id>((i * 7) % vocab);
                 std::vector<float> logits(2 * vocab), all;
-                model.forward(std::vector{sequence_tokens{a, long_prompt}, sequence_tokens{b, short_prompt}}, cache, logits);
+                ctx.forward(std::vector{sequence_tokens{a, long_prompt}, sequence_tokens{b, short_prompt}}, cache, logits);
                 all.insert(all.end(), logits.begin(), logits.end());
                 for (int step = 0; step < 10; ++step) {
                     const std::vector<token_id> x = {static_cast<token_id>(step % vocab)}, y = {static_cast<token_id>((step * 3) % vocab)};
-                    model.forward(std::vector{sequence_tokens{a, x}, sequence_tokens{b, y}}, cache, logits);
+                    ctx.forward(std::vector{sequence_tokens{a, x}, sequence_tokens{b, y}}, cache, logits);
                     all.insert(all.end(), logits.begin(), logits.end());
                 }
                 results.push_back(all);

@@ -49,7 +49,8 @@ TEST_CASE("beam search equals Hugging Face transformers on every golden beam cas
     const auto sets = kvtest::golden_sets();
     if (sets.empty()) return;
     for (const auto& [name, golden, weights] : sets) {
-        transformer<float> model(weights);
+        const transformer<float> model(weights);
+        decode_context<float> ctx(model);
         auto cache = model.make_cache({.capacity_tokens = 8 * 512, .block_size = 16});
         for (const auto& c : golden["cases"].items()) {
             if (c["kind"].string() != "beam") continue;
@@ -61,7 +62,7 @@ TEST_CASE("beam search equals Hugging Face transformers on every golden beam cas
             o.max_new_tokens = static_cast<std::size_t>(c["max_new_tokens"].number());
             o.eos = {static_cast<token_id>(c["eos"].number())};
             const prompts_t prompts = {c["prompt"].numbers<token_id>()};
-            const auto result = beam_search(model, cache, prompts, o);
+            const auto result = beam_search(ctx, cache, prompts, o);
             const auto& got = result.hypotheses[0];
             const auto& want = c["sequences"].items();
             const auto want_scores = c["scores"].numbers<double>();
@@ -141,11 +142,12 @@ TEST_CASE("with enough beams, beam search returns the exhaustive optimum", "[dec
 
 TEST_CASE("one beam equals greedy decoding", "[decode][beam]") {
     const auto shape = kvtest::awkward_shapes()[1].config;
-    transformer<float> model(kvtest::random_model(shape));
+    const transformer<float> model(kvtest::random_model(shape));
+    decode_context<float> ctx(model);
     auto cache = model.make_cache({.capacity_tokens = 512});
     const prompts_t prompts = {{1, 2, 3}, {9}};
-    const auto greedy_out = greedy(model, cache, prompts, {.max_new_tokens = 30, .eos = {}});
-    const auto beam_out = beam_search(model, cache, prompts, {.num_beams = 1, .max_new_tokens = 30, .eos = {}});
+    const auto greedy_out = greedy(ctx, cache, prompts, {.max_new_tokens = 30, .eos = {}});
+    const auto beam_out = beam_search(ctx, cache, prompts, {.num_beams = 1, .max_new_tokens = 30, .eos = {}});
     for (std::size_t p = 0; p < prompts.size(); ++p) REQUIRE(beam_out.hypotheses[p][0].tokens == greedy_out.sequences[p].tokens);
     // With EOS and stopping as soon as one hypothesis is finished, too.
     kvtest::fake_model fake(7, 64, hashed_logits);
@@ -161,11 +163,12 @@ TEST_CASE("one beam equals greedy decoding", "[decode][beam]") {
 
 TEST_CASE("beams share their prefix: nothing leaks, at most one partial block copied per beam and step", "[decode][beam]") {
     const auto shape = kvtest::awkward_shapes()[0].config;
-    transformer<float> model(kvtest::random_model(shape));
+    const transformer<float> model(kvtest::random_model(shape));
+    decode_context<float> ctx(model);
     auto cache = model.make_cache({.capacity_tokens = 1024, .block_size = 8, .max_sequences = 64});
     const prompts_t prompts = {{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, {20, 21}};
     for (std::size_t beams : {2, 4, 8}) {
-        const auto r = beam_search(model, cache, prompts, {.num_beams = beams, .num_return_sequences = 2,
+        const auto r = beam_search(ctx, cache, prompts, {.num_beams = beams, .num_return_sequences = 2,
                                                            .max_new_tokens = 40, .eos = {}});
         const auto st = cache.stats();
         CAPTURE(beams, r.stats.kv_bytes_copied, r.stats.max_kv_bytes_copied_per_step);
@@ -182,13 +185,14 @@ TEST_CASE("beams share their prefix: nothing leaks, at most one partial block co
 
 TEST_CASE("the copying baseline finds the same hypotheses and copies far more", "[decode][beam]") {
     const auto shape = kvtest::awkward_shapes()[0].config;
-    transformer<float> model(kvtest::random_model(shape));
+    const transformer<float> model(kvtest::random_model(shape));
+    decode_context<float> ctx(model);
     auto cache = model.make_cache({.capacity_tokens = 2048, .block_size = 8, .max_sequences = 64});
     const prompts_t prompts = {{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}};
     beam_options o{.num_beams = 4, .num_return_sequences = 4, .max_new_tokens = 30, .eos = {}};
-    const auto shared = beam_search(model, cache, prompts, o);
+    const auto shared = beam_search(ctx, cache, prompts, o);
     o.cache_policy = beam_cache_policy::copy;
-    const auto copied = beam_search(model, cache, prompts, o);
+    const auto copied = beam_search(ctx, cache, prompts, o);
     for (std::size_t i = 0; i < 4; ++i) REQUIRE(copied.hypotheses[0][i].tokens == shared.hypotheses[0][i].tokens);
     REQUIRE(copied.stats.kv_bytes_copied > 5 * shared.stats.kv_bytes_copied);
     REQUIRE(copied.stats.peak_blocks_used > shared.stats.peak_blocks_used);
@@ -225,13 +229,14 @@ TEST_CASE("bad beam options throw invalid_argument", "[decode][beam][errors]") {
 
 TEST_CASE("a beam search that runs out of cache throws and leaves the cache as it was", "[decode][beam][errors]") {
     const auto shape = kvtest::awkward_shapes()[0].config;
-    transformer<float> model(kvtest::random_model(shape));
+    const transformer<float> model(kvtest::random_model(shape));
+    decode_context<float> ctx(model);
     auto cache = model.make_cache({.capacity_tokens = 64, .block_size = 8, .max_sequences = 8});
     const auto keep = cache.create();
     std::vector<float> logits(shape.vocab_size);
-    model.forward(std::vector{sequence_tokens{keep, std::vector<token_id>{1, 2, 3}}}, cache, logits);
+    ctx.forward(std::vector{sequence_tokens{keep, std::vector<token_id>{1, 2, 3}}}, cache, logits);
     const auto before = cache.stats();
-    REQUIRE_THROWS_AS(beam_search(model, cache, prompts_t{{1, 2, 3, 4, 5}}, {.num_beams = 8, .max_new_tokens = 50, .eos = {}}),
+    REQUIRE_THROWS_AS(beam_search(ctx, cache, prompts_t{{1, 2, 3, 4, 5}}, {.num_beams = 8, .max_new_tokens = 50, .eos = {}}),
                       cache_full);
     const auto after = cache.stats();
     REQUIRE(after.blocks_used == before.blocks_used);

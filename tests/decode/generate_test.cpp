@@ -30,7 +30,8 @@ kvtest::fake_model counting_model(std::size_t vocab = 6, token_id eos_after = 3)
 
 TEST_CASE("greedy equals the golden greedy sequences of Hugging Face transformers", "[decode][golden][shared]") {
     for (const auto& [name, golden, weights] : kvtest::golden_sets()) {
-        transformer<float> model(weights);
+        const transformer<float> model(weights);
+        decode_context<float> ctx(model);
         auto cache = model.make_cache();
         std::size_t cases = 0;
         for (const auto& c : golden["cases"].items()) {
@@ -38,7 +39,7 @@ TEST_CASE("greedy equals the golden greedy sequences of Hugging Face transformer
             const prompts_t prompts = {c["prompt"].numbers<token_id>()};
             const generation_options options{.max_new_tokens = static_cast<std::size_t>(c["max_new_tokens"].number()),
                                              .eos = {static_cast<token_id>(c["eos"].number())}};
-            const auto result = greedy(model, cache, prompts, options);
+            const auto result = greedy(ctx, cache, prompts, options);
             const auto want = c["tokens"].numbers<token_id>();
             CAPTURE(name, prompts[0]);
             REQUIRE(result.sequences[0].tokens == want);
@@ -52,15 +53,16 @@ TEST_CASE("greedy equals the golden greedy sequences of Hugging Face transformer
 
 TEST_CASE("several prompts in one call equal each prompt alone", "[decode]") {
     const auto shape = kvtest::awkward_shapes()[1].config;
-    transformer<float> model(kvtest::random_model(shape));
+    const transformer<float> model(kvtest::random_model(shape));
+    decode_context<float> ctx(model);
     auto cache = model.make_cache({.capacity_tokens = 512, .block_size = 8});
     const prompts_t prompts = {{1, 2, 3}, {7}, {4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20}, {30, 31}};
     const generation_options options{.max_new_tokens = 25, .eos = {5, 9}, .seed = 3};
     for (bool sampled : {false, true}) {
-        const auto together = sampled ? sample(model, cache, prompts, options) : greedy(model, cache, prompts, options);
+        const auto together = sampled ? sample(ctx, cache, prompts, options) : greedy(ctx, cache, prompts, options);
         for (std::size_t i = 0; i < prompts.size(); ++i) {
             const prompts_t one = {prompts[i]};
-            const auto alone = sampled ? sample(model, cache, one, options) : greedy(model, cache, one, options);
+            const auto alone = sampled ? sample(ctx, cache, one, options) : greedy(ctx, cache, one, options);
             CAPTURE(sampled, i);
             if (!sampled) REQUIRE(together.sequences[i].tokens == alone.sequences[0].tokens);
             REQUIRE(together.sequences[i].tokens.size() <= prompts[i].size() + 25);
@@ -72,11 +74,12 @@ TEST_CASE("several prompts in one call equal each prompt alone", "[decode]") {
 
 TEST_CASE("sampling with a seed is reproducible", "[decode]") {
     const auto shape = kvtest::awkward_shapes()[0].config;
-    transformer<float> model(kvtest::random_model(shape));
+    const transformer<float> model(kvtest::random_model(shape));
+    decode_context<float> ctx(model);
     auto cache = model.make_cache();
     const prompts_t prompts = {{1, 2, 3}, {4}};
     auto run = [&](std::uint64_t seed) {
-        const auto r = sample(model, cache, prompts, {.max_new_tokens = 40, .eos = {}, .seed = seed},
+        const auto r = sample(ctx, cache, prompts, {.max_new_tokens = 40, .eos = {}, .seed = seed},
                               sampler::sampling().add(temperature{20.0f}).add(top_k{20}));
         return std::vector{r.sequences[0].tokens, r.sequences[1].tokens};
     };

@@ -154,7 +154,8 @@ TEST_CASE("search mode finds a unique optimum; best_seen returns it too", "[deco
 
 TEST_CASE("same seed, same search; batched rollouts keep the tree's invariants", "[decode][tree]") {
     const auto shape = kvtest::awkward_shapes()[0].config;
-    transformer<float> model(kvtest::random_model(shape));
+    const transformer<float> model(kvtest::random_model(shape));
+    decode_context<float> ctx(model);
     auto cache = model.make_cache({.capacity_tokens = 4096, .block_size = 8, .max_sequences = 128});
     const std::vector<token_id> prompt = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
     const reward_function reward = [](std::span<const token_id> x) {
@@ -162,15 +163,15 @@ TEST_CASE("same seed, same search; batched rollouts keep the tree's invariants",
     };
     tree_options o{.num_rollouts = 24, .expansion_k = 3, .rollout_max_new_tokens = 12, .rollout_temperature = 3.0f,
                    .max_new_tokens = 20, .eos = {0}, .seed = 9};
-    const auto a = maxent_ts(model, cache, prompt, reward, o);
-    const auto b = maxent_ts(model, cache, prompt, reward, o);
+    const auto a = maxent_ts(ctx, cache, prompt, reward, o);
+    const auto b = maxent_ts(ctx, cache, prompt, reward, o);
     REQUIRE(a.tokens == b.tokens);
     REQUIRE(a.root_value == b.root_value);
     REQUIRE(a.stats.tokens_computed == b.stats.tokens_computed);
     check_invariants(a);
     for (std::size_t batch : {2, 5, 24}) {
         o.rollouts_per_batch = batch;
-        const auto r = maxent_ts(model, cache, prompt, reward, o);
+        const auto r = maxent_ts(ctx, cache, prompt, reward, o);
         CAPTURE(batch);
         check_invariants(r);
         REQUIRE(r.stats.rollouts == 24);
@@ -179,18 +180,19 @@ TEST_CASE("same seed, same search; batched rollouts keep the tree's invariants",
     }
     for (auto mode : {tree_mode::sample, tree_mode::search}) {
         o.mode = mode;
-        check_invariants(maxent_ts(model, cache, prompt, reward, o));
+        check_invariants(maxent_ts(ctx, cache, prompt, reward, o));
     }
 }
 
 TEST_CASE("the tree computes each prefix once; the cache is empty afterwards", "[decode][tree]") {
     const auto shape = kvtest::awkward_shapes()[0].config;
-    transformer<float> model(kvtest::random_model(shape));
+    const transformer<float> model(kvtest::random_model(shape));
+    decode_context<float> ctx(model);
     auto cache = model.make_cache({.capacity_tokens = 8192, .block_size = 8, .max_sequences = 128});
     const std::vector<token_id> prompt(40, 3);
     const reward_function reward = [](std::span<const token_id> x) { return x.size() % 3 == 0 ? 1.0 : 0.0; };
     tree_options o{.num_rollouts = 16, .rollout_max_new_tokens = 10, .max_new_tokens = 30, .eos = {}, .seed = 4};
-    const auto shared = maxent_ts(model, cache, prompt, reward, o);
+    const auto shared = maxent_ts(ctx, cache, prompt, reward, o);
     REQUIRE(cache.stats().blocks_used == 0);
     REQUIRE(cache.stats().sequences == 0);
     std::size_t tree_tokens = prompt.size();
@@ -201,7 +203,7 @@ TEST_CASE("the tree computes each prefix once; the cache is empty afterwards", "
     REQUIRE(shared.stats.tokens_computed <= tree_tokens + rollout_tokens);
     REQUIRE(shared.stats.tokens_from_cache >= o.num_rollouts * prompt.size());
     o.cache_policy = tree_cache_policy::recompute;
-    const auto recomputed = maxent_ts(model, cache, prompt, reward, o);
+    const auto recomputed = maxent_ts(ctx, cache, prompt, reward, o);
     REQUIRE(recomputed.stats.tokens_computed > shared.stats.tokens_computed + (o.num_rollouts - 1) * prompt.size());
     REQUIRE(recomputed.stats.tokens_from_cache == 0);
     REQUIRE(cache.stats().blocks_used == 0);
@@ -209,22 +211,23 @@ TEST_CASE("the tree computes each prefix once; the cache is empty afterwards", "
 
 TEST_CASE("a reward that throws aborts the search and leaves the cache as it was", "[decode][tree][errors]") {
     const auto shape = kvtest::awkward_shapes()[0].config;
-    transformer<float> model(kvtest::random_model(shape));
+    const transformer<float> model(kvtest::random_model(shape));
+    decode_context<float> ctx(model);
     auto cache = model.make_cache({.capacity_tokens = 2048, .block_size = 8, .max_sequences = 64});
     const auto keep = cache.create();
     std::vector<float> logits(shape.vocab_size);
-    model.forward(std::vector{sequence_tokens{keep, std::vector<token_id>{1, 2, 3}}}, cache, logits);
+    ctx.forward(std::vector{sequence_tokens{keep, std::vector<token_id>{1, 2, 3}}}, cache, logits);
     const auto before = cache.stats();
     int calls = 0;
     const reward_function reward = [&](std::span<const token_id>) -> double {
         if (++calls == 5) throw std::runtime_error("reward failed");
         return 0.0;
     };
-    REQUIRE_THROWS_WITH(maxent_ts(model, cache, std::vector<token_id>{1, 2}, reward, {.num_rollouts = 10}),
+    REQUIRE_THROWS_WITH(maxent_ts(ctx, cache, std::vector<token_id>{1, 2}, reward, {.num_rollouts = 10}),
                         "reward failed");
     REQUIRE(cache.stats().blocks_used == before.blocks_used);
     REQUIRE(cache.stats().sequences == 1);
-    REQUIRE_THROWS_AS(maxent_ts(model, cache, std::vector<token_id>{1}, reward, {.lambda = 0}), std::invalid_argument);
-    REQUIRE_THROWS_AS(maxent_ts(model, cache, std::vector<token_id>{1}, reward, {.num_rollouts = 0}), std::invalid_argument);
-    REQUIRE_THROWS_AS(maxent_ts(model, cache, std::vector<token_id>{1}, reward_function{}), std::invalid_argument);
+    REQUIRE_THROWS_AS(maxent_ts(ctx, cache, std::vector<token_id>{1}, reward, {.lambda = 0}), std::invalid_argument);
+    REQUIRE_THROWS_AS(maxent_ts(ctx, cache, std::vector<token_id>{1}, reward, {.num_rollouts = 0}), std::invalid_argument);
+    REQUIRE_THROWS_AS(maxent_ts(ctx, cache, std::vector<token_id>{1}, reward_function{}), std::invalid_argument);
 }

@@ -57,14 +57,14 @@ using namespace kvdecode;
 TEST_CASE("forward allocates nothing after warm-up", "[model][allocation]") {
     for (const auto& shape : kvtest::awkward_shapes()) {
         SECTION(shape.name) {
-            transformer<float> model(kvtest::random_model(shape.config),
-                                     {.threads = 3, .min_work_per_thread = 1});  // every product split: the pool allocates nothing per step
+            const transformer<float> model(kvtest::random_model(shape.config));
+            decode_context<float> ctx(model, {.threads = 3, .min_work_per_thread = 1});  // every product split: the pool allocates nothing per step
             auto cache = model.make_cache({.capacity_tokens = 256, .block_size = 8, .max_sequences = 16});
             const std::size_t vocab = shape.config.vocab_size;
             std::vector<float> logits(4 * vocab);
             const std::vector<token_id> prompt = {1, 2, 3, 4, 5};
             const seq_id a = cache.create();
-            model.forward(std::vector{sequence_tokens{a, prompt}}, cache, logits);  // warm-up
+            ctx.forward(std::vector{sequence_tokens{a, prompt}}, cache, logits);  // warm-up
 
             std::vector<sequence_tokens> batch;
             batch.reserve(4);
@@ -73,7 +73,7 @@ TEST_CASE("forward allocates nothing after warm-up", "[model][allocation]") {
             for (int step = 0; step < 20; ++step) {  // one sequence, then forks that share its prefix
                 batch.clear();
                 batch.push_back({a, std::span<const token_id>(next, 1)});
-                model.forward(batch, cache, logits);
+                ctx.forward(batch, cache, logits);
             }
             const seq_id b = cache.fork(a), c = cache.fork(a), d = cache.fork(b);
             for (int step = 0; step < 20; ++step) {
@@ -82,7 +82,7 @@ TEST_CASE("forward allocates nothing after warm-up", "[model][allocation]") {
                 batch.push_back({b, std::span<const token_id>(next + 1, 1)});
                 batch.push_back({c, std::span<const token_id>(next + 2, 1)});
                 batch.push_back({d, std::span<const token_id>(next + 3, 1)});
-                model.forward(batch, cache, logits);
+                ctx.forward(batch, cache, logits);
             }
             cache.truncate(d, 10);
             cache.release(c);

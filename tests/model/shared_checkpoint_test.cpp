@@ -50,7 +50,8 @@ TEST_CASE("aidreams260K: cached decode and prefill equal the reference over the 
 TEST_CASE("golden: last-token logits and greedy sequences equal Hugging Face transformers", "[model][shared][golden]") {
     for (const auto& [name, golden, w] : kvtest::golden_sets()) {
         const std::size_t vocab = w->config().vocab_size;
-        transformer<float> model(w);
+        const transformer<float> model(w);
+        decode_context<float> ctx(model);
         std::size_t logits_cases = 0, greedy_cases = 0;
         for (const auto& c : golden["cases"].items()) {
             const std::string kind = c["kind"].string();
@@ -59,7 +60,7 @@ TEST_CASE("golden: last-token logits and greedy sequences equal Hugging Face tra
             if (kind == "logits_last") {
                 auto cache = model.make_cache();
                 std::vector<float> logits(vocab);
-                model.forward(std::vector{sequence_tokens{cache.create(), prompt}}, cache, logits);
+                ctx.forward(std::vector{sequence_tokens{cache.create(), prompt}}, cache, logits);
                 const auto want = c["logits"].numbers<double>();
                 REQUIRE(want.size() == vocab);
                 double worst = 0;
@@ -76,7 +77,7 @@ TEST_CASE("golden: last-token logits and greedy sequences equal Hugging Face tra
                 std::vector<token_id> got = prompt, next = prompt;
                 std::vector<float> logits(vocab);
                 for (std::size_t step = 0; step < max_new; ++step) {
-                    model.forward(std::vector{sequence_tokens{seq, next}}, cache, logits);
+                    ctx.forward(std::vector{sequence_tokens{seq, next}}, cache, logits);
                     next = {kvtest::argmax<float>(logits)};
                     got.push_back(next[0]);
                     if (next[0] == eos) break;

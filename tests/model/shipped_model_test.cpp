@@ -39,7 +39,8 @@ TEST_CASE("shipped model: logits and greedy tokens equal the training script's f
     // One thread, and three with every product and attention split between them.
     const std::size_t threads = GENERATE(1, 3);
     CAPTURE(threads);
-    transformer<float> model(shipped_weights(), {.threads = threads, .min_work_per_thread = 1});
+    const transformer<float> model(shipped_weights());
+    decode_context<float> ctx(model, {.threads = threads, .min_work_per_thread = 1});
     auto cache = model.make_cache();
     std::size_t cases = 0;
     for (const auto& c : reference["cases"].items()) {
@@ -48,7 +49,7 @@ TEST_CASE("shipped model: logits and greedy tokens equal the training script's f
         REQUIRE(tok.encode(c["prompt_text"].string()) == prompt);  // the same tokenizer as in training
         std::vector<float> logits(1024);
         const auto seq = cache.create();
-        model.forward(std::vector{sequence_tokens{seq, prompt}}, cache, logits);
+        ctx.forward(std::vector{sequence_tokens{seq, prompt}}, cache, logits);
         cache.release(seq);
         const auto want = c["logits"].numbers<double>();
         double worst = 0;
@@ -56,7 +57,7 @@ TEST_CASE("shipped model: logits and greedy tokens equal the training script's f
         CHECK(worst <= 1e-4);
         const auto greedy_want = c["greedy"].numbers<token_id>();
         const std::vector<std::vector<token_id>> prompts = {prompt};
-        const auto got = greedy(model, cache, prompts, {.max_new_tokens = 100, .eos = {2}});
+        const auto got = greedy(ctx, cache, prompts, {.max_new_tokens = 100, .eos = {2}});
         REQUIRE(got.sequences[0].tokens == greedy_want);
         ++cases;
     }
@@ -68,9 +69,10 @@ TEST_CASE("shipped model: beam search returns the same hypotheses with any threa
     const beam_options options{.num_beams = 4, .num_return_sequences = 4, .max_new_tokens = 30, .eos = {2}};
     std::vector<beam_result> results;
     for (std::size_t threads : {1, 2, 4}) {
-        transformer<float> model(shipped_weights(), {.threads = threads, .min_work_per_thread = 1});
+        const transformer<float> model(shipped_weights());
+        decode_context<float> ctx(model, {.threads = threads, .min_work_per_thread = 1});
         auto cache = model.make_cache();
-        results.push_back(beam_search(model, cache, prompts, options));
+        results.push_back(beam_search(ctx, cache, prompts, options));
     }
     for (std::size_t t = 1; t < results.size(); ++t)
         for (std::size_t p = 0; p < prompts.size(); ++p)

@@ -6,15 +6,15 @@
 #include <catch2/catch.hpp>
 
 #include "kvdecode/model/language_model.hpp"
-#include "kvdecode/model/transformer.hpp"
+#include "kvdecode/model/decode_context.hpp"
 #include "support/models.hpp"
 
 using namespace kvdecode;
 using kvtest::max_relative_error;
 
-static_assert(language_model<transformer<float>>);
+static_assert(language_model<decode_context<float>>);
 static_assert(language_model<reference_model<float>>);
-static_assert(language_model<transformer<double>>);
+static_assert(language_model<decode_context<double>>);
 
 namespace {
 std::vector<token_id> some_tokens(std::size_t n, std::size_t vocab, std::uint64_t seed) {
@@ -84,20 +84,22 @@ TEST_CASE("one batched forward equals running each sequence alone", "[model]") {
     std::vector<std::vector<std::vector<float>>> alone(prompts.size());
     std::vector<std::vector<token_id>> continuation(prompts.size());
     for (std::size_t p = 0; p < prompts.size(); ++p) {
-        transformer<float> model(w);
+        const transformer<float> model(w);
+        decode_context<float> ctx(model);
         auto cache = model.make_cache();
         const auto seq = cache.create();
         std::vector<float> logits(vocab);
         std::vector<token_id> next = prompts[p];
         for (int step = 0; step < 10; ++step) {
-            model.forward(std::vector{sequence_tokens{seq, next}}, cache, logits);
+            ctx.forward(std::vector{sequence_tokens{seq, next}}, cache, logits);
             alone[p].push_back(logits);
             next = {kvtest::argmax<float>(logits)};
             continuation[p].push_back(next[0]);
         }
     }
     // Together: one forward for the three prefills, then one per step for all three.
-    transformer<float> model(w);
+    const transformer<float> model(w);
+    decode_context<float> ctx(model);
     auto cache = model.make_cache({.capacity_tokens = 256, .block_size = 8});
     std::vector<seq_id> seqs = {cache.create(), cache.create(), cache.create()};
     std::vector<float> logits(3 * vocab);
@@ -105,7 +107,7 @@ TEST_CASE("one batched forward equals running each sequence alone", "[model]") {
     for (int step = 0; step < 10; ++step) {
         std::vector<sequence_tokens> batch;
         for (std::size_t p = 0; p < 3; ++p) batch.push_back({seqs[p], next[p]});
-        model.forward(batch, cache, logits);
+        ctx.forward(batch, cache, logits);
         for (std::size_t p = 0; p < 3; ++p) {
             CAPTURE(step, p);
             const std::span<const float> row(logits.data() + p * vocab, vocab);
@@ -125,12 +127,13 @@ TEST_CASE("a batch longer than one pass is split into passes with the same resul
     for (logits_for which : {logits_for::last_token, logits_for::every_token}) {
         std::vector<std::vector<float>> results;
         for (std::size_t rows_per_pass : {0, 5, 1}) {
-            transformer<float> model(w, {.max_rows_per_pass = rows_per_pass});
+            const transformer<float> model(w);
+            decode_context<float> ctx(model, {.max_rows_per_pass = rows_per_pass});
             auto cache = model.make_cache();
             std::vector<sequence_tokens> batch;
             for (const auto& p : prompts) batch.push_back({cache.create(), p});
             std::vector<float> logits(logits_rows(batch, which) * vocab);
-            model.forward(batch, cache, logits, which);
+            ctx.forward(batch, cache, logits, which);
             results.push_back(logits);
         }
         REQUIRE(max_relative_error<float, float>(results[1], results[0]) <= 1e-6);
@@ -181,30 +184,32 @@ TEST_CASE("interleaved RoPE equals rotate-half RoPE on correspondingly permuted 
 
 TEST_CASE("prefill masks are built once per chunk length and never for decode steps", "[model][mask]") {
     const auto shape = kvtest::awkward_shapes()[0].config;
-    transformer<float> model(kvtest::random_model(shape));
+    const transformer<float> model(kvtest::random_model(shape));
+    decode_context<float> ctx(model);
     auto cache = model.make_cache();
     std::vector<float> logits(shape.vocab_size);
     const auto a = cache.create(), b = cache.create();
     const auto seven = some_tokens(7, shape.vocab_size, 13);
-    model.forward(std::vector{sequence_tokens{a, seven}}, cache, logits);
-    REQUIRE(model.masks_built() == 1);  // every layer and head of that call shared it
-    model.forward(std::vector{sequence_tokens{b, seven}}, cache, logits);
-    REQUIRE(model.masks_built() == 1);  // reused by the next call
+    ctx.forward(std::vector{sequence_tokens{a, seven}}, cache, logits);
+    REQUIRE(ctx.masks_built() == 1);  // every layer and head of that call shared it
+    ctx.forward(std::vector{sequence_tokens{b, seven}}, cache, logits);
+    REQUIRE(ctx.masks_built() == 1);  // reused by the next call
     for (int step = 0; step < 5; ++step)
-        model.forward(std::vector{sequence_tokens{a, std::span(seven.data(), 1)}}, cache, logits);
-    REQUIRE(model.masks_built() == 1);  // decode steps use no mask
-    model.forward(std::vector{sequence_tokens{b, std::span(seven.data(), 3)}}, cache, logits);
-    REQUIRE(model.masks_built() == 2);
+        ctx.forward(std::vector{sequence_tokens{a, std::span(seven.data(), 1)}}, cache, logits);
+    REQUIRE(ctx.masks_built() == 1);  // decode steps use no mask
+    ctx.forward(std::vector{sequence_tokens{b, std::span(seven.data(), 3)}}, cache, logits);
+    REQUIRE(ctx.masks_built() == 2);
 }
 
 TEST_CASE("a rejected forward leaves the cache exactly as it was", "[model][errors]") {
     const auto shape = kvtest::awkward_shapes()[0].config;
-    transformer<float> model(kvtest::random_model(shape));
+    const transformer<float> model(kvtest::random_model(shape));
+    decode_context<float> ctx(model);
     auto cache = model.make_cache({.capacity_tokens = 64, .block_size = 8});
     std::vector<float> logits(2 * shape.vocab_size);
     const auto a = cache.create(), b = cache.create();
     const auto prompt = some_tokens(10, shape.vocab_size, 14);
-    model.forward(std::vector{sequence_tokens{a, prompt}}, cache, logits);
+    ctx.forward(std::vector{sequence_tokens{a, prompt}}, cache, logits);
     const auto before = cache.stats();
 
     auto unchanged = [&] {
@@ -220,23 +225,23 @@ TEST_CASE("a rejected forward leaves the cache exactly as it was", "[model][erro
     const auto too_long = some_tokens(shape.seq_len, shape.vocab_size, 15);
     const auto too_many_blocks = some_tokens(60, shape.vocab_size, 16);
 
-    REQUIRE_THROWS_AS(model.forward(std::vector{sequence_tokens{b, prompt}, sequence_tokens{a, bad}}, cache, logits),
+    REQUIRE_THROWS_AS(ctx.forward(std::vector{sequence_tokens{b, prompt}, sequence_tokens{a, bad}}, cache, logits),
                       std::invalid_argument);
     unchanged();
-    REQUIRE_THROWS_AS(model.forward(std::vector{sequence_tokens{a, negative}}, cache, logits), std::invalid_argument);
-    REQUIRE_THROWS_AS(model.forward(std::vector{sequence_tokens{b, empty}}, cache, logits), std::invalid_argument);
-    REQUIRE_THROWS_AS(model.forward(std::vector{sequence_tokens{a, too_long}}, cache, logits), std::invalid_argument);
-    REQUIRE_THROWS_AS(model.forward(std::vector{sequence_tokens{99, prompt}}, cache, logits), std::invalid_argument);
-    REQUIRE_THROWS_AS(model.forward(std::vector{sequence_tokens{b, prompt}, sequence_tokens{b, prompt}}, cache, logits),
+    REQUIRE_THROWS_AS(ctx.forward(std::vector{sequence_tokens{a, negative}}, cache, logits), std::invalid_argument);
+    REQUIRE_THROWS_AS(ctx.forward(std::vector{sequence_tokens{b, empty}}, cache, logits), std::invalid_argument);
+    REQUIRE_THROWS_AS(ctx.forward(std::vector{sequence_tokens{a, too_long}}, cache, logits), std::invalid_argument);
+    REQUIRE_THROWS_AS(ctx.forward(std::vector{sequence_tokens{99, prompt}}, cache, logits), std::invalid_argument);
+    REQUIRE_THROWS_AS(ctx.forward(std::vector{sequence_tokens{b, prompt}, sequence_tokens{b, prompt}}, cache, logits),
                       std::invalid_argument);
-    REQUIRE_THROWS_AS(model.forward(std::vector{sequence_tokens{b, prompt}}, cache, std::span(logits.data(), 3)),
+    REQUIRE_THROWS_AS(ctx.forward(std::vector{sequence_tokens{b, prompt}}, cache, std::span(logits.data(), 3)),
                       std::invalid_argument);
     unchanged();
-    REQUIRE_THROWS_AS(model.forward(std::vector{sequence_tokens{b, prompt}, sequence_tokens{a, too_many_blocks}}, cache,
+    REQUIRE_THROWS_AS(ctx.forward(std::vector{sequence_tokens{b, prompt}, sequence_tokens{a, too_many_blocks}}, cache,
                                     logits),
                       cache_full);
     unchanged();
     // And it still works afterwards.
-    model.forward(std::vector{sequence_tokens{b, prompt}}, cache, logits);
+    ctx.forward(std::vector{sequence_tokens{b, prompt}}, cache, logits);
     REQUIRE(cache.length(b) == 10);
 }

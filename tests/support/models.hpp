@@ -12,7 +12,7 @@
 
 #include "kvdecode/model/random_weights.hpp"
 #include "kvdecode/model/reference_model.hpp"
-#include "kvdecode/model/transformer.hpp"
+#include "kvdecode/model/decode_context.hpp"
 #include "support/test_data.hpp"
 
 namespace kvtest {
@@ -67,14 +67,15 @@ template <class T>
 void check_decode_matches_reference(std::shared_ptr<const kvdecode::transformer_weights<T>> w,
                                     std::vector<token_id> tokens, std::size_t steps, double tolerance = 1e-4) {
     const std::size_t vocab = w->config().vocab_size, prompt = tokens.size();
-    kvdecode::transformer<T> model(w);
+    const kvdecode::transformer<T> model(w);
+    kvdecode::decode_context<T> ctx(model);
     auto cache = model.make_cache();
     const auto seq = cache.create();
     std::vector<T> logits(vocab);
     std::vector<std::vector<T>> per_step;
     std::vector<token_id> next = tokens;
     for (std::size_t step = 0; step <= steps; ++step) {
-        model.forward(std::vector{kvdecode::sequence_tokens{seq, next}}, cache, logits);
+        ctx.forward(std::vector{kvdecode::sequence_tokens{seq, next}}, cache, logits);
         per_step.push_back(logits);
         if (step == steps) break;
         next = {static_cast<token_id>(argmax<T>(logits))};
@@ -97,7 +98,8 @@ void check_chunks_match_reference(std::shared_ptr<const kvdecode::transformer_we
                                   double tolerance = 1e-4) {
     const std::size_t vocab = w->config().vocab_size;
     const auto ref = reference_logits<T>(w, tokens);
-    kvdecode::transformer<T> model(w);
+    const kvdecode::transformer<T> model(w);
+    kvdecode::decode_context<T> ctx(model);
     auto cache = model.make_cache();
     const auto seq = cache.create();
     std::size_t at = 0;
@@ -105,7 +107,7 @@ void check_chunks_match_reference(std::shared_ptr<const kvdecode::transformer_we
         const std::size_t n = std::min(chunks[i % chunks.size()], tokens.size() - at);
         std::vector<T> logits(n * vocab);
         const std::span<const token_id> chunk(tokens.data() + at, n);
-        model.forward(std::vector{kvdecode::sequence_tokens{seq, chunk}}, cache, logits,
+        ctx.forward(std::vector{kvdecode::sequence_tokens{seq, chunk}}, cache, logits,
                       kvdecode::logits_for::every_token);
         for (std::size_t r = 0; r < n; ++r) {
             CAPTURE(at, n, r);

@@ -204,6 +204,22 @@ public:
         return values_.data() + offset(layer, b, kv_head);
     }
 
+    // The K (or V) row of token `pos` of `s` in one layer and kv head: (head_dim).
+    // The one place that maps a position to its block and the row inside it; pos must
+    // be below length(s) (checked by the caller, who extended the sequence).
+    T* key_at(std::size_t layer, seq_id s, std::size_t pos, std::size_t kv_head) noexcept {
+        return keys_.data() + row_offset(layer, s, pos, kv_head);
+    }
+    const T* key_at(std::size_t layer, seq_id s, std::size_t pos, std::size_t kv_head) const noexcept {
+        return keys_.data() + row_offset(layer, s, pos, kv_head);
+    }
+    T* value_at(std::size_t layer, seq_id s, std::size_t pos, std::size_t kv_head) noexcept {
+        return values_.data() + row_offset(layer, s, pos, kv_head);
+    }
+    const T* value_at(std::size_t layer, seq_id s, std::size_t pos, std::size_t kv_head) const noexcept {
+        return values_.data() + row_offset(layer, s, pos, kv_head);
+    }
+
 private:
     struct sequence {
         std::uint32_t length = 0;
@@ -268,6 +284,11 @@ private:
 
     std::size_t offset(std::size_t layer, block_id b, std::size_t kv_head) const noexcept {
         return layer * layer_stride_ + b * block_stride_ + kv_head * options_.block_size * config_.head_dim;
+    }
+
+    std::size_t row_offset(std::size_t layer, seq_id s, std::size_t pos, std::size_t kv_head) const noexcept {
+        const std::size_t bs = options_.block_size;
+        return offset(layer, table(s)[pos / bs], kv_head) + (pos % bs) * config_.head_dim;
     }
 
     model_config config_;

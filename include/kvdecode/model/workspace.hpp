@@ -1,12 +1,13 @@
 #pragma once
-// Every activation buffer of a forward pass, sized once from the config and the
-// most token rows one pass handles (longer batches run in several passes).
+// Every activation buffer of a forward pass, sized once from the config and the most
+// token rows one pass handles (longer batches run in several passes). Attention scores
+// grow with the longest sequence seen (doubling, so a whole generation reallocates
+// them a handful of times at most), never to a context length a file merely claims.
 
 #include <algorithm>
 #include <cstddef>
 #include <vector>
 
-#include "kvdecode/cache/kv_cache.hpp"
 #include "kvdecode/cache/mask_cache.hpp"
 #include "kvdecode/core/aligned_buffer.hpp"
 #include "kvdecode/core/model_config.hpp"
@@ -24,14 +25,30 @@ struct chunk_piece {
 
 template <class T>
 struct workspace {
+    // Keys the scores rows hold before they first grow (or the context, if shorter).
+    static constexpr std::size_t initial_score_keys = 2048;
+
     workspace(const model_config& c, std::size_t max_rows, std::size_t threads)
-        : max_rows(max_rows), tokens(max_rows), row_scale(max_rows), x(max_rows * c.dim), xb(max_rows * c.dim),
-          qkv(max_rows * c.qkv_dim()), attended(max_rows * c.q_dim()), gate_up(max_rows * 2 * c.hidden_dim),
-          hidden(max_rows * c.hidden_dim), scores(std::max(max_rows, threads) * c.seq_len) {
+        : max_rows(max_rows), score_rows(std::max(max_rows, threads)), tokens(max_rows), row_scale(max_rows),
+          x(max_rows * c.dim), xb(max_rows * c.dim), qkv(max_rows * c.qkv_dim()), attended(max_rows * c.q_dim()),
+          gate_up(max_rows * 2 * c.hidden_dim), hidden(max_rows * c.hidden_dim) {
         pieces.reserve(max_rows);  // every piece holds at least one row
+        reserve_keys(std::min(c.seq_len, initial_score_keys), c.seq_len);
     }
 
+    // Makes every scores row hold at least `keys` keys (up to the context length).
+    void reserve_keys(std::size_t keys, std::size_t context) {
+        if (keys <= score_stride) return;
+        std::size_t grown = std::max<std::size_t>(score_stride, 64);
+        while (grown < keys) grown *= 2;
+        score_stride = std::min(grown, context);
+        scores = aligned_buffer<T>(score_rows * score_stride);
+    }
+    T* scores_row(std::size_t r) noexcept { return scores.data() + r * score_stride; }
+
     std::size_t max_rows;
+    std::size_t score_rows;        // max(max_rows, threads)
+    std::size_t score_stride = 0;  // keys per scores row
     std::vector<token_id> tokens;  // (max_rows)
     aligned_buffer<T> row_scale;   // (max_rows) 1 / rms of each row, for the product after a norm
     aligned_buffer<T> x;           // (max_rows, dim) residual stream
@@ -40,7 +57,7 @@ struct workspace {
     aligned_buffer<T> attended;    // (max_rows, q_dim) attention output, heads side by side
     aligned_buffer<T> gate_up;     // (max_rows, 2 hidden) fused gate and up projections
     aligned_buffer<T> hidden;      // (max_rows, hidden) SwiGLU output
-    aligned_buffer<T> scores;      // (max(max_rows, threads), seq_len) attention scores: a row per
+    aligned_buffer<T> scores;      // (score_rows, score_stride) attention scores: a row per
                                    // prefill row, or a row per thread in decode steps
     std::vector<chunk_piece> pieces;
     mask_cache<T> masks;

@@ -1,0 +1,293 @@
+#pragma once
+// Everything a forward pass of a transformer writes: the workspace, the prefill
+// masks, and the thread pool the pass runs on. A context is bound to one immutable
+// model; it satisfies language_model, so decoders take a context:
+//   const transformer<float> model(weights);         // shared by every thread
+//   decode_context<float> ctx(model, {.threads = 4}); // one per decoding thread
+//   auto cache = model.make_cache();                  // one per decoding thread
+//   greedy(ctx, cache, prompts, options);
+// Thread contract: see model/transformer.hpp. One thread uses a context at a time;
+// the model must outlive it.
+//
+// forward() appends each batch entry's new tokens to its cache sequence and writes
+// logits. All rows of all entries go through every projection together. Everything
+// is checked before anything changes: a throw leaves the cache as it was.
+
+#include <algorithm>
+#include <cstddef>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "kvdecode/cache/kv_cache.hpp"
+#include "kvdecode/core/error.hpp"
+#include "kvdecode/core/thread_pool.hpp"
+#include "kvdecode/model/attention.hpp"
+#include "kvdecode/model/batch.hpp"
+#include "kvdecode/model/transformer.hpp"
+#include "kvdecode/model/workspace.hpp"
+#include "kvdecode/simd/packed_matmul.hpp"
+#include "kvdecode/simd/rms_norm.hpp"
+#include "kvdecode/simd/swiglu.hpp"
+
+namespace kvdecode {
+
+struct context_options {
+    // Threads of the pool the context creates (the calling thread included). Ignored
+    // when the context is given a pool of the caller's.
+    std::size_t threads = 1;
+    // Multiply-adds below which a product or an attention is not split between
+    // threads (a hand-off costs about a microsecond). 1: always split (tests).
+    std::size_t min_work_per_thread = 65536;
+    // Token rows one pass through the layers handles (prefill chunk size); longer
+    // batches are split into passes. 0: min(context length, default_max_rows_per_pass).
+    std::size_t max_rows_per_pass = 0;
+    static constexpr std::size_t default_max_rows_per_pass = 512;
+};
+
+template <class T>
+class decode_context {
+public:
+    using scalar_type = T;
+    using cache_type = kv_cache<T>;
+
+    // A context with a thread pool of its own (options.threads threads).
+    explicit decode_context(const transformer<T>& model, context_options options = {})
+        : decode_context(model, nullptr, options) {}
+    // A context that runs on the caller's pool (which must outlive it, and must not
+    // run another context's pass at the same time).
+    decode_context(const transformer<T>& model, thread_pool& pool, context_options options = {})
+        : decode_context(model, &pool, options) {}
+
+    decode_context(const decode_context&) = delete;
+    decode_context& operator=(const decode_context&) = delete;
+
+    const transformer<T>& model() const noexcept { return *model_; }
+    const model_config& config() const noexcept { return model_->config(); }
+    kv_cache<T> make_cache(kv_cache_options options = {}) const { return model_->make_cache(options); }
+    std::size_t threads() const noexcept { return pool_->size(); }
+    std::size_t max_rows_per_pass() const noexcept { return ws_.max_rows; }
+    // Prefill masks built so far (one per distinct chunk length).
+    std::size_t masks_built() const noexcept { return ws_.masks.builds(); }
+    // Sizes the attention scratch for sequences of up to `tokens` tokens now, so that
+    // no later step allocates (decode steps otherwise grow it by doubling as needed).
+    void reserve(std::size_t tokens) { ws_.reserve_keys(std::min(tokens, config().seq_len), config().seq_len); }
+
+    void forward(std::span<const sequence_tokens> batch, kv_cache<T>& cache, std::span<T> logits,
+                 logits_for which = logits_for::last_token) {
+        const model_config& c = config();
+        validate_batch(batch, c, [&](seq_id s) { return cache.length(s); }, logits.size(), which);
+        std::size_t blocks_needed = 0, longest = 0;
+        for (const sequence_tokens& e : batch) {
+            blocks_needed += cache.blocks_to_extend(e.seq, e.tokens.size());
+            longest = std::max(longest, cache.length(e.seq) + e.tokens.size());
+        }
+        if (blocks_needed > cache.free_blocks())
+            throw cache_full("kvdecode: forward: the batch needs " + std::to_string(blocks_needed) +
+                             " free cache blocks, " + std::to_string(cache.free_blocks()) + " are free");
+        ws_.reserve_keys(longest, c.seq_len);                                            // may throw bad_alloc: nothing changed yet
+        for (const sequence_tokens& e : batch) cache.extend(e.seq, e.tokens.size());  // cannot fail now
+
+        // Fill passes of at most max_rows rows, splitting an entry across passes if needed.
+        std::size_t entry = 0, offset = 0, logits_row = 0;
+        while (entry < batch.size()) {
+            ws_.pieces.clear();
+            std::size_t rows = 0;
+            while (entry < batch.size() && rows < ws_.max_rows) {
+                const sequence_tokens& e = batch[entry];
+                const std::size_t take = std::min(e.tokens.size() - offset, ws_.max_rows - rows);
+                const std::size_t start = cache.length(e.seq) - e.tokens.size() + offset;
+                std::copy_n(e.tokens.begin() + static_cast<std::ptrdiff_t>(offset), take, ws_.tokens.begin() + rows);
+                offset += take;
+                ws_.pieces.push_back({e.seq, rows, take, start, offset == e.tokens.size()});
+                rows += take;
+                if (offset == e.tokens.size()) ++entry, offset = 0;
+            }
+            logits_row += run_pass(rows, cache, logits.data() + logits_row * c.vocab_size, which);
+        }
+    }
+
+private:
+    decode_context(const transformer<T>& model, thread_pool* pool, const context_options& options)
+        : model_(&model),
+          owned_pool_(pool ? nullptr : std::make_unique<thread_pool>(options.threads)),
+          pool_(pool ? pool : owned_pool_.get()),
+          ws_(model.config(), rows_per_pass(options, model.config()), pool_->size()),
+          min_work_per_thread_(std::max<std::size_t>(options.min_work_per_thread, 1)) {}
+
+    static std::size_t rows_per_pass(const context_options& o, const model_config& c) noexcept {
+        return std::min(c.seq_len, o.max_rows_per_pass ? o.max_rows_per_pass : context_options::default_max_rows_per_pass);
+    }
+
+    // Input rows of a projection: (rows, stride), each row's outputs multiplied by
+    // row_scale[r] where given (the 1 / rms of the norm whose gain the weights hold).
+    struct activations {
+        const T* data;
+        std::size_t stride;
+        std::size_t rows;
+        const T* row_scale = nullptr;
+    };
+
+    // One pass over the pieces in ws_.pieces; returns the logits rows written.
+    std::size_t run_pass(std::size_t rows, kv_cache<T>& cache, T* logits, logits_for which) {
+        const model_config& c = config();
+        const packed_weights<T>& w = model_->weights();
+        embed(rows);
+        for (std::size_t l = 0; l < c.n_layers; ++l) {
+            project(w.wqkv(l), normalized(rows), ws_.qkv.data());           // q, k, v of every row
+            rotate_and_store_kv(l, cache);
+            attend_all(l, cache);
+            project_add(w.wo(l), {ws_.attended.data(), c.q_dim(), rows}, ws_.x.data());
+            project(w.w13(l), normalized(rows), ws_.gate_up.data());        // gate and up
+            swiglu(rows);
+            project_add(w.w2(l), {ws_.hidden.data(), c.hidden_dim, rows}, ws_.x.data());
+        }
+        return classify(rows, logits, which);
+    }
+
+    void embed(std::size_t rows) {
+        const std::size_t dim = config().dim;
+        for (std::size_t r = 0; r < rows; ++r)
+            std::copy_n(model_->weights().token_embedding() + static_cast<std::size_t>(ws_.tokens[r]) * dim, dim,
+                        ws_.x.data() + r * dim);
+    }
+
+    // The residual stream as the input of a norm's projection: each norm computes only
+    // 1 / rms per row; its gain is folded into the next product's weights.
+    activations normalized(std::size_t rows) {
+        const std::size_t dim = config().dim;
+        const T eps = static_cast<T>(config().norm_eps);
+        for (std::size_t r = 0; r < rows; ++r) ws_.row_scale[r] = simd::inverse_rms(ws_.x.data() + r * dim, dim, eps);
+        return {ws_.x.data(), dim, rows, ws_.row_scale.data()};
+    }
+
+    void swiglu(std::size_t rows) {
+        const std::size_t hidden = config().hidden_dim;
+        for (std::size_t r = 0; r < rows; ++r) {
+            const T* gate = ws_.gate_up.data() + r * 2 * hidden;
+            simd::swiglu(gate, gate + hidden, ws_.hidden.data() + r * hidden, hidden);
+        }
+    }
+
+    // out (rows, W's out_dim) = in · Wᵀ, and out += in · Wᵀ (the residual adds).
+    void project(const packed_matrix<T>& m, const activations& in, T* out) { multiply(m, in, out, false); }
+    void project_add(const packed_matrix<T>& m, const activations& in, T* out) { multiply(m, in, out, true); }
+
+    // The threads share out W's panels, so every output is computed by one thread in
+    // the same order whatever the thread count.
+    void multiply(const packed_matrix<T>& m, const activations& in, T* out, bool accumulate) {
+        simd::packed_product<T> p;
+        p.in = in.data, p.in_stride = in.stride, p.rows = in.rows, p.row_scale = in.row_scale;
+        p.w = m.data, p.layout = m.layout, p.out = out, p.out_stride = m.layout.out_dim, p.accumulate = accumulate;
+        // About 8 chunks of panels per thread, taken in turn: the threads finish together.
+        const std::size_t parts = std::min(pool_->size(), parts_for(in.rows * m.layout.out_dim * m.layout.in_dim));
+        const std::size_t chunk = m.layout.panels() / (8 * std::max<std::size_t>(parts, 1));
+        pool_->parallel_chunks(m.layout.panels(), chunk,
+                               [&](std::size_t begin, std::size_t end) { simd::packed_matmul(p, begin, end); }, parts);
+    }
+
+    // Threads worth using for this many multiply-adds.
+    std::size_t parts_for(std::size_t multiply_adds) const noexcept { return multiply_adds / min_work_per_thread_; }
+
+    // RoPE on each row's q and k heads, then the k and v rows into the cache.
+    void rotate_and_store_kv(std::size_t layer, kv_cache<T>& cache) {
+        const model_config& c = config();
+        const std::size_t hd = c.head_dim;
+        for (const chunk_piece& p : ws_.pieces) {
+            for (std::size_t i = 0; i < p.rows; ++i) {
+                T* q = ws_.qkv.data() + (p.first_row + i) * c.qkv_dim();
+                T* k = q + c.q_dim();
+                const T* v = k + c.kv_dim();
+                const std::size_t pos = p.start + i;
+                model_->rope().apply(q, c.n_heads, pos);
+                model_->rope().apply(k, c.n_kv_heads, pos);
+                for (std::size_t g = 0; g < c.n_kv_heads; ++g) {
+                    std::copy_n(k + g * hd, hd, cache.key_at(layer, p.seq, pos, g));
+                    std::copy_n(v + g * hd, hd, cache.value_at(layer, p.seq, pos, g));
+                }
+            }
+        }
+    }
+
+    // Attention of every piece, split between the threads: one-token pieces by
+    // (piece, kv head), longer pieces by rows. Each part has its own scores scratch.
+    void attend_all(std::size_t layer, const kv_cache<T>& cache) {
+        const model_config& c = config();
+        const std::size_t single = static_cast<std::size_t>(
+            std::count_if(ws_.pieces.begin(), ws_.pieces.end(), [](const chunk_piece& p) { return p.rows == 1; }));
+        if (single > 0) {
+            // Single-row pieces sit wherever the batch put them; job i is the i-th of them.
+            std::size_t keys = 0;
+            for (const chunk_piece& p : ws_.pieces) keys += p.rows == 1 ? p.start + 1 : 0;
+            // Dot products, softmax and axpys over cached K/V run several times slower
+            // per multiply-add than a projection: weigh them so.
+            const std::size_t work = 8 * keys * c.q_dim();
+            pool_->parallel_parts(single * c.n_kv_heads, [&](std::size_t part, std::size_t begin, std::size_t end) {
+                std::size_t job = 0;
+                for (const chunk_piece& p : ws_.pieces) {
+                    if (p.rows != 1) continue;
+                    for (std::size_t g = 0; g < c.n_kv_heads; ++g, ++job)
+                        if (job >= begin && job < end)
+                            attend_one_token(cache, args(layer, p, 0, 1, nullptr, ws_.scores_row(part)), g);
+                }
+            }, parts_for(work));
+        }
+        for (const chunk_piece& p : ws_.pieces) {
+            if (p.rows == 1) continue;
+            const T* mask = ws_.masks.get(p.rows);  // built once per chunk length, before the threads read it
+            const std::size_t work = 8 * p.rows * (p.start + p.rows) * c.q_dim();
+            pool_->parallel_parts(p.rows, [&](std::size_t, std::size_t begin, std::size_t end) {
+                attend_rows(cache, args(layer, p, begin, end - begin, mask, ws_.scores_row(begin)));
+            }, parts_for(work));
+        }
+    }
+
+    attention_args<T> args(std::size_t layer, const chunk_piece& p, std::size_t row, std::size_t rows, const T* mask,
+                           T* scores) {
+        const model_config& c = config();
+        attention_args<T> a;
+        a.layer = layer;
+        a.seq = p.seq;
+        a.start = p.start + row;
+        a.rows = rows;
+        a.q = ws_.qkv.data() + (p.first_row + row) * c.qkv_dim();
+        a.q_stride = c.qkv_dim();
+        a.out = ws_.attended.data() + (p.first_row + row) * c.q_dim();
+        a.out_stride = c.q_dim();
+        a.mask = mask;
+        a.mask_size = p.rows;
+        a.chunk_row = row;
+        a.scores = scores;
+        return a;
+    }
+
+    // The rows whose logits are wanted, packed to the front of xb with their 1 / rms,
+    // then one product with the classifier (final norm gain folded in) into the caller's logits.
+    std::size_t classify(std::size_t rows, T* logits, logits_for which) {
+        const model_config& c = config();
+        const T eps = static_cast<T>(c.norm_eps);
+        std::size_t wanted = 0;
+        auto take_row = [&](std::size_t r) {
+            const T* x = ws_.x.data() + r * c.dim;
+            std::copy_n(x, c.dim, ws_.xb.data() + wanted * c.dim);
+            ws_.row_scale[wanted] = simd::inverse_rms(x, c.dim, eps);
+            ++wanted;
+        };
+        if (which == logits_for::every_token) {
+            for (std::size_t r = 0; r < rows; ++r) take_row(r);
+        } else {
+            for (const chunk_piece& p : ws_.pieces)
+                if (p.ends_entry) take_row(p.first_row + p.rows - 1);
+        }
+        project(model_->weights().classifier(), {ws_.xb.data(), c.dim, wanted, ws_.row_scale.data()}, logits);
+        return wanted;
+    }
+
+    const transformer<T>* model_;
+    std::unique_ptr<thread_pool> owned_pool_;  // when the caller gave none
+    thread_pool* pool_;
+    workspace<T> ws_;
+    std::size_t min_work_per_thread_;
+};
+
+}  // namespace kvdecode
