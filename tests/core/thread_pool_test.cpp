@@ -1,4 +1,8 @@
 #include <atomic>
+#include <functional>
+#include <new>
+#include <system_error>
+#include <thread>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -52,6 +56,74 @@ TEST_CASE("thread_pool parts have distinct indices and respect max_parts", "[cor
         REQUIRE(used == std::min<std::size_t>(max_parts, 4));
         for (auto& h : hits) REQUIRE(h.load() == 1);
     }
+}
+
+namespace {
+
+// Starts real threads for the first `succeed` workers, then fails the way the system
+// does at its thread limit (or with `failure`); counts the threads that have returned.
+struct failing_starter {
+    std::size_t succeed = 0;
+    std::function<void()> failure = [] {
+        throw std::system_error(std::make_error_code(std::errc::resource_unavailable_try_again), "pthread_create");
+    };
+    std::atomic<std::size_t> started{0}, finished{0};
+
+    kvdecode::thread_pool::thread_starter starter() {
+        return [this](std::function<void()> body) {
+            if (started.load() == succeed) failure();
+            ++started;
+            return std::thread([this, body = std::move(body)] {
+                body();
+                ++finished;
+            });
+        };
+    }
+};
+
+}  // namespace
+
+TEST_CASE("a thread pool that cannot start a thread throws and joins the ones it started", "[core][threads]") {
+    for (std::size_t succeed : {0, 1, 3, 6}) {
+        CAPTURE(succeed);
+        failing_starter s{.succeed = succeed};
+        try {
+            kvdecode::thread_pool pool(8, s.starter());
+            FAIL("no exception");
+        } catch (const kvdecode::thread_start_error& e) {
+            CAPTURE(e.what());
+            REQUIRE(e.threads() == 8);
+            REQUIRE(e.code() == std::errc::resource_unavailable_try_again);
+            REQUIRE_THAT(e.what(), Catch::Contains("thread_pool of 8 threads") &&
+                                       Catch::Contains("could not start worker thread " + std::to_string(succeed + 1) + " of 7") &&
+                                       Catch::Contains(std::make_error_code(std::errc::resource_unavailable_try_again).message()));
+        }
+        // Every started worker has returned and been joined before the throw.
+        REQUIRE(s.started.load() == succeed);
+        REQUIRE(s.finished.load() == succeed);
+    }
+}
+
+TEST_CASE("a thread pool whose starter throws something else rethrows it after joining", "[core][threads]") {
+    failing_starter s{.succeed = 2, .failure = [] { throw std::bad_alloc(); }};
+    REQUIRE_THROWS_AS(kvdecode::thread_pool(5, s.starter()), std::bad_alloc);
+    REQUIRE(s.finished.load() == 2);
+
+    auto no_thread = [](std::function<void()>) { return std::thread(); };
+    REQUIRE_THROWS_WITH(kvdecode::thread_pool(3, no_thread), Catch::Contains("no running thread for worker 1"));
+}
+
+TEST_CASE("a thread pool built through a starter works like any other", "[core][threads]") {
+    failing_starter s{.succeed = 3};
+    {
+        kvdecode::thread_pool pool(4, s.starter());
+        std::vector<std::atomic<int>> hits(100);
+        pool.parallel_for(100, [&](std::size_t begin, std::size_t end) {
+            for (std::size_t i = begin; i < end; ++i) ++hits[i];
+        });
+        for (auto& h : hits) REQUIRE(h.load() == 1);
+    }
+    REQUIRE(s.finished.load() == 3);
 }
 
 TEST_CASE("logits and tokens do not depend on the number of threads", "[model][threads]") {

@@ -1,9 +1,11 @@
 #pragma once
 // Exceptions the library throws. Bad arguments use std::invalid_argument; these
-// two name failures that a caller may want to catch on their own.
+// name failures that a caller may want to catch on their own.
 
+#include <cstddef>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <utility>
 
 namespace kvdecode {
@@ -31,6 +33,25 @@ private:
 class cache_full : public std::runtime_error {
 public:
     using std::runtime_error::runtime_error;
+};
+
+// A thread pool could not start one of its threads (the system's thread or memory
+// limit). Threads it had started are stopped and joined before this is thrown; the
+// system's error code is kept.
+class thread_start_error : public std::system_error {
+public:
+    // `worker` (1 .. threads - 1) is the worker that failed to start; what() ends
+    // with the system's message, as every std::system_error's does.
+    thread_start_error(std::size_t threads, std::size_t worker, std::error_code code)
+        : std::system_error(code, "kvdecode: thread_pool of " + std::to_string(threads) +
+                                      " threads: could not start worker thread " + std::to_string(worker) + " of " +
+                                      std::to_string(threads - 1)),
+          threads_(threads) {}
+
+    std::size_t threads() const noexcept { return threads_; }
+
+private:
+    std::size_t threads_;
 };
 
 }  // namespace kvdecode

@@ -12,17 +12,26 @@
 //
 // One parallel_for at a time (the pool belongs to one model, which belongs to one
 // decoding call at a time). The function must not throw.
+//
+// A pool that cannot start one of its threads throws kvdecode::thread_start_error
+// after stopping and joining the threads it had started (a std::thread destroyed
+// while still running would call std::terminate).
 
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <condition_variable>
 #include <cstddef>
+#include <functional>
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <thread>
+#include <utility>
 #include <vector>
+
+#include "kvdecode/core/error.hpp"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -44,23 +53,36 @@ public:
     static constexpr std::size_t spin_before_sleep = 5000;   // checks before a worker sleeps (about a millisecond)
     static constexpr std::size_t max_threads = 0xFFFF;
 
-    explicit thread_pool(std::size_t threads = 1) : size_(threads) {
+    // Starts one worker thread running `body`. Empty (the default) means std::thread;
+    // tests pass one that fails on purpose, as the system does at its thread limit.
+    using thread_starter = std::function<std::thread(std::function<void()> body)>;
+
+    explicit thread_pool(std::size_t threads = 1, const thread_starter& start_thread = {}) : size_(threads) {
         if (threads == 0 || threads > max_threads)
             throw std::invalid_argument("kvdecode: thread_pool needs 1 to " + std::to_string(max_threads) + " threads, not " +
                                         std::to_string(threads));
-        workers_.reserve(threads - 1);
-        for (std::size_t i = 1; i < threads; ++i) workers_.emplace_back([this, i] { work(i); });
+        workers_.reserve(threads - 1);  // so adding a started thread cannot throw
+        for (std::size_t i = 1; i < threads; ++i) {
+            try {
+                if (start_thread) workers_.push_back(start_thread([this, i] { work(i); }));
+                else workers_.emplace_back([this, i] { work(i); });
+            } catch (const std::system_error& e) {
+                stop_workers();
+                throw thread_start_error(threads, i, e.code());
+            } catch (...) {  // std::bad_alloc, or whatever a custom starter throws
+                stop_workers();
+                throw;
+            }
+            if (!workers_.back().joinable()) {
+                stop_workers();
+                throw std::invalid_argument("kvdecode: thread_pool: the thread starter returned no running thread for worker " +
+                                            std::to_string(i));
+            }
+        }
     }
     thread_pool(const thread_pool&) = delete;
     thread_pool& operator=(const thread_pool&) = delete;
-    ~thread_pool() {
-        {
-            std::lock_guard<std::mutex> lock(mutex_);
-            stopping_.store(true, std::memory_order_release);
-        }
-        start_.notify_all();
-        for (auto& w : workers_) w.join();
-    }
+    ~thread_pool() { stop_workers(); }
 
     std::size_t size() const noexcept { return size_; }
 
@@ -124,6 +146,18 @@ public:
     }
 
 private:
+    // Wakes every worker to return and joins it: the destructor's work, and the
+    // constructor's when a thread fails to start.
+    void stop_workers() noexcept {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            stopping_.store(true, std::memory_order_release);
+        }
+        start_.notify_all();
+        for (auto& w : workers_)
+            if (w.joinable()) w.join();
+    }
+
     static void wait_a_little(std::size_t spins) noexcept {
         if (spins < pause_spins) detail::cpu_relax();
         else std::this_thread::yield();
