@@ -57,9 +57,10 @@ std::filesystem::path write(const temp_dir& dir, const std::string& name, const 
     return p;
 }
 
-void expect_format_error(const std::filesystem::path& p, const std::string& field, const std::string& words) {
+void expect_format_error(const std::filesystem::path& p, const std::string& field, const std::string& words,
+                         const llama2c_limits& limits = {}) {
     try {
-        read_llama2c_checkpoint<float>(p);
+        read_llama2c_checkpoint<float>(p, limits);
         FAIL("no exception for " << p);
     } catch (const model_format_error& e) {
         CAPTURE(e.what());
@@ -108,13 +109,72 @@ TEST_CASE("broken checkpoints throw model_format_error naming file and field", "
     expect_format_error(write(dir, "more_kv.bin", header({8, 12, 2, 2, 4, 11, 6})), "n_heads", "multiple of n_kv_heads");
     expect_format_error(write(dir, "heads.bin", header({10, 12, 2, 4, 2, 11, 6})), "dim", "multiple of n_heads");
     expect_format_error(write(dir, "odd_head.bin", header({6, 12, 2, 2, 1, 11, 6})), "dim", "even head dimension");
-    expect_format_error(write(dir, "overflow.bin", header({1 << 30, 1 << 30, 1 << 30, 1 << 29, 1 << 29, 1 << 30, 2})),
-                        "header", "overflow");
-    expect_format_error(write(dir, "huge.bin", header({1 << 16, 1 << 20, 1 << 10, 1 << 8, 1 << 8, 32000, 2048})),
-                        "file size", "truncated");
+    // Past the limits a header fails on its first oversized field; with no limits, on the overflow.
+    const auto overflow = write(dir, "overflow.bin", header({1 << 30, 1 << 30, 1 << 30, 1 << 29, 1 << 29, 1 << 30, 2}));
+    expect_format_error(overflow, "dim", "llama2c_limits::max_dim");
+    constexpr std::size_t any = SIZE_MAX;
+    expect_format_error(overflow, "header", "overflow",
+                        {.max_dim = any, .max_hidden_dim = any, .max_layers = any, .max_heads = any,
+                         .max_vocab_size = any, .max_seq_len = any});
+    // Llama 2 70B's shape is within the limits: only the file's size stops it.
+    expect_format_error(write(dir, "huge.bin", header({8192, 28672, 80, 64, 8, 32000, 4096})), "file size", "truncated");
     expect_format_error(write(dir, "magic.bin", header({0x616b3432, 1, 2, 2, 1, 11, 6})), "magic", "ak42");
     expect_format_error(dir.path, "file", "a directory");
     expect_format_error(dir.path / "missing.bin", "file", "nothing at this path");
+}
+
+TEST_CASE("a checkpoint's shape must be within llama2c_limits, each limit named in the error", "[io][errors]") {
+    temp_dir dir;
+    // {dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len} with one field past its default limit.
+    struct over {
+        const char* field;
+        const char* limit;
+        std::size_t bound;
+        std::vector<std::int32_t> fields;
+    };
+    const llama2c_limits d;  // the defaults
+    auto past = [](std::size_t bound) { return static_cast<std::int32_t>(bound) + 1; };
+    const std::vector<over> cases = {
+        {"dim", "max_dim", d.max_dim, {past(d.max_dim), 12, 2, 2, 1, 11, 6}},
+        {"hidden_dim", "max_hidden_dim", d.max_hidden_dim, {8, past(d.max_hidden_dim), 2, 2, 1, 11, 6}},
+        {"n_layers", "max_layers", d.max_layers, {8, 12, past(d.max_layers), 2, 1, 11, 6}},
+        {"n_heads", "max_heads", d.max_heads, {8, 12, 2, past(d.max_heads), 1, 11, 6}},
+        {"n_kv_heads", "max_heads", d.max_heads, {8, 12, 2, 2, past(d.max_heads), 11, 6}},
+        {"vocab_size", "max_vocab_size", d.max_vocab_size, {8, 12, 2, 2, 1, past(d.max_vocab_size), 6}},
+        {"vocab_size", "max_vocab_size", d.max_vocab_size, {8, 12, 2, 2, 1, -past(d.max_vocab_size), 6}},
+        {"seq_len", "max_seq_len", d.max_seq_len, {8, 12, 2, 2, 1, 11, past(d.max_seq_len)}},
+        {"seq_len", "max_seq_len", d.max_seq_len, {8, 12, 2, 2, 1, 11, INT32_MAX}},
+    };
+    for (const auto& c : cases) {
+        CAPTURE(c.field);
+        // Only the header: the limit is checked before the file's size, so nothing is sized from it.
+        const auto p = write(dir, "over.bin", header(c.fields));
+        try {
+            read_llama2c_checkpoint<float>(p);
+            FAIL("no exception");
+        } catch (const model_format_error& e) {
+            CAPTURE(e.what());
+            REQUIRE(e.field() == c.field);
+            REQUIRE_THAT(e.what(), Catch::Contains("expected at most " + std::to_string(c.bound) +
+                                                   " (kvdecode::llama2c_limits::" + c.limit + ")"));
+        }
+    }
+}
+
+TEST_CASE("a 240 KB checkpoint claiming seq_len 30000 loads only with the limit raised", "[io][errors]") {
+    temp_dir dir;
+    // dim 2, one head of head_dim 2: the legacy RoPE tables (seq_len * head_dim floats)
+    // make the file the size its header asks for, so only the limit rejects it.
+    const std::int32_t dim = 2, hidden = 2, layers = 1, heads = 1, kv = 1, vocab = 4, seq = 30000;
+    auto bytes = header({dim, hidden, layers, heads, kv, vocab, seq});
+    const std::size_t floats = vocab * dim + layers * dim + 4 * layers * dim * dim + layers * dim +
+                               3 * layers * hidden * dim + dim + std::size_t(seq) * dim;
+    bytes.resize(bytes.size() + 4 * floats);
+    REQUIRE(bytes.size() == 240196);
+    const auto p = write(dir, "long_context.bin", bytes);
+    expect_format_error(p, "seq_len", "expected at most 16384 (kvdecode::llama2c_limits::max_seq_len), found 30000");
+    const auto w = read_llama2c_checkpoint<float>(p, {.max_seq_len = 30000});
+    REQUIRE(w.config().seq_len == 30000);
 }
 
 TEST_CASE("the shared checkpoints load with their documented shapes", "[io][shared]") {

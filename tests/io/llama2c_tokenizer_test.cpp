@@ -2,8 +2,10 @@
 // tools/llama2c_encode.py), round trips of arbitrary text and bytes, bad files.
 
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -99,6 +101,13 @@ TEST_CASE("broken tokenizer files throw model_format_error", "[io][tokenizer][er
     expect(write("good.bin", good), 5, "piece 4 score");       // fewer pieces than the model's vocabulary
     expect(write("good.bin", good), 3, "file size");           // more pieces than the model's vocabulary
     expect(write("tiny.bin", int32(8) + piece(0, "<unk>")), std::nullopt, "vocabulary");
+    // 15 bytes claiming a piece of 2^31 - 1 bytes: the claim is checked against the file first.
+    const std::string claims_2gib = int32(INT32_MAX) + std::string(4, '\0') + int32(INT32_MAX) + "abc";
+    REQUIRE(claims_2gib.size() == 15);
+    expect(write("claims_2gib.bin", claims_2gib), std::nullopt, "piece 0 bytes");
+    REQUIRE_THROWS_WITH(tokenizer::read_llama2c(write("claims_2gib.bin", claims_2gib)),
+                        Catch::Contains("expected 2147483647 bytes at offset 12, found the file ends after 3"));
+    expect(write("good.bin", good), std::size_t{1} << 40, "piece 4 score");  // a vocabulary no file could hold
     expect(dir, std::nullopt, "file");
     std::filesystem::remove_all(dir);
 }

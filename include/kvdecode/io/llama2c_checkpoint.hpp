@@ -2,14 +2,15 @@
 // Reader for llama2.c's legacy checkpoint format (../shared/models/README.md):
 // a header of 7 int32 (dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size,
 // seq_len; a negative vocab_size means a separate classifier), then float32
-// tensors in a fixed order. The header is validated and the file size must match
-// it exactly before any weight is read.
+// tensors in a fixed order. The header is validated against llama2c_limits and the
+// file size must match it exactly before anything is allocated.
 
 #include <array>
 #include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "kvdecode/core/checked_arithmetic.hpp"
 #include "kvdecode/io/detail/binary_file.hpp"
@@ -18,12 +19,28 @@
 
 namespace kvdecode {
 
+// What a llama2.c checkpoint may claim, checked before anything is allocated. The
+// file's size already bounds the weights, but not what is sized from the shape
+// alone: RoPE tables and the attention workspace grow with seq_len (the workspace
+// with its square), a cache with seq_len * n_layers * kv_dim. The defaults are far
+// above every model published in this format (Llama 2 70B: dim 8192, hidden_dim
+// 28672, 80 layers, 64 heads, vocabulary 32000, context 4096); raise them to read a
+// larger one. An error names the limit it hit.
+struct llama2c_limits {
+    std::size_t max_dim = 16384;
+    std::size_t max_hidden_dim = 65536;
+    std::size_t max_layers = 512;
+    std::size_t max_heads = 512;            // n_heads, and so n_kv_heads
+    std::size_t max_vocab_size = 1 << 20;
+    std::size_t max_seq_len = 16384;        // a 240 KB file can claim 30000 (head_dim 2)
+};
+
 namespace detail {
 
 inline constexpr std::uint64_t llama2c_header_bytes = 7 * sizeof(std::int32_t);
 
 // The config a legacy header describes, or a model_format_error naming the field.
-inline model_config llama2c_config(binary_file& file) {
+inline model_config llama2c_config(binary_file& file, const llama2c_limits& limits = {}) {
     if (file.size() < llama2c_header_bytes)
         file.fail("header", std::to_string(llama2c_header_bytes) + " bytes",
                   "a file of " + std::to_string(file.size()) + " bytes");
@@ -36,6 +53,17 @@ inline model_config llama2c_config(binary_file& file) {
     for (std::size_t i = 0; i < h.size(); ++i) {
         const bool ok = i == 5 ? h[i] != 0 && h[i] != INT32_MIN : h[i] > 0;
         if (!ok) file.fail(names[i], i == 5 ? "a non-zero value" : "a positive value", std::to_string(h[i]));
+    }
+    const std::array<std::pair<std::size_t, const char*>, 7> bounds = {{
+        {limits.max_dim, "max_dim"}, {limits.max_hidden_dim, "max_hidden_dim"}, {limits.max_layers, "max_layers"},
+        {limits.max_heads, "max_heads"}, {limits.max_heads, "max_heads"}, {limits.max_vocab_size, "max_vocab_size"},
+        {limits.max_seq_len, "max_seq_len"}}};
+    for (std::size_t i = 0; i < h.size(); ++i) {
+        const auto value = static_cast<std::uint64_t>(i == 5 && h[i] < 0 ? -static_cast<std::int64_t>(h[i]) : h[i]);
+        if (value > bounds[i].first)
+            file.fail(names[i], "at most " + std::to_string(bounds[i].first) + " (kvdecode::llama2c_limits::" +
+                                    bounds[i].second + ")",
+                      std::to_string(value));
     }
     model_config c;
     c.dim = static_cast<std::size_t>(h[0]);
@@ -86,9 +114,9 @@ inline std::optional<std::uint64_t> llama2c_float_count(const model_config& c) {
 // Reads a legacy llama2.c checkpoint. Throws model_format_error naming the file,
 // the field and what was expected and found.
 template <class T = float>
-transformer_weights<T> read_llama2c_checkpoint(const std::filesystem::path& path) {
+transformer_weights<T> read_llama2c_checkpoint(const std::filesystem::path& path, const llama2c_limits& limits = {}) {
     detail::binary_file file(path);
-    const model_config c = detail::llama2c_config(file);
+    const model_config c = detail::llama2c_config(file, limits);
     const auto floats = detail::llama2c_float_count(c);
     const auto bytes = floats ? checked_mul(*floats, sizeof(float)) : std::nullopt;
     const auto expected = bytes ? checked_add(*bytes, detail::llama2c_header_bytes) : std::nullopt;

@@ -40,6 +40,13 @@ public:
         tokenizer t;
         const auto max_length = file.read<std::int32_t>("max_token_length");
         if (max_length <= 0) file.fail("max_token_length", "a positive value", std::to_string(max_length));
+        // Every piece takes at least 8 bytes, so the file bounds the count; a claimed
+        // vocabulary the file cannot hold fails below at the first missing piece.
+        constexpr std::size_t min_piece_bytes = sizeof(float) + sizeof(std::int32_t);
+        if (vocab_size && *vocab_size <= file.remaining() / min_piece_bytes) {
+            t.pieces_.reserve(*vocab_size);
+            t.scores_.reserve(*vocab_size);
+        }
         while (vocab_size ? t.pieces_.size() < *vocab_size : file.remaining() > 0) {
             const std::string id = "piece " + std::to_string(t.pieces_.size());
             const float score = file.read<float>(id + " score");
@@ -47,9 +54,7 @@ public:
             if (length < 0 || length > max_length)
                 file.fail(id + " length", "0 to max_token_length (" + std::to_string(max_length) + ")",
                           std::to_string(length));
-            std::string bytes(static_cast<std::size_t>(length), '\0');
-            file.read_bytes(bytes.data(), bytes.size(), id + " bytes");
-            t.pieces_.push_back(std::move(bytes));
+            t.pieces_.push_back(file.read_string(static_cast<std::size_t>(length), id + " bytes"));
             t.scores_.push_back(score);
         }
         if (file.remaining() != 0)

@@ -1,7 +1,9 @@
 #pragma once
 // Reading an untrusted binary file: every failure becomes a model_format_error that
-// names the file, the field being read, and the byte offset.
+// names the file, the field being read, and the byte offset. A count the file claims
+// is checked against the bytes left (require) before anything is sized from it.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -34,10 +36,15 @@ public:
     std::uint64_t position() const noexcept { return position_; }
     std::uint64_t remaining() const noexcept { return size_ - position_; }
 
-    void read_bytes(void* out, std::size_t n, const std::string& field) {
-        if (n > remaining())
-            fail(field, std::to_string(n) + " bytes at offset " + std::to_string(position_),
+    // Fails unless `bytes` more bytes remain: called before allocating for them.
+    void require(std::uint64_t bytes, const std::string& field) const {
+        if (bytes > remaining())
+            fail(field, std::to_string(bytes) + " bytes at offset " + std::to_string(position_),
                  "the file ends after " + std::to_string(remaining()));
+    }
+
+    void read_bytes(void* out, std::size_t n, const std::string& field) {
+        require(n, field);
         in_.read(static_cast<char*>(out), static_cast<std::streamsize>(n));
         if (!in_) fail(field, std::to_string(n) + " readable bytes at offset " + std::to_string(position_), "a read error");
         position_ += n;
@@ -52,8 +59,19 @@ public:
     }
 
     // float32 values from the file into `out`, converting when T is not float.
+    // Bytes as a string, allocated only once the file is known to hold them.
+    std::string read_string(std::size_t n, const std::string& field) {
+        require(n, field);
+        std::string out(n, '\0');
+        read_bytes(out.data(), n, field);
+        return out;
+    }
+
     template <class T>
     void read_floats(T* out, std::size_t count, const std::string& field) {
+        if (count > remaining() / sizeof(float))  // checked before reading any, and count * 4 may overflow
+            fail(field, std::to_string(count) + " float32 values at offset " + std::to_string(position_),
+                 "the file ends after " + std::to_string(remaining()) + " bytes");
         if constexpr (std::is_same_v<T, float>) {
             read_bytes(out, count * sizeof(float), field);
         } else {
@@ -68,9 +86,7 @@ public:
     }
 
     void skip(std::uint64_t n, const std::string& field) {
-        if (n > remaining())
-            fail(field, std::to_string(n) + " bytes at offset " + std::to_string(position_),
-                 "the file ends after " + std::to_string(remaining()));
+        require(n, field);
         in_.seekg(static_cast<std::streamoff>(n), std::ios::cur);
         position_ += n;
     }

@@ -1,0 +1,117 @@
+// The readers size nothing from a file's claims before checking them against the
+// file: crafted files that claim gigabytes fail with at most a few small
+// allocations. The largest single allocation is recorded by replacing the global
+// operator new for this program (it is its own executable).
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <new>
+#include <string>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+
+#include "kvdecode/io/llama2c_checkpoint.hpp"
+#include "kvdecode/io/llama2c_tokenizer.hpp"
+
+namespace {
+std::atomic<std::size_t> largest{0};  // bytes of the largest allocation since the last reset
+
+void record(std::size_t n) noexcept {
+    std::size_t seen = largest.load(std::memory_order_relaxed);
+    while (n > seen && !largest.compare_exchange_weak(seen, n, std::memory_order_relaxed)) {
+    }
+}
+}  // namespace
+
+void* operator new(std::size_t n) {
+    record(n);
+    if (void* p = std::malloc(n ? n : 1)) return p;
+    throw std::bad_alloc();
+}
+void* operator new[](std::size_t n) { return operator new(n); }
+void* operator new(std::size_t n, std::align_val_t a) {
+    record(n);
+    const std::size_t align = static_cast<std::size_t>(a);
+    if (void* p = std::aligned_alloc(align, (n + align - 1) / align * align)) return p;
+    throw std::bad_alloc();
+}
+void* operator new[](std::size_t n, std::align_val_t a) { return operator new(n, a); }
+void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
+    record(n);
+    return std::malloc(n ? n : 1);
+}
+void* operator new[](std::size_t n, const std::nothrow_t& t) noexcept { return operator new(n, t); }
+void* operator new(std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
+    record(n);
+    const std::size_t align = static_cast<std::size_t>(a);
+    return std::aligned_alloc(align, (n + align - 1) / align * align);
+}
+void* operator new[](std::size_t n, std::align_val_t a, const std::nothrow_t& t) noexcept { return operator new(n, a, t); }
+void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
+void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
+void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { std::free(p); }
+void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { std::free(p); }
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+
+using namespace kvdecode;
+
+namespace {
+
+// More than a stream buffer and an error message, far less than any claim below.
+constexpr std::size_t small = 64 * 1024;
+
+std::string int32(std::int32_t v) { return std::string(reinterpret_cast<const char*>(&v), 4); }
+
+struct crafted_file {
+    std::filesystem::path path;
+    explicit crafted_file(const std::string& bytes)
+        : path(std::filesystem::temp_directory_path() / ("kvdecode_alloc_" + std::to_string(::getpid()) + ".bin")) {
+        std::ofstream(path, std::ios::binary) << bytes;
+    }
+    ~crafted_file() { std::filesystem::remove(path); }
+};
+
+// The largest allocation made while `read` fails with a model_format_error.
+template <class F>
+std::size_t largest_allocation_of_failing(F read) {
+    largest = 0;
+    REQUIRE_THROWS_AS(read(), model_format_error);
+    return largest.load();
+}
+
+}  // namespace
+
+TEST_CASE("a 15-byte tokenizer claiming a 2 GiB piece allocates nothing large", "[io][tokenizer][allocation]") {
+    const crafted_file f(int32(INT32_MAX) + std::string(4, '\0') + int32(INT32_MAX) + "abc");
+    CHECK(largest_allocation_of_failing([&] { return tokenizer::read_llama2c(f.path); }) < small);
+    // A vocabulary far beyond what the file can hold reserves nothing either.
+    const crafted_file g(int32(8) + std::string(4, '\0') + int32(3) + "abc");
+    CHECK(largest_allocation_of_failing([&] { return tokenizer::read_llama2c(g.path, std::size_t{1} << 40); }) < small);
+}
+
+TEST_CASE("checkpoint headers claiming huge models allocate nothing large", "[io][allocation]") {
+    auto header = [](std::initializer_list<std::int32_t> fields) {
+        std::string out;
+        for (std::int32_t v : fields) out += int32(v);
+        return out;
+    };
+    // Within the limits (Llama 2 70B's shape), but 28 bytes long: the size check comes first.
+    const crafted_file within(header({8192, 28672, 80, 64, 8, 32000, 4096}));
+    CHECK(largest_allocation_of_failing([&] { return read_llama2c_checkpoint<float>(within.path); }) < small);
+    // Past a limit: stopped at the header.
+    const crafted_file past(header({64, 172, 5, 8, 4, 512, INT32_MAX}));
+    CHECK(largest_allocation_of_failing([&] { return read_llama2c_checkpoint<float>(past.path); }) < small);
+}
