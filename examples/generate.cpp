@@ -50,6 +50,7 @@ struct cli_options {
     float repetition_penalty = 1.0f;
     std::uint64_t seed = 0;
     std::size_t threads = 1;
+    kvdecode::weight_type weights = kvdecode::weight_type::f32;
     std::size_t no_repeat_ngram = 0;  // 0: off
     // beam search
     std::size_t num_beams = 4;
@@ -107,6 +108,7 @@ MaxEnt-TS tree search (--mode tree): samples from p(x) exp(lambda r(x)), or sear
   --c-puct X                search mode's exploration weight (default 1)
   --max-new-tokens is the depth limit; --stats prints the tree statistics
   --threads N               threads for the model's matrix products (default 1)
+  --weights TYPE            f32 | bf16 | f16 | q8_0: store the weights so, converted at load (default f32)
   --print-ids               print each returned sequence's ids (prompt included) instead of text
   --stats                   print token counts, tokens/s and KV-cache blocks to stderr
   --help                    this text
@@ -177,6 +179,13 @@ std::optional<cli_options> parse(int argc, char** argv) {
         {"--repetition-penalty", [&](const std::string& v) { o.repetition_penalty = parse_float("--repetition-penalty", v); }},
         {"--seed", [&](const std::string& v) { o.seed = parse_size("--seed", v); }},
         {"--threads", [&](const std::string& v) { o.threads = parse_size("--threads", v); }},
+        {"--weights", [&](const std::string& v) {
+             try {
+                 o.weights = kvdecode::parse_weight_type(v);
+             } catch (const std::invalid_argument&) {
+                 throw usage_error("--weights must be f32, bf16, f16 or q8_0, got '" + v + "'");
+             }
+         }},
         {"--no-repeat-ngram", [&](const std::string& v) { o.no_repeat_ngram = parse_size("--no-repeat-ngram", v); }},
         {"--num-beams", [&](const std::string& v) { o.num_beams = parse_size("--num-beams", v); }},
         {"--num-return", [&](const std::string& v) { o.num_return = parse_size("--num-return", v); }},
@@ -250,7 +259,7 @@ void print_ids(std::span<const token_id> tokens) {
 
 // What every mode needs: the model, its tokenizer if any, the prompt, the EOS ids.
 struct session {
-    std::shared_ptr<const kvdecode::transformer_weights<float>> weights;
+    std::unique_ptr<const kvdecode::transformer<float>> model;  // packed in the chosen storage type
     std::optional<kvdecode::tokenizer> tok;
     std::vector<token_id> prompt;
     std::vector<token_id> eos;
@@ -259,9 +268,12 @@ struct session {
 
 session open_session(const cli_options& o) {
     session s;
-    s.weights = std::make_shared<const kvdecode::transformer_weights<float>>(
-        kvdecode::read_llama2c_checkpoint<float>(o.model));
-    if (!o.tokenizer.empty()) s.tok = kvdecode::tokenizer::read_llama2c(o.tokenizer, s.weights->config().vocab_size);
+    s.model = std::make_unique<const kvdecode::transformer<float>>(kvdecode::read_llama2c_checkpoint<float>(o.model),
+                                                                   o.weights);  // the row-major copy is dropped here
+    if (!o.tokenizer.empty()) s.tok = kvdecode::tokenizer::read_llama2c(o.tokenizer, s.model->config().vocab_size);
+    if (o.stats)
+        std::fprintf(stderr, "weights: %s, %.2f MB read per token\n", std::string(kvdecode::to_string(o.weights)).c_str(),
+                     static_cast<double>(s.model->weights().bytes_per_token()) / 1e6);
     s.prompt = o.prompt_ids ? *o.prompt_ids
                : o.prompt   ? s.tok->encode(*o.prompt)
                             : std::vector<token_id>{kvdecode::tokenizer::bos_id};
@@ -284,7 +296,7 @@ int run_generate(const cli_options& o, session& s) {
             return true;
         };
     }
-    const kvdecode::transformer<float> model(s.weights);
+    const kvdecode::transformer<float>& model = *s.model;
     kvdecode::decode_context<float> ctx(model, {.threads = o.threads});
     auto cache = model.make_cache();
     const std::vector<std::vector<token_id>> prompts = {s.prompt};
@@ -317,10 +329,10 @@ int run_beam(const cli_options& o, session& s) {
                                          .eos = s.eos,
                                          .repetition_penalty = o.repetition_penalty,
                                          .no_repeat_ngram_size = o.no_repeat_ngram};
-    const kvdecode::transformer<float> model(s.weights);
+    const kvdecode::transformer<float>& model = *s.model;
     kvdecode::decode_context<float> ctx(model, {.threads = o.threads});
     // Every beam may hold a full context at worst; blocks are shared, so this is generous.
-    auto cache = model.make_cache({.capacity_tokens = (o.num_beams + 1) * s.weights->config().seq_len,
+    auto cache = model.make_cache({.capacity_tokens = (o.num_beams + 1) * s.model->config().seq_len,
                                    .max_sequences = 2 * o.num_beams + 2});
     const std::vector<std::vector<token_id>> prompts = {s.prompt};
     const auto start = std::chrono::steady_clock::now();
@@ -354,7 +366,7 @@ kvdecode::reward_function make_reward(const cli_options& o, const session& s) {
         return [prompt](std::span<const token_id> x) { return static_cast<double>(x.size() - prompt); };
     if (o.reward.rfind("token:", 0) == 0) {
         const auto id = static_cast<token_id>(parse_size("--reward token:ID", o.reward.substr(6)));
-        if (static_cast<std::size_t>(id) >= s.weights->config().vocab_size)
+        if (static_cast<std::size_t>(id) >= s.model->config().vocab_size)
             throw usage_error("--reward token:" + std::to_string(id) + " is outside the vocabulary");
         return [prompt, id](std::span<const token_id> x) {
             return static_cast<double>(std::count(x.begin() + static_cast<std::ptrdiff_t>(prompt), x.end(), id));
@@ -386,7 +398,7 @@ int run_tree(const cli_options& o, session& s) {
                                          .seed = o.seed,
                                          .rollouts_per_batch = o.rollouts_per_batch};
     const auto reward = make_reward(o, s);
-    const kvdecode::transformer<float> model(s.weights);
+    const kvdecode::transformer<float>& model = *s.model;
     kvdecode::decode_context<float> ctx(model, {.threads = o.threads});
     // Each expanded node adds at most one block to its parent's; rollouts need their own tails.
     const std::size_t block = 16, depth = o.max_new_tokens + o.rollout_tokens;

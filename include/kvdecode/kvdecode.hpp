@@ -21,6 +21,8 @@
 #include "kvdecode/model/decode_context.hpp"
 #include "kvdecode/model/transformer.hpp"
 #include "kvdecode/model/weights.hpp"
+#include "kvdecode/quant/weight_matrix.hpp"
+#include "kvdecode/quant/weight_type.hpp"
 #include "kvdecode/decode/beam_search.hpp"
 #include "kvdecode/decode/generate.hpp"
 #include "kvdecode/decode/maxent_ts.hpp"

@@ -26,7 +26,8 @@
 #include "kvdecode/model/batch.hpp"
 #include "kvdecode/model/transformer.hpp"
 #include "kvdecode/model/workspace.hpp"
-#include "kvdecode/simd/packed_matmul.hpp"
+#include "kvdecode/quant/matrix_product.hpp"
+#include "kvdecode/quant/weight_matrix.hpp"
 #include "kvdecode/simd/rms_norm.hpp"
 #include "kvdecode/simd/swiglu.hpp"
 
@@ -113,6 +114,7 @@ private:
           owned_pool_(pool ? nullptr : std::make_unique<thread_pool>(options.threads)),
           pool_(pool ? pool : owned_pool_.get()),
           ws_(model.config(), rows_per_pass(options, model.config()), pool_->size()),
+          scratch_(model.weights().scratch_bytes(ws_.max_rows)),
           min_work_per_thread_(std::max<std::size_t>(options.min_work_per_thread, 1)) {}
 
     static std::size_t rows_per_pass(const context_options& o, const model_config& c) noexcept {
@@ -170,20 +172,21 @@ private:
     }
 
     // out (rows, W's out_dim) = in · Wᵀ, and out += in · Wᵀ (the residual adds).
-    void project(const packed_matrix<T>& m, const activations& in, T* out) { multiply(m, in, out, false); }
-    void project_add(const packed_matrix<T>& m, const activations& in, T* out) { multiply(m, in, out, true); }
+    void project(const weight_matrix<T>& m, const activations& in, T* out) { multiply(m, in, out, false); }
+    void project_add(const weight_matrix<T>& m, const activations& in, T* out) { multiply(m, in, out, true); }
 
-    // The threads share out W's panels, so every output is computed by one thread in
-    // the same order whatever the thread count.
-    void multiply(const packed_matrix<T>& m, const activations& in, T* out, bool accumulate) {
-        simd::packed_product<T> p;
-        p.in = in.data, p.in_stride = in.stride, p.rows = in.rows, p.row_scale = in.row_scale;
-        p.w = m.data, p.layout = m.layout, p.out = out, p.out_stride = m.layout.out_dim, p.accumulate = accumulate;
-        // About 8 chunks of panels per thread, taken in turn: the threads finish together.
-        const std::size_t parts = std::min(pool_->size(), parts_for(in.rows * m.layout.out_dim * m.layout.in_dim));
-        const std::size_t chunk = m.layout.panels() / (8 * std::max<std::size_t>(parts, 1));
-        pool_->parallel_chunks(m.layout.panels(), chunk,
-                               [&](std::size_t begin, std::size_t end) { simd::packed_matmul(p, begin, end); }, parts);
+    // Whatever W's storage type: its activations prepared once (quantised where the
+    // type needs it), then the threads share out W's units of 32 outputs, so every
+    // output is computed by one thread in the same order whatever the thread count.
+    void multiply(const weight_matrix<T>& m, const activations& in, T* out, bool accumulate) {
+        const matrix_product<T> p{in.data, in.stride, in.rows, in.row_scale, out, m.out_dim(), accumulate};
+        m.prepare(p, scratch_.data(), 0, in.rows);  // O(rows x in_dim): small beside the product
+        // About 8 chunks of units per thread, taken in turn: the threads finish together.
+        const std::size_t parts = std::min(pool_->size(), parts_for(in.rows * m.out_dim() * m.in_dim()));
+        const std::size_t chunk = m.units() / (8 * std::max<std::size_t>(parts, 1));
+        pool_->parallel_chunks(m.units(), chunk,
+                               [&](std::size_t begin, std::size_t end) { m.multiply(p, scratch_.data(), begin, end); },
+                               parts);
     }
 
     // Threads worth using for this many multiply-adds.
@@ -287,6 +290,7 @@ private:
     std::unique_ptr<thread_pool> owned_pool_;  // when the caller gave none
     thread_pool* pool_;
     workspace<T> ws_;
+    aligned_buffer<std::byte> scratch_;  // activations prepared for the weights' storage type (Q8_0 blocks)
     std::size_t min_work_per_thread_;
 };
 
