@@ -1,11 +1,14 @@
 // The checkpoint reader on good and on broken files: every defect is a
 // model_format_error naming the file and the field, never a crash.
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <unistd.h>
 #include <filesystem>
 #include <fstream>
+#include <span>
+#include <string>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -186,4 +189,72 @@ TEST_CASE("the shared checkpoints load with their documented shapes", "[io][shar
              s.vocab_size == 512 && s.seq_len == 512 && s.shared_classifier));
     const auto a = read_llama2c_checkpoint<float>(*aidreams).config();
     REQUIRE((a.dim == 64 && a.n_layers == 4 && a.n_heads == 4 && a.n_kv_heads == 4 && a.seq_len == 128));
+}
+
+namespace {
+
+std::vector<std::byte> as_byte_vector(const std::vector<char>& chars) {
+    const auto b = std::as_bytes(std::span(chars));
+    return {b.begin(), b.end()};
+}
+
+// Every tensor of two weight sets, bit for bit.
+template <class T>
+bool identical(const transformer_weights<T>& a, const transformer_weights<T>& b) {
+    const auto& c = a.config();
+    if (c.dim != b.config().dim || c.hidden_dim != b.config().hidden_dim || c.n_layers != b.config().n_layers ||
+        c.n_heads != b.config().n_heads || c.n_kv_heads != b.config().n_kv_heads ||
+        c.vocab_size != b.config().vocab_size || c.seq_len != b.config().seq_len ||
+        c.shared_classifier != b.config().shared_classifier || a.parameter_count() != b.parameter_count())
+        return false;
+    auto same = [](const T* x, const T* y, std::size_t n) { return std::memcmp(x, y, n * sizeof(T)) == 0; };
+    bool ok = same(a.token_embedding(), b.token_embedding(), c.vocab_size * c.dim) &&
+              same(a.rms_final(), b.rms_final(), c.dim) && same(a.classifier(), b.classifier(), c.vocab_size * c.dim);
+    for (std::size_t l = 0; l < c.n_layers; ++l)
+        ok = ok && same(a.rms_att(l), b.rms_att(l), c.dim) && same(a.wqkv(l), b.wqkv(l), c.qkv_dim() * c.dim) &&
+             same(a.wo(l), b.wo(l), c.dim * c.q_dim()) && same(a.rms_ffn(l), b.rms_ffn(l), c.dim) &&
+             same(a.w13(l), b.w13(l), 2 * c.hidden_dim * c.dim) && same(a.w2(l), b.w2(l), c.dim * c.hidden_dim);
+    return ok;
+}
+
+}  // namespace
+
+TEST_CASE("a checkpoint in memory reads as the same file does", "[io]") {
+    temp_dir dir;
+    for (std::int32_t vocab : {-11, 11}) {
+        const auto file = valid_file(vocab);
+        const auto bytes = as_byte_vector(file);
+        const auto path = write(dir, "ok.bin", file);
+        REQUIRE(identical(read_llama2c_checkpoint<float>(bytes), read_llama2c_checkpoint<float>(path)));
+        REQUIRE(identical(read_llama2c_checkpoint<double>(bytes), read_llama2c_checkpoint<double>(path)));
+    }
+    const std::filesystem::path shipped = KVDECODE_MODELS_DIR "/kjv_llama.bin";
+    const auto bytes = as_byte_vector([&] {
+        const std::string text = kvtest::read_text(shipped);
+        return std::vector<char>(text.begin(), text.end());
+    }());
+    REQUIRE(identical(read_llama2c_checkpoint<float>(bytes, "kjv"), read_llama2c_checkpoint<float>(shipped)));
+}
+
+TEST_CASE("a broken checkpoint in memory throws model_format_error naming the buffer", "[io][errors]") {
+    auto expect = [](std::span<const std::byte> bytes, const std::string& name, const std::string& field,
+                     const std::string& words) {
+        try {
+            if (name.empty())
+                read_llama2c_checkpoint<float>(bytes);
+            else
+                read_llama2c_checkpoint<float>(bytes, name);
+            FAIL("no exception");
+        } catch (const model_format_error& e) {
+            CAPTURE(e.what());
+            REQUIRE(e.file() == (name.empty() ? "<memory>" : name));
+            REQUIRE(e.field() == field);
+            REQUIRE_THAT(e.what(), Catch::Contains(words));
+        }
+    };
+    auto truncated = valid_file();
+    truncated.pop_back();
+    expect(as_byte_vector(truncated), "upload", "file size", "truncated");
+    expect({}, "", "header", "28 bytes");
+    expect(as_byte_vector(header({8, 12, 2, 2, 4, 11, 6})), "", "n_heads", "multiple of n_kv_heads");
 }

@@ -1,11 +1,13 @@
 // The llama2.c tokenizer: known encodings (from the independent encoder
 // tools/llama2c_encode.py), round trips of arbitrary text and bytes, bad files.
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -110,4 +112,30 @@ TEST_CASE("broken tokenizer files throw model_format_error", "[io][tokenizer][er
     expect(write("good.bin", good), std::size_t{1} << 40, "piece 4 score");  // a vocabulary no file could hold
     expect(dir, std::nullopt, "file");
     std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("a tokenizer in memory reads as the same file does", "[io][tokenizer]") {
+    const std::filesystem::path shipped = KVDECODE_MODELS_DIR "/kjv_tok1024.bin";
+    const std::string text = kvtest::read_text(shipped);
+    const auto bytes = std::as_bytes(std::span(text));
+    const auto from_file = tokenizer::read_llama2c(shipped, 1024);
+    const auto from_memory = tokenizer::read_llama2c(bytes, 1024);
+    REQUIRE(from_memory.vocab_size() == 1024);
+    for (token_id id = 0; id < 1024; ++id) {
+        REQUIRE(from_memory.piece(id) == from_file.piece(id));
+        REQUIRE(from_memory.score(id) == from_file.score(id));
+    }
+    const std::string verse = "In the beginning God created the heaven and the earth.";
+    REQUIRE(from_memory.encode(verse) == from_file.encode(verse));
+    REQUIRE(tokenizer::read_llama2c(bytes).vocab_size() == 1024);
+
+    try {
+        tokenizer::read_llama2c(bytes.first(bytes.size() - 1), std::nullopt, "kjv upload");
+        FAIL("no exception");
+    } catch (const model_format_error& e) {
+        CAPTURE(e.what());
+        REQUIRE(e.file() == "kjv upload");
+        REQUIRE(e.field() == "piece 1023 bytes");
+    }
+    REQUIRE_THROWS_AS(tokenizer::read_llama2c(std::span<const std::byte>{}), model_format_error);
 }

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <optional>
+#include <span>
 #include <string>
 #include <utility>
 
@@ -111,11 +112,11 @@ inline std::optional<std::uint64_t> llama2c_float_count(const model_config& c) {
 
 }  // namespace detail
 
-// Reads a legacy llama2.c checkpoint. Throws model_format_error naming the file,
-// the field and what was expected and found.
-template <class T = float>
-transformer_weights<T> read_llama2c_checkpoint(const std::filesystem::path& path, const llama2c_limits& limits = {}) {
-    detail::binary_file file(path);
+namespace detail {
+
+// The reader behind both entry points below: the source differs, the checks do not.
+template <class T>
+transformer_weights<T> read_llama2c_checkpoint(binary_file& file, const llama2c_limits& limits) {
     const model_config c = detail::llama2c_config(file, limits);
     const auto floats = detail::llama2c_float_count(c);
     const auto bytes = floats ? checked_mul(*floats, sizeof(float)) : std::nullopt;
@@ -147,6 +148,25 @@ transformer_weights<T> read_llama2c_checkpoint(const std::filesystem::path& path
     file.skip(c.seq_len * (c.dim / c.n_heads) * sizeof(float), "legacy freq_cis tables");
     read(w.separate_classifier(), "classifier");
     return w;
+}
+
+}  // namespace detail
+
+// Reads a legacy llama2.c checkpoint. Throws model_format_error naming the file,
+// the field and what was expected and found.
+template <class T = float>
+transformer_weights<T> read_llama2c_checkpoint(const std::filesystem::path& path, const llama2c_limits& limits = {}) {
+    detail::binary_file file(path);
+    return detail::read_llama2c_checkpoint<T>(file, limits);
+}
+
+// The same from a checkpoint already in memory (a mapped file, a fuzzer's input);
+// `name` stands for the file in errors.
+template <class T = float>
+transformer_weights<T> read_llama2c_checkpoint(std::span<const std::byte> bytes, std::string name = "<memory>",
+                                               const llama2c_limits& limits = {}) {
+    detail::binary_file file(bytes, std::move(name));
+    return detail::read_llama2c_checkpoint<T>(file, limits);
 }
 
 }  // namespace kvdecode

@@ -19,6 +19,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "kvdecode/io/detail/binary_file.hpp"
@@ -37,6 +38,20 @@ public:
     static tokenizer read_llama2c(const std::filesystem::path& path,
                                   std::optional<std::size_t> vocab_size = std::nullopt) {
         detail::binary_file file(path);
+        return read_llama2c(file, vocab_size);
+    }
+
+    // The same from a tokenizer file already in memory; `name` stands for the file in errors.
+    static tokenizer read_llama2c(std::span<const std::byte> bytes,
+                                  std::optional<std::size_t> vocab_size = std::nullopt,
+                                  std::string name = "<memory>") {
+        detail::binary_file file(bytes, std::move(name));
+        return read_llama2c(file, vocab_size);
+    }
+
+private:
+    // The reader behind both entry points: the source differs, the checks do not.
+    static tokenizer read_llama2c(detail::binary_file& file, std::optional<std::size_t> vocab_size) {
         tokenizer t;
         const auto max_length = file.read<std::int32_t>("max_token_length");
         if (max_length <= 0) file.fail("max_token_length", "a positive value", std::to_string(max_length));
@@ -66,6 +81,7 @@ public:
         return t;
     }
 
+public:
     std::size_t vocab_size() const noexcept { return pieces_.size(); }
     token_id bos() const noexcept { return bos_id; }
     token_id eos() const noexcept { return eos_id; }

@@ -1,7 +1,9 @@
 #pragma once
-// Reading an untrusted binary file: every failure becomes a model_format_error that
-// names the file, the field being read, and the byte offset. A count the file claims
-// is checked against the bytes left (require) before anything is sized from it.
+// Reading an untrusted binary file, from disk or from a buffer in memory (the same
+// checks either way, so fuzzing the memory path tests the file path): every failure
+// becomes a model_format_error that names the file, the field being read, and the byte
+// offset. A count the file claims is checked against the bytes left (require) before
+// anything is sized from it.
 
 #include <algorithm>
 #include <cstddef>
@@ -9,8 +11,10 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <span>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "kvdecode/core/error.hpp"
@@ -31,6 +35,10 @@ public:
         if (!in_) fail("file", "a readable file", "one that cannot be opened");
     }
 
+    // Reads `bytes`, which must outlive this object; `name` stands for the file in errors.
+    binary_file(std::span<const std::byte> bytes, std::string name)
+        : name_(std::move(name)), memory_(bytes), in_memory_(true), size_(bytes.size()) {}
+
     const std::string& name() const noexcept { return name_; }
     std::uint64_t size() const noexcept { return size_; }
     std::uint64_t position() const noexcept { return position_; }
@@ -45,8 +53,12 @@ public:
 
     void read_bytes(void* out, std::size_t n, const std::string& field) {
         require(n, field);
-        in_.read(static_cast<char*>(out), static_cast<std::streamsize>(n));
-        if (!in_) fail(field, std::to_string(n) + " readable bytes at offset " + std::to_string(position_), "a read error");
+        if (in_memory_) {
+            if (n > 0) std::memcpy(out, memory_.data() + position_, n);  // data() may be null when n is 0
+        } else {
+            in_.read(static_cast<char*>(out), static_cast<std::streamsize>(n));
+            if (!in_) fail(field, std::to_string(n) + " readable bytes at offset " + std::to_string(position_), "a read error");
+        }
         position_ += n;
     }
 
@@ -87,7 +99,7 @@ public:
 
     void skip(std::uint64_t n, const std::string& field) {
         require(n, field);
-        in_.seekg(static_cast<std::streamoff>(n), std::ios::cur);
+        if (!in_memory_) in_.seekg(static_cast<std::streamoff>(n), std::ios::cur);
         position_ += n;
     }
 
@@ -97,7 +109,9 @@ public:
 
 private:
     std::string name_;
-    std::ifstream in_;
+    std::ifstream in_;                     // the file, unless reading from memory
+    std::span<const std::byte> memory_;
+    bool in_memory_ = false;
     std::uint64_t size_ = 0;
     std::uint64_t position_ = 0;
 };
