@@ -114,6 +114,27 @@ TEST_CASE("broken tokenizer files throw model_format_error", "[io][tokenizer][er
     std::filesystem::remove_all(dir);
 }
 
+namespace {
+
+std::vector<std::byte> tokenizer_bytes(std::int32_t max_length, const std::vector<std::string>& pieces) {
+    std::vector<std::byte> out;
+    auto put = [&](const void* p, std::size_t n) {
+        const auto* b = static_cast<const std::byte*>(p);
+        out.insert(out.end(), b, b + n);
+    };
+    put(&max_length, 4);
+    for (const auto& p : pieces) {
+        const float score = -static_cast<float>(out.size());
+        const auto n = static_cast<std::int32_t>(p.size());
+        put(&score, 4);
+        put(&n, 4);
+        put(p.data(), p.size());
+    }
+    return out;
+}
+
+}  // namespace
+
 TEST_CASE("a tokenizer in memory reads as the same file does", "[io][tokenizer]") {
     const std::filesystem::path shipped = KVDECODE_MODELS_DIR "/kjv_tok1024.bin";
     const std::string text = kvtest::read_text(shipped);
@@ -138,4 +159,13 @@ TEST_CASE("a tokenizer in memory reads as the same file does", "[io][tokenizer]"
         REQUIRE(e.field() == "piece 1023 bytes");
     }
     REQUIRE_THROWS_AS(tokenizer::read_llama2c(std::span<const std::byte>{}), model_format_error);
+}
+
+// Found by tests/fuzz/llama2c_tokenizer_fuzz.cpp: with "<0x41>" as the BOS piece,
+// "A" encoded to BOS and decoded to nothing.
+TEST_CASE("text never encodes to <unk>, BOS or EOS, whatever their pieces spell", "[io][tokenizer]") {
+    const auto tok = tokenizer::read_llama2c(tokenizer_bytes(8, {"<0x41>", "<0x20>", "<0x42>", "<0x41>", "<0x20>"}));
+    REQUIRE(tok.encode("A", false) == std::vector<token_id>{4, 3});
+    REQUIRE(tok.decode(tok.encode("A A")) == "A A");
+    REQUIRE_THROWS_AS(tok.encode("B"), std::invalid_argument);  // only EOS spells <0x42>: no byte piece for it
 }

@@ -150,7 +150,9 @@ private:
         byte_of_.assign(pieces_.size(), -1);
         byte_piece_.fill(-1);
         for (std::size_t i = 0; i < pieces_.size(); ++i) {
-            const int b = byte_piece_value(pieces_[i]);
+            // <unk>, BOS and EOS stay special: as byte pieces, a byte would encode to BOS
+            // and decode to nothing.
+            const int b = i > eos_id ? byte_piece_value(pieces_[i]) : -1;
             if (b >= 0) {
                 byte_of_[i] = b;
                 if (byte_piece_[static_cast<std::size_t>(b)] < 0) byte_piece_[static_cast<std::size_t>(b)] = static_cast<token_id>(i);
