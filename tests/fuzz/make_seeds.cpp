@@ -1,0 +1,173 @@
+// Writes the fuzzers' seed corpora into the build folder (nothing of it is committed):
+//   kvdecode_fuzz_seeds OUT_DIR MODELS_DIR [SHARED_MODELS_DIR]
+// OUT_DIR/<harness>/ gets small crafted cases (valid files of several shapes and the
+// usual ways of being broken) and the real files: every *.bin of the shipped models/
+// (and of ../shared/models where present) seeds both readers, since a checkpoint is
+// a broken tokenizer and the other way round; text files seed the prompt encoder.
+
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+using bytes = std::vector<char>;
+
+template <class V>
+void put(bytes& out, V v) {
+    const char* p = reinterpret_cast<const char*>(&v);
+    out.insert(out.end(), p, p + sizeof v);
+}
+
+void write(const fs::path& dir, const std::string& name, const bytes& b) {
+    fs::create_directories(dir);
+    std::ofstream(dir / name, std::ios::binary).write(b.data(), static_cast<std::streamsize>(b.size()));
+}
+
+struct shape {
+    std::int32_t dim, hidden, layers, heads, kv_heads, vocab, seq_len;  // vocab < 0: separate classifier
+};
+
+// A complete checkpoint of this shape with small, varied weights.
+bytes checkpoint(const shape& s) {
+    bytes out;
+    for (std::int32_t f : {s.dim, s.hidden, s.layers, s.heads, s.kv_heads, s.vocab, s.seq_len}) put(out, f);
+    const std::int64_t head_dim = s.dim / s.heads, kv_dim = s.kv_heads * head_dim, vocab = s.vocab < 0 ? -s.vocab : s.vocab;
+    std::int64_t floats = vocab * s.dim + s.layers * (2 * s.dim + 2 * s.dim * s.dim + 2 * kv_dim * s.dim +
+                                                      3 * std::int64_t{s.hidden} * s.dim) +
+                          s.dim + s.seq_len * head_dim;
+    if (s.vocab < 0) floats += vocab * s.dim;
+    for (std::int64_t i = 0; i < floats; ++i) put(out, 0.01f * static_cast<float>(i % 97) - 0.3f);
+    return out;
+}
+
+bytes header_only(const shape& s) {
+    bytes out;
+    for (std::int32_t f : {s.dim, s.hidden, s.layers, s.heads, s.kv_heads, s.vocab, s.seq_len}) put(out, f);
+    return out;
+}
+
+struct piece {
+    std::string text;
+    float score;
+};
+
+bytes tokenizer_file(std::int32_t max_length, const std::vector<piece>& pieces) {
+    bytes out;
+    put(out, max_length);
+    for (const auto& p : pieces) {
+        put(out, p.score);
+        put(out, static_cast<std::int32_t>(p.text.size()));
+        out.insert(out.end(), p.text.begin(), p.text.end());
+    }
+    return out;
+}
+
+std::vector<piece> specials() { return {{"<unk>", 0}, {"\n<s>\n", 0}, {"\n</s>\n", 0}}; }
+
+std::vector<piece> with_byte_pieces(std::vector<piece> pieces) {
+    for (int b = 0; b < 256; ++b) {
+        char name[8];
+        std::snprintf(name, sizeof name, "<0x%02X>", b);
+        pieces.push_back({name, 0});
+    }
+    return pieces;
+}
+
+void copy_real_files(const fs::path& from, const std::string& prefix, const fs::path& out) {
+    if (!fs::is_directory(from)) return;
+    for (const auto& entry : fs::directory_iterator(from)) {
+        const auto& p = entry.path();
+        if (p.extension() == ".bin") {
+            fs::create_directories(out / "llama2c_checkpoint");
+            fs::create_directories(out / "llama2c_tokenizer");
+            fs::copy_file(p, out / "llama2c_checkpoint" / (prefix + p.filename().string()), fs::copy_options::overwrite_existing);
+            fs::copy_file(p, out / "llama2c_tokenizer" / (prefix + p.filename().string()), fs::copy_options::overwrite_existing);
+        } else if (p.extension() == ".md") {
+            fs::create_directories(out / "tokenizer_encode");
+            fs::copy_file(p, out / "tokenizer_encode" / (prefix + p.filename().string()), fs::copy_options::overwrite_existing);
+        }
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc < 3) {
+        std::fprintf(stderr, "usage: %s OUT_DIR MODELS_DIR [SHARED_MODELS_DIR]\n", argv[0]);
+        return 2;
+    }
+    const fs::path out = argv[1];
+    fs::remove_all(out);
+
+    // Checkpoints: valid ones (shared and separate classifier, MHA, GQA, MQA, the smallest
+    // possible), then broken ones.
+    const fs::path ck = out / "llama2c_checkpoint";
+    write(ck, "valid_gqa_separate", checkpoint({8, 12, 2, 2, 1, -11, 6}));
+    write(ck, "valid_gqa_shared", checkpoint({8, 12, 2, 2, 1, 11, 6}));
+    write(ck, "valid_mqa", checkpoint({8, 16, 1, 4, 1, 7, 4}));
+    write(ck, "valid_gqa3", checkpoint({12, 8, 1, 6, 2, 5, 3}));
+    write(ck, "valid_mha", checkpoint({4, 4, 3, 2, 2, -3, 2}));
+    write(ck, "valid_smallest", checkpoint({2, 1, 1, 1, 1, 1, 1}));
+    bytes truncated = checkpoint({8, 12, 2, 2, 1, -11, 6});
+    truncated.resize(truncated.size() - 4);
+    write(ck, "truncated", truncated);
+    bytes extra = checkpoint({4, 4, 1, 2, 1, 3, 2});
+    extra.push_back(0);
+    write(ck, "extra_byte", extra);
+    write(ck, "header_only", header_only({8, 12, 2, 2, 1, -11, 6}));
+    write(ck, "odd_head_dim", checkpoint({6, 4, 1, 2, 1, 3, 2}));
+    write(ck, "kv_heads_not_dividing", header_only({12, 4, 1, 4, 3, 3, 2}));
+    write(ck, "more_kv_than_q_heads", header_only({8, 4, 1, 2, 4, 3, 2}));
+    write(ck, "vocab_int32_min", header_only({8, 4, 1, 2, 1, INT32_MIN, 2}));
+    write(ck, "overflowing_dims", header_only({0x7ffffffe, 0x7fffffff, 0x7fffffff, 2, 1, 0x7fffffff, 0x7fffffff}));
+    write(ck, "versioned_ak42", header_only({0x616b3432, 2, 1, 1, 1, 1, 1}));
+    write(ck, "short_header", bytes{'\x08', 0, 0, 0, '\x0c'});
+
+    // Tokenizers: the smallest valid one, one with every byte piece and a few merges,
+    // and broken ones.
+    const fs::path tk = out / "llama2c_tokenizer";
+    write(tk, "valid_specials_only", tokenizer_file(6, specials()));
+    auto merges = with_byte_pieces(specials());
+    for (const piece& p : std::vector<piece>{{" ", -1}, {"a", -2}, {"b", -2}, {" a", -3}, {"ab", -4}, {"ab", 2},
+                                             {"\xC3\xA9", -1}, {"", 0}, {"<0x4g>", -1}})
+        merges.push_back(p);
+    write(tk, "valid_bytes_and_merges", tokenizer_file(6, merges));
+    write(tk, "byte_piece_as_bos", tokenizer_file(6, {{"<unk>", 0}, {"<0x41>", 0}, {"</s>", 0}, {" ", 0}}));
+    bytes trailing = tokenizer_file(6, specials());
+    trailing.insert(trailing.end(), {1, 2, 3});
+    write(tk, "trailing_bytes", trailing);
+    write(tk, "piece_longer_than_max", tokenizer_file(3, specials()));
+    write(tk, "zero_max_length", tokenizer_file(0, {}));
+    write(tk, "two_pieces", tokenizer_file(6, {{"<unk>", 0}, {"<s>", 0}}));
+    bytes huge_length;
+    put(huge_length, std::int32_t{0x7fffffff});
+    put(huge_length, 0.0f);
+    put(huge_length, std::int32_t{0x7ffffff0});
+    write(tk, "huge_piece_length", huge_length);
+
+    // Prompts: plain, empty, UTF-8 of several widths, broken UTF-8, every byte.
+    const fs::path en = out / "tokenizer_encode";
+    const std::vector<std::pair<std::string, std::string>> texts = {
+        {"empty", ""},
+        {"verse", "In the beginning God created the heaven and the earth."},
+        {"spaces", "  a  b   "},
+        {"utf8", "na\xC3\xAFve caf\xC3\xA9, \xE6\x97\xA5\xE6\x9C\xAC, \xF0\x9F\x98\x80"},
+        {"broken_utf8", "\xC3 \xE6\x97 \xF0\x9F\x98 \x80\xBF \xFF\xFE"},
+        {"pieces_as_text", "<s></s><unk><0x41><0xZZ>"}};
+    for (const auto& [name, text] : texts) write(en, name, bytes(text.begin(), text.end()));
+    bytes every_byte;
+    for (int b = 0; b < 256; ++b) every_byte.push_back(static_cast<char>(b));
+    write(en, "every_byte", every_byte);
+
+    copy_real_files(argv[2], "shipped_", out);
+    if (argc > 3) copy_real_files(argv[3], "shared_", out);
+    return 0;
+}
