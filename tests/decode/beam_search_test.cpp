@@ -21,7 +21,7 @@ namespace {
 
 beam_stopping stopping_of(const kvtest::json& j) {
     if (j.is_string()) return beam_stopping::never;  // "never"
-    return j.boolean() ? beam_stopping::when_full : beam_stopping::heuristic;
+    return j.get<bool>() ? beam_stopping::when_full : beam_stopping::heuristic;
 }
 
 // Logits that depend on the whole history, deterministic but irregular.
@@ -52,25 +52,25 @@ TEST_CASE("beam search equals Hugging Face transformers on every golden beam cas
         const transformer<float> model(weights);
         decode_context<float> ctx(model);
         auto cache = model.make_cache({.capacity_tokens = 8 * 512, .block_size = 16});
-        for (const auto& c : golden["cases"].items()) {
-            if (c["kind"].string() != "beam") continue;
+        for (const auto& c : golden.at("cases")) {
+            if (c.at("kind").get<std::string>() != "beam") continue;
             beam_options o;
-            o.num_beams = static_cast<std::size_t>(c["num_beams"].number());
+            o.num_beams = c.at("num_beams").get<std::size_t>();
             o.num_return_sequences = o.num_beams;
-            o.length_penalty = c["length_penalty"].number();
-            o.early_stopping = stopping_of(c["early_stopping"]);
-            o.max_new_tokens = static_cast<std::size_t>(c["max_new_tokens"].number());
-            o.eos = {static_cast<token_id>(c["eos"].number())};
-            const prompts_t prompts = {c["prompt"].numbers<token_id>()};
+            o.length_penalty = c.at("length_penalty").get<double>();
+            o.early_stopping = stopping_of(c.at("early_stopping"));
+            o.max_new_tokens = c.at("max_new_tokens").get<std::size_t>();
+            o.eos = {c.at("eos").get<token_id>()};
+            const prompts_t prompts = {c.at("prompt").get<std::vector<token_id>>()};
             const auto result = beam_search(ctx, cache, prompts, o);
             const auto& got = result.hypotheses[0];
-            const auto& want = c["sequences"].items();
-            const auto want_scores = c["scores"].numbers<double>();
+            const auto& want = c.at("sequences");
+            const auto want_scores = c.at("scores").get<std::vector<double>>();
             CAPTURE(name, o.num_beams, o.length_penalty, int(o.early_stopping));
             REQUIRE(got.size() == want.size());
             // transformers pads a hypothesis that ended early to the batch's length: cut after its EOS.
             auto unpadded = [&](const kvtest::json& seq) {
-                auto t = seq.numbers<token_id>();
+                auto t = seq.get<std::vector<token_id>>();
                 const auto eos = std::find(t.begin() + static_cast<std::ptrdiff_t>(prompts[0].size()), t.end(), o.eos[0]);
                 if (eos != t.end()) t.erase(eos + 1, t.end());
                 return t;

@@ -34,13 +34,13 @@ TEST_CASE("greedy equals the golden greedy sequences of Hugging Face transformer
         decode_context<float> ctx(model);
         auto cache = model.make_cache();
         std::size_t cases = 0;
-        for (const auto& c : golden["cases"].items()) {
-            if (c["kind"].string() != "greedy") continue;
-            const prompts_t prompts = {c["prompt"].numbers<token_id>()};
-            const generation_options options{.max_new_tokens = static_cast<std::size_t>(c["max_new_tokens"].number()),
-                                             .eos = {static_cast<token_id>(c["eos"].number())}};
+        for (const auto& c : golden.at("cases")) {
+            if (c.at("kind").get<std::string>() != "greedy") continue;
+            const prompts_t prompts = {c.at("prompt").get<std::vector<token_id>>()};
+            const generation_options options{.max_new_tokens = c.at("max_new_tokens").get<std::size_t>(),
+                                             .eos = {c.at("eos").get<token_id>()}};
             const auto result = greedy(ctx, cache, prompts, options);
-            const auto want = c["tokens"].numbers<token_id>();
+            const auto want = c.at("tokens").get<std::vector<token_id>>();
             CAPTURE(name, prompts[0]);
             REQUIRE(result.sequences[0].tokens == want);
             REQUIRE(result.sequences[0].reason == (want.back() == options.eos[0] ? stop_reason::eos : stop_reason::length));

@@ -53,15 +53,15 @@ TEST_CASE("golden: last-token logits and greedy sequences equal Hugging Face tra
         const transformer<float> model(w);
         decode_context<float> ctx(model);
         std::size_t logits_cases = 0, greedy_cases = 0;
-        for (const auto& c : golden["cases"].items()) {
-            const std::string kind = c["kind"].string();
-            const auto prompt = c["prompt"].numbers<token_id>();
+        for (const auto& c : golden.at("cases")) {
+            const std::string kind = c.at("kind").get<std::string>();
+            const auto prompt = c.at("prompt").get<std::vector<token_id>>();
             CAPTURE(name, kind, prompt);
             if (kind == "logits_last") {
                 auto cache = model.make_cache();
                 std::vector<float> logits(vocab);
                 ctx.forward(std::vector{sequence_tokens{cache.create(), prompt}}, cache, logits);
-                const auto want = c["logits"].numbers<double>();
+                const auto want = c.at("logits").get<std::vector<double>>();
                 REQUIRE(want.size() == vocab);
                 double worst = 0;
                 for (std::size_t v = 0; v < vocab; ++v) worst = std::max(worst, std::abs(logits[v] - want[v]));
@@ -69,9 +69,9 @@ TEST_CASE("golden: last-token logits and greedy sequences equal Hugging Face tra
                 ++logits_cases;
             } else if (kind == "greedy") {
                 // A plain argmax loop over the cached model (the decoders come later).
-                const auto want = c["tokens"].numbers<token_id>();
-                const auto eos = static_cast<token_id>(c["eos"].number());
-                const auto max_new = static_cast<std::size_t>(c["max_new_tokens"].number());
+                const auto want = c.at("tokens").get<std::vector<token_id>>();
+                const auto eos = c.at("eos").get<token_id>();
+                const auto max_new = c.at("max_new_tokens").get<std::size_t>();
                 auto cache = model.make_cache();
                 const auto seq = cache.create();
                 std::vector<token_id> got = prompt, next = prompt;

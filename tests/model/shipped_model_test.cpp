@@ -43,19 +43,19 @@ TEST_CASE("shipped model: logits and greedy tokens equal the training script's f
     decode_context<float> ctx(model, {.threads = threads, .min_work_per_thread = 1});
     auto cache = model.make_cache();
     std::size_t cases = 0;
-    for (const auto& c : reference["cases"].items()) {
-        const auto prompt = c["prompt"].numbers<token_id>();
-        CAPTURE(c["prompt_text"].string());
-        REQUIRE(tok.encode(c["prompt_text"].string()) == prompt);  // the same tokenizer as in training
+    for (const auto& c : reference.at("cases")) {
+        const auto prompt = c.at("prompt").get<std::vector<token_id>>();
+        CAPTURE(c.at("prompt_text").get<std::string>());
+        REQUIRE(tok.encode(c.at("prompt_text").get<std::string>()) == prompt);  // the same tokenizer as in training
         std::vector<float> logits(1024);
         const auto seq = cache.create();
         ctx.forward(std::vector{sequence_tokens{seq, prompt}}, cache, logits);
         cache.release(seq);
-        const auto want = c["logits"].numbers<double>();
+        const auto want = c.at("logits").get<std::vector<double>>();
         double worst = 0;
         for (std::size_t v = 0; v < want.size(); ++v) worst = std::max(worst, std::abs(logits[v] - want[v]));
         CHECK(worst <= 1e-4);
-        const auto greedy_want = c["greedy"].numbers<token_id>();
+        const auto greedy_want = c.at("greedy").get<std::vector<token_id>>();
         const std::vector<std::vector<token_id>> prompts = {prompt};
         const auto got = greedy(ctx, cache, prompts, {.max_new_tokens = 100, .eos = {2}});
         REQUIRE(got.sequences[0].tokens == greedy_want);

@@ -26,7 +26,7 @@ inline std::vector<golden_set> golden_sets() {
         if (!golden_path) return {};
         json data = json::parse(read_text(*golden_path));
         const auto model_path =
-            shared_file("models/" + std::filesystem::path(data["checkpoint"].string()).filename().string());
+            shared_file("models/" + std::filesystem::path(data.at("checkpoint").get<std::string>()).filename().string());
         if (!model_path) return {};
         sets.push_back({name, std::move(data),
                         std::make_shared<const kvdecode::transformer_weights<float>>(
