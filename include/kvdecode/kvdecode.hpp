@@ -30,3 +30,4 @@
 #include "kvdecode/decode/result.hpp"
 #include "kvdecode/sampling/processors.hpp"
 #include "kvdecode/sampling/sampler.hpp"
+#include "kvdecode/version.hpp"
