@@ -1,8 +1,9 @@
 // libFuzzer harness: the llama2.c checkpoint reader on arbitrary bytes.
 // A bad input must end in kvdecode::model_format_error naming the input; anything
 // else that escapes is a crash. On success the weights must be exactly what the
-// header says: its dimensions, a file of exactly the size they imply, and every
-// tensor equal to the bytes at the offset an independent walk of the layout finds.
+// header says: its dimensions (within llama2c_limits), a file of exactly the size
+// they imply, and every tensor equal to the bytes at the offset an independent walk
+// of the layout finds.
 
 #include <cstddef>
 #include <cstdint>
@@ -99,6 +100,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     KVFUZZ_CHECK(c.head_dim * c.n_heads == c.dim && c.head_dim % 2 == 0 && c.n_heads % c.n_kv_heads == 0);
     const model_config again = validated(c);
     KVFUZZ_CHECK(again.head_dim == c.head_dim);
+    const llama2c_limits limits;  // the defaults the read used
+    KVFUZZ_CHECK(c.dim <= limits.max_dim && c.hidden_dim <= limits.max_hidden_dim && c.n_layers <= limits.max_layers &&
+                 c.n_heads <= limits.max_heads && c.vocab_size <= limits.max_vocab_size &&
+                 c.seq_len <= limits.max_seq_len);
 
     // The file's size is exactly what the dimensions imply (in 128 bits: no overflow to hide behind).
     using u128 = unsigned __int128;

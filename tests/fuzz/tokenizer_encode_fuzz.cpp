@@ -2,7 +2,7 @@
 // Two vocabularies: the shipped one (models/kjv_tok1024.bin: every byte has a byte
 // piece, so any bytes must encode and decode back to themselves) and a small
 // awkward one built here (byte pieces for ASCII only, multi-byte pieces, a duplicate,
-// an empty piece, NaN and infinite scores), where encode may throw
+// an empty piece, infinite and huge scores), where encode may throw
 // std::invalid_argument, but only for a byte with no piece, and otherwise must
 // round-trip too. For both, the encoding is a fixed point of the merge rule: no two
 // adjacent ordinary pieces concatenate to a piece.
@@ -56,9 +56,9 @@ std::vector<std::byte> awkward_tokenizer_file() {
         std::snprintf(name, sizeof name, "<0x%02X>", b);
         pieces.emplace_back(name, 0.0f);
     }
-    const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+    const float huge = std::numeric_limits<float>::max(), inf = std::numeric_limits<float>::infinity();
     for (auto [piece, score] : std::vector<std::pair<std::string, float>>{
-             {" ", -1}, {"a", -1}, {"b", -1}, {"ab", -2}, {" a", -3}, {"ab", 5}, {"aba", nan}, {"bb", -inf},
+             {" ", -1}, {"a", -1}, {"b", -1}, {"ab", -2}, {" a", -3}, {"ab", 5}, {"aba", huge}, {"bb", -inf},
              {"\xC3\xA9", -1}, {"\xC3\xA9\xC3\xA9", -4}, {"\xE6\x97\xA5", -1}, {"", 3}, {"<0xZZ>", -1},
              {"<0x41>", 1}, {"<0x", -1}, {" <0x", -2}, {"\xF0\x9F\x98\x80", -1}, {"\xFF", -1}, {" b", inf}})
         pieces.emplace_back(piece, score);
