@@ -42,21 +42,10 @@ std::optional<tokenizer> read(std::span<const std::byte> bytes, std::optional<st
 
 // The file these pieces make, written by the harness.
 std::vector<std::byte> serialised(const tokenizer& t, std::int32_t max_length) {
-    std::vector<std::byte> out;
-    auto put = [&](const void* p, std::size_t n) {
-        const auto* b = static_cast<const std::byte*>(p);
-        out.insert(out.end(), b, b + n);
-    };
-    put(&max_length, sizeof max_length);
-    for (std::size_t i = 0; i < t.vocab_size(); ++i) {
-        const float score = t.score(static_cast<token_id>(i));
-        const std::string_view piece = t.piece(static_cast<token_id>(i));
-        const auto length = static_cast<std::int32_t>(piece.size());
-        put(&score, sizeof score);
-        put(&length, sizeof length);
-        put(piece.data(), piece.size());
-    }
-    return out;
+    std::vector<kvfuzz::piece> pieces;
+    for (std::size_t i = 0; i < t.vocab_size(); ++i)
+        pieces.push_back({std::string(t.piece(static_cast<token_id>(i))), t.score(static_cast<token_id>(i))});
+    return kvfuzz::llama2c_tokenizer_file(max_length, pieces);
 }
 
 bool same_pieces(const tokenizer& a, const tokenizer& b) {
@@ -73,11 +62,9 @@ bool same_pieces(const tokenizer& a, const tokenizer& b) {
 // byte that neither an ordinary piece nor a byte piece can stand for.
 void check_encoding(const tokenizer& t, std::string_view text) {
     std::array<bool, 256> has_byte_piece{};
-    for (std::size_t i = tokenizer::eos_id + 1; i < t.vocab_size(); ++i) {
-        const std::string_view p = t.piece(static_cast<token_id>(i));
-        if (kvfuzz::is_byte_piece(p))
-            has_byte_piece[static_cast<std::size_t>(std::stoi(std::string(p.substr(3, 2)), nullptr, 16))] = true;
-    }
+    for (std::size_t i = tokenizer::eos_id + 1; i < t.vocab_size(); ++i)
+        if (const int b = kvfuzz::byte_piece_value(t.piece(static_cast<token_id>(i))); b >= 0)
+            has_byte_piece[static_cast<std::size_t>(b)] = true;
     std::vector<token_id> ids;
     try {
         ids = t.encode(text, true, true);
@@ -123,10 +110,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     check_encoding(*t, glued);
     // Every byte that some piece, at any id, spells as a byte piece.
     std::string spelled;
-    for (std::size_t i = 0; i < t->vocab_size(); ++i) {
-        const std::string_view p = t->piece(static_cast<token_id>(i));
-        if (kvfuzz::is_byte_piece(p)) spelled += static_cast<char>(std::stoi(std::string(p.substr(3, 2)), nullptr, 16));
-    }
+    for (std::size_t i = 0; i < t->vocab_size(); ++i)
+        if (const int b = kvfuzz::byte_piece_value(t->piece(static_cast<token_id>(i))); b >= 0)
+            spelled += static_cast<char>(b);
     check_encoding(*t, spelled.substr(0, 48));
     return 0;
 }

@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "fuzz_support.hpp"
+
 namespace fs = std::filesystem;
 
 namespace {
@@ -54,20 +56,11 @@ bytes header_only(const shape& s) {
     return out;
 }
 
-struct piece {
-    std::string text;
-    float score;
-};
+using kvfuzz::piece;
 
 bytes tokenizer_file(std::int32_t max_length, const std::vector<piece>& pieces) {
-    bytes out;
-    put(out, max_length);
-    for (const auto& p : pieces) {
-        put(out, p.score);
-        put(out, static_cast<std::int32_t>(p.text.size()));
-        out.insert(out.end(), p.text.begin(), p.text.end());
-    }
-    return out;
+    const auto b = kvfuzz::llama2c_tokenizer_file(max_length, pieces);
+    return bytes(reinterpret_cast<const char*>(b.data()), reinterpret_cast<const char*>(b.data() + b.size()));
 }
 
 std::vector<piece> specials() { return {{"<unk>", 0}, {"\n<s>\n", 0}, {"\n</s>\n", 0}}; }
@@ -76,7 +69,7 @@ std::vector<piece> with_byte_pieces(std::vector<piece> pieces) {
     for (int b = 0; b < 256; ++b) {
         char name[8];
         std::snprintf(name, sizeof name, "<0x%02X>", b);
-        pieces.push_back({name, 0});
+        pieces.push_back({name});
     }
     return pieces;
 }

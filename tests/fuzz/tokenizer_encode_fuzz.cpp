@@ -40,8 +40,8 @@ struct vocabulary {
     explicit vocabulary(tokenizer t) : tok(std::move(t)) {
         for (std::size_t i = tokenizer::eos_id + 1; i < tok.vocab_size(); ++i) {
             const std::string p(tok.piece(static_cast<token_id>(i)));
-            if (kvfuzz::is_byte_piece(p))
-                byte_piece[static_cast<std::size_t>(std::stoi(p.substr(3, 2), nullptr, 16))] = true;
+            if (const int b = kvfuzz::byte_piece_value(p); b >= 0)
+                byte_piece[static_cast<std::size_t>(b)] = true;
             else if (!p.empty())
                 ordinary.emplace(p, static_cast<token_id>(i));
         }
@@ -50,32 +50,19 @@ struct vocabulary {
 
 // The llama2.c file of the awkward vocabulary, in memory.
 std::vector<std::byte> awkward_tokenizer_file() {
-    std::vector<std::pair<std::string, float>> pieces = {{"<unk>", 0}, {"<s>", 0}, {"</s>", 0}};
+    std::vector<kvfuzz::piece> pieces = {{"<unk>"}, {"<s>"}, {"</s>"}};
     for (int b = 0; b < 0x80; ++b) {
         char name[8];
         std::snprintf(name, sizeof name, "<0x%02X>", b);
-        pieces.emplace_back(name, 0.0f);
+        pieces.push_back({name});
     }
     const float huge = std::numeric_limits<float>::max(), inf = std::numeric_limits<float>::infinity();
-    for (auto [piece, score] : std::vector<std::pair<std::string, float>>{
+    for (const kvfuzz::piece& p : std::vector<kvfuzz::piece>{
              {" ", -1}, {"a", -1}, {"b", -1}, {"ab", -2}, {" a", -3}, {"ab", 5}, {"aba", huge}, {"bb", -inf},
              {"\xC3\xA9", -1}, {"\xC3\xA9\xC3\xA9", -4}, {"\xE6\x97\xA5", -1}, {"", 3}, {"<0xZZ>", -1},
              {"<0x41>", 1}, {"<0x", -1}, {" <0x", -2}, {"\xF0\x9F\x98\x80", -1}, {"\xFF", -1}, {" b", inf}})
-        pieces.emplace_back(piece, score);
-    std::vector<std::byte> out;
-    auto put = [&](const void* p, std::size_t n) {
-        const auto* b = static_cast<const std::byte*>(p);
-        out.insert(out.end(), b, b + n);
-    };
-    const std::int32_t max_length = 8;
-    put(&max_length, sizeof max_length);
-    for (const auto& [piece, score] : pieces) {
-        const auto length = static_cast<std::int32_t>(piece.size());
-        put(&score, sizeof score);
-        put(&length, sizeof length);
-        put(piece.data(), piece.size());
-    }
-    return out;
+        pieces.push_back(p);
+    return kvfuzz::llama2c_tokenizer_file(8, pieces);
 }
 
 const vocabulary& shipped() {
@@ -107,13 +94,13 @@ void check(const vocabulary& v, std::string_view text, bool must_encode) {
         const token_id id = ids[i];
         KVFUZZ_CHECK(id > tokenizer::eos_id && static_cast<std::size_t>(id) < v.tok.vocab_size());
         const std::string piece(v.tok.piece(id));
-        const bool byte = kvfuzz::is_byte_piece(piece);
+        const bool byte = kvfuzz::byte_piece_value(piece) >= 0;
         // An ordinary piece is the first id of its text; two ordinary neighbours never merge further.
         if (!byte) {
             KVFUZZ_CHECK(v.ordinary.count(piece) == 1 && v.ordinary.at(piece) == id);
             if (i + 1 < ids.size()) {
                 const std::string next(v.tok.piece(ids[i + 1]));
-                if (!kvfuzz::is_byte_piece(next)) KVFUZZ_CHECK(v.ordinary.count(piece + next) == 0);
+                if (kvfuzz::byte_piece_value(next) < 0) KVFUZZ_CHECK(v.ordinary.count(piece + next) == 0);
             }
         }
         streamed += v.tok.decode_token(ids[i - 1], id);
