@@ -3,22 +3,31 @@
 //   kvdecode-generate --model stories15M.bin --tokenizer tokenizer.bin --prompt "Once upon a time"
 //   kvdecode-generate --model m.bin --prompt-ids 1,300,400 --mode sample --temperature 0.8 --top-p 0.9 --print-ids
 //
-// Each mode is a function from the loaded model and the parsed options to a
-// result; adding a mode means adding a flag or two and one function.
+// CLI11 reads the command line into cli_options, a plain struct; every number goes
+// through our own parsers, which take decimal digits only and check the option's
+// range (CLI11's own read " -1" as 2^64 - 1 and "010" as 8). The library's option
+// structs are built from cli_options in one function each. Each mode is a function
+// from the loaded model and the options to a result. Any error: one line on
+// stderr, nothing on stdout, exit status 1.
 
 #include <algorithm>
+#include <cctype>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <exception>
 #include <functional>
-#include <map>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <stdexcept>
 #include <span>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <vector>
+
+#include <CLI/CLI.hpp>
 
 #include <kvdecode/kvdecode.hpp>
 
@@ -34,24 +43,73 @@ struct usage_error : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+// The allowed values of a numeric option, said in --help and in its error.
+template <class T>
+struct range {
+    T lo, hi;
+    bool open_lo = false;  // (lo, hi] rather than [lo, hi]
+
+    bool contains(T v) const { return (open_lo ? v > lo : v >= lo) && v <= hi; }  // false for NaN
+    std::string text() const {
+        if constexpr (std::is_integral_v<T>) {
+            return std::to_string(lo) + " to " + std::to_string(hi);
+        } else {
+            char buf[64];
+            std::snprintf(buf, sizeof buf, "%s%g, %g]", open_lo ? "(" : "[", static_cast<double>(lo), static_cast<double>(hi));
+            return buf;
+        }
+    }
+};
+
+// Bounds that keep a typo from allocating gigabytes or running for days. No
+// sequence can be longer than the longest context a checkpoint may have.
+namespace bound {
+constexpr std::size_t tokens = kvdecode::llama2c_limits{}.max_seq_len;
+constexpr std::size_t vocabulary = kvdecode::llama2c_limits{}.max_vocab_size;
+constexpr std::size_t threads = 256;
+constexpr std::size_t beams = 64;        // the cache holds every beam's sequence
+constexpr std::size_t rollouts = 4096;   // every tree node holds a cache block
+constexpr std::size_t batch = 64;
+constexpr std::size_t expansion_k = 64;
+constexpr std::uint64_t max_token_id = static_cast<std::uint64_t>(std::numeric_limits<kvdecode::token_id>::max());
+}  // namespace bound
+
+constexpr range<std::size_t> token_count{0, bound::tokens};
+constexpr range<double> positive_factor{0.001, 1000};  // temperature, repetition penalty, lambda
+constexpr range<double> probability{0, 1, true};
+constexpr range<std::uint64_t> any_id{0, bound::max_token_id};
+
+enum class run_mode { greedy, sample, beam, tree };
+
+// --reward: what MaxEnt-TS maximises, over the generated tokens.
+struct reward_spec {
+    enum class kind { length, token, contains } what = kind::length;
+    token_id token = 0;  // kind::token: the id whose occurrences are counted
+    std::string text;    // kind::contains
+};
+
+// Everything the command line says, as plain values.
 struct cli_options {
+    // model
     std::string model;
     std::string tokenizer;
+    std::size_t threads = 1;
+    kvdecode::weight_type weights = kvdecode::weight_type::f32;
+    // generation
     std::optional<std::string> prompt;
     std::optional<std::vector<token_id>> prompt_ids;
-    std::string mode = "greedy";
+    run_mode mode = run_mode::greedy;
     std::size_t max_new_tokens = 128;
     std::size_t min_new_tokens = 0;
     std::optional<std::vector<token_id>> eos;
+    // sampling
     std::optional<float> temperature;      // default 1 (tree rollouts: 0.8)
     std::optional<std::size_t> top_k;      // default off (tree rollouts: 50)
     std::optional<float> top_p;            // default 1 (tree rollouts: 0.9)
     float min_p = 0.0f;
     float repetition_penalty = 1.0f;
-    std::uint64_t seed = 0;
-    std::size_t threads = 1;
-    kvdecode::weight_type weights = kvdecode::weight_type::f32;
     std::size_t no_repeat_ngram = 0;  // 0: off
+    std::uint64_t seed = 0;
     // beam search
     std::size_t num_beams = 4;
     std::size_t num_return = 1;
@@ -65,92 +123,63 @@ struct cli_options {
     std::size_t rollouts_per_batch = 1;
     double c_puct = 1.0;
     kvdecode::tree_mode tree_mode = kvdecode::tree_mode::sample;
-    std::string reward = "length";
+    reward_spec reward;
+    // output
     bool print_ids = false;
     bool print_scores = false;
     bool stats = false;
 };
 
-constexpr const char* usage_text = R"(usage: kvdecode-generate [--model PATH] [options]
-
-  --model PATH              llama2.c checkpoint (legacy format); default: the shipped
-                            models/kjv_llama.bin with its tokenizer
-  --tokenizer PATH          llama2.c tokenizer; needed for --prompt and for text output
-  --prompt TEXT             prompt text (BOS is added)
-  --prompt-ids 1,2,3        prompt token ids (BOS is not added)
-  --mode MODE               greedy | sample | beam | tree (default greedy)
-  --max-new-tokens N        tokens to generate at most (default 128)
-  --min-new-tokens N        EOS is not chosen before N tokens (default 0)
-  --eos ID[,ID...]          end-of-sequence ids (default: the tokenizer's EOS, else 2)
-  --temperature X           sampling temperature, > 0 (default 1)
-  --top-k K                 keep the K most likely tokens (default off)
-  --top-p P                 keep the most likely tokens reaching mass P (default 1)
-  --min-p P                 drop tokens below P times the best token's probability (default 0)
-  --repetition-penalty X    Hugging Face's repetition penalty, > 0 (default 1: off)
-  --no-repeat-ngram N       forbid repeating any N-gram (default off)
-  --seed N                  sampling seed (default 0)
-beam search (--mode beam), with the semantics of Hugging Face transformers:
-  --num-beams N             beams per prompt (default 4)
-  --num-return N            hypotheses to print, best first, at most --num-beams (default 1)
-  --length-penalty X        score = sum of log-probs / length^X (default 1)
-  --early-stopping MODE     true | false | never, as transformers' early_stopping (default false)
-  --print-scores            with --print-ids: each line starts with the score and a tab
-MaxEnt-TS tree search (--mode tree): samples from p(x) exp(lambda r(x)), or searches for its mode
-  --reward R                token:ID (count of ID), length (generated tokens), contains:TEXT
-                            (1 if the generated text contains TEXT; needs --tokenizer) (default length)
-  --rollouts N              rollouts per search (default 10)
-  --lambda X                reward weight, > 0 (default 1)
-  --expansion-k K           children per expanded node (default 3)
-  --rollout-tokens N        tokens sampled per rollout at most (default 50); --temperature,
-                            --top-k, --top-p set the rollouts' sampling (default 0.8, 50, 0.9)
-  --tree-mode sample|search sample the tilted distribution or search its mode (default sample)
-  --rollouts-per-batch N    rollouts generated together (default 1)
-  --c-puct X                search mode's exploration weight (default 1)
-  --max-new-tokens is the depth limit; --stats prints the tree statistics
-  --threads N               threads for the model's matrix products (default 1)
-  --weights TYPE            f32 | bf16 | f16 | q8_0: store the weights so, converted at load (default f32)
-  --print-ids               print each returned sequence's ids (prompt included) instead of text
-  --stats                   print token counts, tokens/s and KV-cache blocks to stderr
-  --help                    this text
-)";
-
-std::size_t parse_size(const std::string& flag, const std::string& v) {
-    std::size_t used = 0;
-    unsigned long long n = 0;
-    try {
-        if (v.empty() || v[0] == '-') throw std::invalid_argument(v);
-        n = std::stoull(v, &used);
-    } catch (const std::exception&) {
-        used = 0;
-    }
-    if (used != v.size() || v.empty()) throw usage_error(flag + " expects a non-negative integer, got '" + v + "'");
-    return static_cast<std::size_t>(n);
+[[noreturn]] void out_of_range(const std::string& option, const std::string& text, const std::string& allowed) {
+    throw usage_error(option + ": " + text + " is outside the allowed range " + allowed);
 }
 
-float parse_float(const std::string& flag, const std::string& v) {
-    std::size_t used = 0;
-    float x = 0;
-    try {
-        x = std::stof(v, &used);
-    } catch (const std::exception&) {
-        used = 0;
-    }
-    if (used != v.size() || v.empty()) throw usage_error(flag + " expects a number, got '" + v + "'");
-    return x;
+bool all_digits(std::string_view s) {
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
-std::vector<token_id> parse_ids(const std::string& flag, const std::string& v) {
+// Decimal digits only: no sign, space or base prefix. A negative or too large
+// number is named as out of range, anything else as not a number.
+template <class T>
+T parse_integer(const std::string& option, const std::string& text, const range<T>& allowed) {
+    if (!all_digits(text)) {
+        if (text.size() > 1 && text[0] == '-' && all_digits(std::string_view(text).substr(1)))
+            out_of_range(option, text, allowed.text());
+        throw usage_error(option + " expects an integer from " + allowed.text() + ", got '" + text + "'");
+    }
+    T v{};
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (ec != std::errc() || end != text.data() + text.size() || !allowed.contains(v))
+        out_of_range(option, text, allowed.text());
+    return v;
+}
+
+// A finite decimal number in the range (inf and nan are read, then refused by it).
+double parse_real(const std::string& option, const std::string& text, const range<double>& allowed) {
+    double v = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (text.empty() || ec == std::errc::invalid_argument || end != text.data() + text.size())
+        throw usage_error(option + " expects a number in " + allowed.text() + ", got '" + text + "'");
+    if (ec != std::errc() || !allowed.contains(v)) out_of_range(option, text, allowed.text());
+    return v;
+}
+
+std::vector<token_id> parse_ids(const std::string& option, const std::string& text) {
     std::vector<token_id> ids;
-    std::size_t start = 0;
-    while (start <= v.size()) {
-        const std::size_t comma = std::min(v.find(',', start), v.size());
-        const std::string item = v.substr(start, comma - start);
-        const std::size_t id = parse_size(flag, item);
-        if (id > static_cast<std::size_t>(INT32_MAX)) throw usage_error(flag + ": id " + item + " is too large");
-        ids.push_back(static_cast<token_id>(id));
+    for (std::size_t start = 0; start <= text.size();) {
+        const std::size_t comma = std::min(text.find(',', start), text.size());
+        ids.push_back(static_cast<token_id>(parse_integer(option, text.substr(start, comma - start), any_id)));
         start = comma + 1;
     }
     return ids;
+}
+
+run_mode parse_mode(const std::string& v) {
+    if (v == "greedy") return run_mode::greedy;
+    if (v == "sample") return run_mode::sample;
+    if (v == "beam") return run_mode::beam;
+    if (v == "tree") return run_mode::tree;
+    throw usage_error("--mode must be greedy, sample, beam or tree, got '" + v + "'");
 }
 
 kvdecode::beam_stopping parse_early_stopping(const std::string& v) {
@@ -160,89 +189,162 @@ kvdecode::beam_stopping parse_early_stopping(const std::string& v) {
     throw usage_error("--early-stopping must be true, false or never, got '" + v + "'");
 }
 
-std::optional<cli_options> parse(int argc, char** argv) {
-    cli_options o;
-    using setter = std::function<void(const std::string&)>;
-    const std::map<std::string, setter> valued = {
-        {"--model", [&](const std::string& v) { o.model = v; }},
-        {"--tokenizer", [&](const std::string& v) { o.tokenizer = v; }},
-        {"--prompt", [&](const std::string& v) { o.prompt = v; }},
-        {"--prompt-ids", [&](const std::string& v) { o.prompt_ids = parse_ids("--prompt-ids", v); }},
-        {"--mode", [&](const std::string& v) { o.mode = v; }},
-        {"--max-new-tokens", [&](const std::string& v) { o.max_new_tokens = parse_size("--max-new-tokens", v); }},
-        {"--min-new-tokens", [&](const std::string& v) { o.min_new_tokens = parse_size("--min-new-tokens", v); }},
-        {"--eos", [&](const std::string& v) { o.eos = parse_ids("--eos", v); }},
-        {"--temperature", [&](const std::string& v) { o.temperature = parse_float("--temperature", v); }},
-        {"--top-k", [&](const std::string& v) { o.top_k = parse_size("--top-k", v); }},
-        {"--top-p", [&](const std::string& v) { o.top_p = parse_float("--top-p", v); }},
-        {"--min-p", [&](const std::string& v) { o.min_p = parse_float("--min-p", v); }},
-        {"--repetition-penalty", [&](const std::string& v) { o.repetition_penalty = parse_float("--repetition-penalty", v); }},
-        {"--seed", [&](const std::string& v) { o.seed = parse_size("--seed", v); }},
-        {"--threads", [&](const std::string& v) { o.threads = parse_size("--threads", v); }},
-        {"--weights", [&](const std::string& v) {
-             try {
-                 o.weights = kvdecode::parse_weight_type(v);
-             } catch (const std::invalid_argument&) {
-                 throw usage_error("--weights must be f32, bf16, f16 or q8_0, got '" + v + "'");
-             }
-         }},
-        {"--no-repeat-ngram", [&](const std::string& v) { o.no_repeat_ngram = parse_size("--no-repeat-ngram", v); }},
-        {"--num-beams", [&](const std::string& v) { o.num_beams = parse_size("--num-beams", v); }},
-        {"--num-return", [&](const std::string& v) { o.num_return = parse_size("--num-return", v); }},
-        {"--length-penalty", [&](const std::string& v) { o.length_penalty = parse_float("--length-penalty", v); }},
-        {"--early-stopping", [&](const std::string& v) { o.early_stopping = parse_early_stopping(v); }},
-        {"--reward", [&](const std::string& v) { o.reward = v; }},
-        {"--rollouts", [&](const std::string& v) { o.rollouts = parse_size("--rollouts", v); }},
-        {"--lambda", [&](const std::string& v) { o.lambda = parse_float("--lambda", v); }},
-        {"--expansion-k", [&](const std::string& v) { o.expansion_k = parse_size("--expansion-k", v); }},
-        {"--rollout-tokens", [&](const std::string& v) { o.rollout_tokens = parse_size("--rollout-tokens", v); }},
-        {"--rollouts-per-batch", [&](const std::string& v) { o.rollouts_per_batch = parse_size("--rollouts-per-batch", v); }},
-        {"--c-puct", [&](const std::string& v) { o.c_puct = parse_float("--c-puct", v); }},
-        {"--tree-mode", [&](const std::string& v) {
-             if (v != "sample" && v != "search") throw usage_error("--tree-mode must be sample or search, got '" + v + "'");
-             o.tree_mode = v == "sample" ? kvdecode::tree_mode::sample : kvdecode::tree_mode::search;
-         }},
-    };
-    const std::map<std::string, bool*> switches = {
-        {"--print-ids", &o.print_ids}, {"--print-scores", &o.print_scores}, {"--stats", &o.stats}};
-    for (int i = 1; i < argc; ++i) {
-        std::string arg = argv[i];
-        std::optional<std::string> value;
-        if (const auto eq = arg.find('='); arg.rfind("--", 0) == 0 && eq != std::string::npos) {
-            value = arg.substr(eq + 1);
-            arg = arg.substr(0, eq);
-        }
-        if (arg == "--help" || arg == "-h") {
-            std::fputs(usage_text, stdout);
-            return std::nullopt;
-        }
-        if (auto s = switches.find(arg); s != switches.end() && !value) {
-            *s->second = true;
-        } else if (auto v = valued.find(arg); v != valued.end()) {
-            if (!value) {
-                if (i + 1 >= argc) throw usage_error(arg + " needs a value");
-                value = argv[++i];
-            }
-            v->second(*value);
-        } else {
-            throw usage_error("unknown option '" + std::string(argv[i]) + "' (see --help)");
-        }
+kvdecode::weight_type parse_weights(const std::string& v) {
+    try {
+        return kvdecode::parse_weight_type(v);
+    } catch (const std::invalid_argument&) {
+        throw usage_error("--weights must be f32, bf16, f16 or q8_0, got '" + v + "'");
     }
+}
+
+kvdecode::tree_mode parse_tree_mode(const std::string& v) {
+    if (v == "sample") return kvdecode::tree_mode::sample;
+    if (v == "search") return kvdecode::tree_mode::search;
+    throw usage_error("--tree-mode must be sample or search, got '" + v + "'");
+}
+
+reward_spec parse_reward(const std::string& v) {
+    reward_spec r;
+    if (v == "length") return r;
+    if (v.rfind("token:", 0) == 0) {
+        r.what = reward_spec::kind::token;
+        r.token = static_cast<token_id>(parse_integer("--reward token:ID", v.substr(6), any_id));
+        return r;
+    }
+    if (v.rfind("contains:", 0) == 0) {
+        r.what = reward_spec::kind::contains;
+        r.text = v.substr(9);
+        return r;
+    }
+    throw usage_error("--reward must be token:ID, length or contains:TEXT, got '" + v + "'");
+}
+
+// Adds options to one --help group of a CLI11 app. Each takes its value as text
+// and converts it with the parsers above; a repeated option keeps its last value.
+class option_group {
+public:
+    option_group(CLI::App& app, std::string name) : app_(app), name_(std::move(name)) {}
+
+    void text(const std::string& flag, std::function<void(const std::string&)> set, const std::string& type,
+              const std::string& help) {
+        app_.add_option_function<std::string>(flag, std::move(set), help)
+            ->type_name(type)
+            ->group(name_)
+            ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+    }
+
+    // `shown` says the default; without it, the target's value is.
+    template <class T, class U>
+    void integer(const std::string& flag, U& target, const range<T>& allowed, const std::string& help,
+                 std::string shown = "") {
+        if constexpr (std::is_integral_v<U>)
+            if (shown.empty()) shown = "default " + std::to_string(target);
+        text(flag, [&target, flag, allowed](const std::string& v) { target = parse_integer(flag, v, allowed); }, "N",
+             help + " (" + allowed.text() + "; " + shown + ")");
+    }
+
+    template <class U>
+    void real(const std::string& flag, U& target, const range<double>& allowed, const std::string& help,
+              const std::string& shown) {
+        text(flag, [&target, flag, allowed](const std::string& v) { target = static_cast<typename value<U>::type>(parse_real(flag, v, allowed)); },
+             "X", help + " (" + allowed.text() + "; " + shown + ")");
+    }
+
+    void flag(const std::string& name, bool& target, const std::string& help) {
+        app_.add_flag(name, target, help)->group(name_);
+    }
+
+private:
+    template <class U>
+    struct value {
+        using type = U;
+    };
+    template <class U>
+    struct value<std::optional<U>> {
+        using type = U;
+    };
+
+    CLI::App& app_;
+    std::string name_;
+};
+
+void add_options(CLI::App& app, cli_options& o) {
+    option_group model(app, "Model");
+    model.text("--model", [&](const std::string& v) { o.model = v; }, "PATH",
+               "llama2.c checkpoint (default: the shipped models/kjv_llama.bin and its tokenizer)");
+    model.text("--tokenizer", [&](const std::string& v) { o.tokenizer = v; }, "PATH",
+               "llama2.c tokenizer; needed for --prompt and for text output");
+    model.integer("--threads", o.threads, range<std::size_t>{1, bound::threads}, "threads for the model's matrix products");
+    model.text("--weights", [&](const std::string& v) { o.weights = parse_weights(v); }, "TYPE",
+               "f32 | bf16 | f16 | q8_0: store the weights so, converted at load (default f32)");
+
+    option_group gen(app, "Generation");
+    gen.text("--prompt", [&](const std::string& v) { o.prompt = v; }, "TEXT", "prompt text (BOS is added)");
+    gen.text("--prompt-ids", [&](const std::string& v) { o.prompt_ids = parse_ids("--prompt-ids", v); }, "ID,...",
+             "prompt token ids, each " + any_id.text() + " (BOS is not added)");
+    gen.text("--mode", [&](const std::string& v) { o.mode = parse_mode(v); }, "MODE",
+             "greedy | sample | beam | tree (default greedy)");
+    gen.integer("--max-new-tokens", o.max_new_tokens, token_count, "tokens to generate at most; the depth limit in tree mode");
+    gen.integer("--min-new-tokens", o.min_new_tokens, token_count, "EOS is not chosen before this many tokens");
+    gen.text("--eos", [&](const std::string& v) { o.eos = parse_ids("--eos", v); }, "ID,...",
+             "end-of-sequence ids (default: the tokenizer's EOS, else 2)");
+
+    option_group sampling(app, "Sampling (--mode sample, and tree mode's rollouts)");
+    sampling.real("--temperature", o.temperature, positive_factor, "sampling temperature", "default 1; tree rollouts 0.8");
+    sampling.integer("--top-k", o.top_k, range<std::size_t>{0, bound::vocabulary}, "keep the K most likely tokens",
+                     "default 0: off; tree rollouts 50");
+    sampling.real("--top-p", o.top_p, probability, "keep the most likely tokens reaching mass P", "default 1; tree rollouts 0.9");
+    sampling.real("--min-p", o.min_p, range<double>{0, 1}, "drop tokens below P times the best token's probability", "default 0");
+    sampling.real("--repetition-penalty", o.repetition_penalty, positive_factor,
+                  "Hugging Face's repetition penalty, also in beam mode", "default 1: off");
+    sampling.integer("--no-repeat-ngram", o.no_repeat_ngram, token_count, "forbid repeating any N-gram, also in beam mode",
+                     "default 0: off");
+    sampling.integer("--seed", o.seed, range<std::uint64_t>{0, std::numeric_limits<std::uint64_t>::max()}, "sampling seed");
+
+    option_group beam(app, "Beam search (--mode beam), with the semantics of Hugging Face transformers");
+    beam.integer("--num-beams", o.num_beams, range<std::size_t>{1, bound::beams}, "beams per prompt");
+    beam.integer("--num-return", o.num_return, range<std::size_t>{1, bound::beams},
+                 "hypotheses to print, best first, at most --num-beams");
+    beam.real("--length-penalty", o.length_penalty, range<double>{-10, 10}, "score = sum of log-probs / length^X", "default 1");
+    beam.text("--early-stopping", [&](const std::string& v) { o.early_stopping = parse_early_stopping(v); }, "MODE",
+              "true | false | never, as transformers' early_stopping (default false)");
+
+    option_group tree(app, "MaxEnt-TS tree search (--mode tree): samples from p(x) exp(lambda r(x)), or searches for its mode");
+    tree.text("--reward", [&](const std::string& v) { o.reward = parse_reward(v); }, "R",
+              "token:ID (count of ID), length (generated tokens) or contains:TEXT (1 if the generated text "
+              "has TEXT; needs --tokenizer); default length");
+    tree.integer("--rollouts", o.rollouts, range<std::size_t>{1, bound::rollouts}, "rollouts per search");
+    tree.real("--lambda", o.lambda, positive_factor, "reward weight", "default 1");
+    tree.integer("--expansion-k", o.expansion_k, range<std::size_t>{1, bound::expansion_k}, "children per expanded node");
+    tree.integer("--rollout-tokens", o.rollout_tokens, token_count,
+                 "tokens sampled per rollout at most");
+    tree.text("--tree-mode", [&](const std::string& v) { o.tree_mode = parse_tree_mode(v); }, "MODE",
+              "sample | search: sample the tilted distribution or search its mode (default sample)");
+    tree.integer("--rollouts-per-batch", o.rollouts_per_batch, range<std::size_t>{1, bound::batch},
+                 "rollouts generated together");
+    tree.real("--c-puct", o.c_puct, range<double>{0, 1000}, "search mode's exploration weight", "default 1");
+
+    option_group output(app, "Output");
+    output.flag("--print-ids", o.print_ids, "print each returned sequence's ids (prompt included) instead of text");
+    output.flag("--print-scores", o.print_scores, "beam mode with --print-ids: each line starts with the score and a tab");
+    output.flag("--stats", o.stats, "print token counts, speed and KV-cache use to stderr (tree mode: the tree's)");
+}
+
+// Checks between options, and the defaults that depend on others.
+void complete(cli_options& o) {
     if (o.model.empty()) {  // the model the project trains and ships
         o.model = std::string(KVDECODE_DEFAULT_MODEL_DIR) + "/kjv_llama.bin";
         if (o.tokenizer.empty()) o.tokenizer = std::string(KVDECODE_DEFAULT_MODEL_DIR) + "/kjv_tok1024.bin";
     }
     if (o.prompt && o.prompt_ids) throw usage_error("give --prompt or --prompt-ids, not both");
     if (o.prompt && o.tokenizer.empty()) throw usage_error("--prompt needs --tokenizer (or use --prompt-ids)");
-    if (o.mode != "greedy" && o.mode != "sample" && o.mode != "beam" && o.mode != "tree")
-        throw usage_error("--mode must be greedy, sample, beam or tree, got '" + o.mode + "'");
-    if (o.threads == 0) throw usage_error("--threads must be at least 1");
-    return o;
+    if (o.reward.what == reward_spec::kind::contains && o.tokenizer.empty())
+        throw usage_error("--reward contains:TEXT needs --tokenizer");
 }
 
 // The processors the flags ask for, in Hugging Face's order.
 kvdecode::sampler make_sampler(const cli_options& o) {
-    auto s = o.mode == "sample" ? kvdecode::sampler::sampling() : kvdecode::sampler::greedy();
+    auto s = o.mode == run_mode::sample ? kvdecode::sampler::sampling() : kvdecode::sampler::greedy();
     if (o.repetition_penalty != 1.0f) s.add(kvdecode::repetition_penalty{o.repetition_penalty});
     if (o.temperature && *o.temperature != 1.0f) s.add(kvdecode::temperature{*o.temperature});
     if (o.top_k && *o.top_k != 0) s.add(kvdecode::top_k{*o.top_k});
@@ -282,13 +384,57 @@ session open_session(const cli_options& o) {
     return s;
 }
 
+// The library's options, from the command line's: one function per decoder.
+kvdecode::generation_options generation_options_for(const cli_options& o, const session& s) {
+    return {.max_new_tokens = o.max_new_tokens, .min_new_tokens = o.min_new_tokens, .eos = s.eos, .seed = o.seed};
+}
+
+kvdecode::beam_options beam_options_for(const cli_options& o, const session& s) {
+    return {.num_beams = o.num_beams,
+            .num_return_sequences = o.num_return,
+            .length_penalty = o.length_penalty,
+            .early_stopping = o.early_stopping,
+            .max_new_tokens = o.max_new_tokens,
+            .min_new_tokens = o.min_new_tokens,
+            .eos = s.eos,
+            .repetition_penalty = o.repetition_penalty,
+            .no_repeat_ngram_size = o.no_repeat_ngram};
+}
+
+kvdecode::tree_options tree_options_for(const cli_options& o, const session& s) {
+    return {.num_rollouts = o.rollouts,
+            .lambda = o.lambda,
+            .expansion_k = o.expansion_k,
+            .mode = o.tree_mode,
+            .c_puct = o.c_puct,
+            .rollout_max_new_tokens = o.rollout_tokens,
+            .rollout_temperature = o.temperature.value_or(0.8f),
+            .rollout_top_k = o.top_k.value_or(50),
+            .rollout_top_p = o.top_p.value_or(0.9f),
+            .max_new_tokens = o.max_new_tokens,
+            .eos = s.eos,
+            .seed = o.seed,
+            .rollouts_per_batch = o.rollouts_per_batch};
+}
+
+// Tokens a sequence of this run can reach: the prompt plus `new_tokens`, within the context.
+std::size_t longest_sequence(const session& s, std::size_t new_tokens) {
+    return std::min(s.model->config().seq_len, s.prompt.size() + new_tokens);
+}
+
 int run_generate(const cli_options& o, session& s) {
-    kvdecode::generation_options options{
-        .max_new_tokens = o.max_new_tokens, .min_new_tokens = o.min_new_tokens, .eos = s.eos, .seed = o.seed};
+    kvdecode::generation_options options = generation_options_for(o, s);
     token_id previous = s.prompt.back();
-    if (s.text) {  // stream the text as it is generated
-        std::fputs(s.tok->decode(s.prompt).c_str(), stdout);
+    // Text is streamed as it is generated. The prompt goes out with the first token,
+    // once the decoder has accepted it: an error leaves stdout empty.
+    bool prompt_shown = false;
+    auto show_prompt = [&] {
+        if (!prompt_shown) std::fputs(s.tok->decode(s.prompt).c_str(), stdout);
+        prompt_shown = true;
+    };
+    if (s.text) {
         options.on_token = [&](std::size_t, token_id t) {
+            show_prompt();
             if (std::find(s.eos.begin(), s.eos.end(), t) == s.eos.end())
                 std::fputs(s.tok->decode_token(previous, t).c_str(), stdout);
             std::fflush(stdout);
@@ -301,9 +447,12 @@ int run_generate(const cli_options& o, session& s) {
     auto cache = model.make_cache();
     const std::vector<std::vector<token_id>> prompts = {s.prompt};
     const auto result = kvdecode::generate(ctx, cache, prompts, options, make_sampler(o));
-    if (s.text) std::fputs("\n", stdout);
-    else
+    if (s.text) {
+        show_prompt();
+        std::fputs("\n", stdout);
+    } else {
         for (const auto& seq : result.sequences) print_ids(seq.tokens);
+    }
     std::fflush(stdout);
     if (o.stats) {
         const auto& st = result.stats;
@@ -320,19 +469,12 @@ int run_generate(const cli_options& o, session& s) {
 }
 
 int run_beam(const cli_options& o, session& s) {
-    const kvdecode::beam_options options{.num_beams = o.num_beams,
-                                         .num_return_sequences = o.num_return,
-                                         .length_penalty = o.length_penalty,
-                                         .early_stopping = o.early_stopping,
-                                         .max_new_tokens = o.max_new_tokens,
-                                         .min_new_tokens = o.min_new_tokens,
-                                         .eos = s.eos,
-                                         .repetition_penalty = o.repetition_penalty,
-                                         .no_repeat_ngram_size = o.no_repeat_ngram};
+    const kvdecode::beam_options options = beam_options_for(o, s);
     const kvdecode::transformer<float>& model = *s.model;
     kvdecode::decode_context<float> ctx(model, {.threads = o.threads});
-    // Every beam may hold a full context at worst; blocks are shared, so this is generous.
-    auto cache = model.make_cache({.capacity_tokens = (o.num_beams + 1) * s.model->config().seq_len,
+    // Every beam may hold a whole sequence at worst; blocks are shared, so this is generous.
+    const std::size_t block = 16, blocks_per_beam = (longest_sequence(s, o.max_new_tokens) + block - 1) / block + 1;
+    auto cache = model.make_cache({.capacity_tokens = (o.num_beams + 1) * blocks_per_beam * block, .block_size = block,
                                    .max_sequences = 2 * o.num_beams + 2});
     const std::vector<std::vector<token_id>> prompts = {s.prompt};
     const auto start = std::chrono::steady_clock::now();
@@ -362,48 +504,38 @@ int run_beam(const cli_options& o, session& s) {
 // The built-in rewards: token:ID, length, contains:TEXT — all over the generated part.
 kvdecode::reward_function make_reward(const cli_options& o, const session& s) {
     const std::size_t prompt = s.prompt.size();
-    if (o.reward == "length")
-        return [prompt](std::span<const token_id> x) { return static_cast<double>(x.size() - prompt); };
-    if (o.reward.rfind("token:", 0) == 0) {
-        const auto id = static_cast<token_id>(parse_size("--reward token:ID", o.reward.substr(6)));
-        if (static_cast<std::size_t>(id) >= s.model->config().vocab_size)
-            throw usage_error("--reward token:" + std::to_string(id) + " is outside the vocabulary");
-        return [prompt, id](std::span<const token_id> x) {
-            return static_cast<double>(std::count(x.begin() + static_cast<std::ptrdiff_t>(prompt), x.end(), id));
-        };
+    switch (o.reward.what) {
+        case reward_spec::kind::length:
+            return [prompt](std::span<const token_id> x) { return static_cast<double>(x.size() - prompt); };
+        case reward_spec::kind::token: {
+            const token_id id = o.reward.token;
+            const std::size_t vocab = s.model->config().vocab_size;
+            if (static_cast<std::size_t>(id) >= vocab)
+                throw usage_error("--reward token:" + std::to_string(id) + " is outside the vocabulary (0 to " +
+                                  std::to_string(vocab - 1) + ")");
+            return [prompt, id](std::span<const token_id> x) {
+                return static_cast<double>(std::count(x.begin() + static_cast<std::ptrdiff_t>(prompt), x.end(), id));
+            };
+        }
+        case reward_spec::kind::contains: {
+            const std::string text = o.reward.text;
+            const kvdecode::tokenizer* tok = &*s.tok;
+            return [prompt, text, tok](std::span<const token_id> x) {
+                return tok->decode(x.subspan(prompt)).find(text) != std::string::npos ? 1.0 : 0.0;
+            };
+        }
     }
-    if (o.reward.rfind("contains:", 0) == 0) {
-        if (!s.tok) throw usage_error("--reward contains:TEXT needs --tokenizer");
-        const std::string text = o.reward.substr(9);
-        const kvdecode::tokenizer* tok = &*s.tok;
-        return [prompt, text, tok](std::span<const token_id> x) {
-            return tok->decode(x.subspan(prompt)).find(text) != std::string::npos ? 1.0 : 0.0;
-        };
-    }
-    throw usage_error("--reward must be token:ID, length or contains:TEXT, got '" + o.reward + "'");
+    throw std::logic_error("unknown reward kind");
 }
 
 int run_tree(const cli_options& o, session& s) {
-    const kvdecode::tree_options options{.num_rollouts = o.rollouts,
-                                         .lambda = o.lambda,
-                                         .expansion_k = o.expansion_k,
-                                         .mode = o.tree_mode,
-                                         .c_puct = o.c_puct,
-                                         .rollout_max_new_tokens = o.rollout_tokens,
-                                         .rollout_temperature = o.temperature.value_or(0.8f),
-                                         .rollout_top_k = o.top_k.value_or(50),
-                                         .rollout_top_p = o.top_p.value_or(0.9f),
-                                         .max_new_tokens = o.max_new_tokens,
-                                         .eos = s.eos,
-                                         .seed = o.seed,
-                                         .rollouts_per_batch = o.rollouts_per_batch};
+    const kvdecode::tree_options options = tree_options_for(o, s);
     const auto reward = make_reward(o, s);
     const kvdecode::transformer<float>& model = *s.model;
     kvdecode::decode_context<float> ctx(model, {.threads = o.threads});
     // Each expanded node adds at most one block to its parent's; rollouts need their own tails.
-    const std::size_t block = 16, depth = o.max_new_tokens + o.rollout_tokens;
-    const std::size_t blocks = (s.prompt.size() + block - 1) / block + o.rollouts + 4 +
-                               (o.rollouts_per_batch + 1) * ((depth + block - 1) / block + 2);
+    const std::size_t block = 16, depth = longest_sequence(s, o.max_new_tokens + o.rollout_tokens);
+    const std::size_t blocks = o.rollouts + 4 + (o.rollouts_per_batch + 1) * ((depth + block - 1) / block + 2);
     auto cache = model.make_cache({.capacity_tokens = blocks * block, .block_size = block,
                                    .max_sequences = o.rollouts + 2 * o.rollouts_per_batch + 8});
     const auto start = std::chrono::steady_clock::now();
@@ -427,17 +559,31 @@ int run_tree(const cli_options& o, session& s) {
 
 int run(const cli_options& o) {
     session s = open_session(o);
-    if (o.mode == "beam") return run_beam(o, s);
-    if (o.mode == "tree") return run_tree(o, s);
-    return run_generate(o, s);
+    switch (o.mode) {
+        case run_mode::beam: return run_beam(o, s);
+        case run_mode::tree: return run_tree(o, s);
+        default: return run_generate(o, s);
+    }
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+    cli_options options;
+    CLI::App app("Decodes a llama2.c checkpoint: greedy, sampling, beam search or MaxEnt-TS tree search.",
+                 "kvdecode-generate");
+    app.get_formatter()->column_width(28);
+    add_options(app, options);
     try {
-        const auto options = parse(argc, argv);
-        return options ? run(*options) : 0;
+        app.parse(argc, argv);
+        complete(options);
+        return run(options);
+    } catch (const CLI::CallForHelp&) {
+        std::fputs(app.help().c_str(), stdout);
+        return 0;
+    } catch (const CLI::ParseError& e) {  // unknown options, missing values
+        std::fprintf(stderr, "kvdecode-generate: %s (see --help)\n", e.what());
+        return 1;
     } catch (const usage_error& e) {
         std::fprintf(stderr, "kvdecode-generate: %s\n", e.what());
         return 1;

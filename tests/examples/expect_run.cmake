@@ -1,9 +1,13 @@
 # Runs PROGRAM with ARGS ('|'-separated), then checks its exit status equals
-# EXPECT_RC and that its output (stdout and stderr) matches EXPECT_REGEX.
+# EXPECT_RC and that its output (stdout and stderr) matches EXPECT_REGEX. A run
+# that fails must print nothing on stdout (its message goes to stderr).
 string(REPLACE "|" ";" arg_list "${ARGS}")
 execute_process(COMMAND ${PROGRAM} ${arg_list} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
 if(NOT "${rc}" STREQUAL "${EXPECT_RC}")
   message(FATAL_ERROR "exit status ${rc}, expected ${EXPECT_RC}\nstdout: ${out}\nstderr: ${err}")
+endif()
+if(NOT "${EXPECT_RC}" STREQUAL "0" AND NOT "${out}" STREQUAL "")
+  message(FATAL_ERROR "exit status ${rc} but stdout is not empty\nstdout: ${out}\nstderr: ${err}")
 endif()
 if(NOT "${out}${err}" MATCHES "${EXPECT_REGEX}")
   message(FATAL_ERROR "output does not match '${EXPECT_REGEX}'\nstdout: ${out}\nstderr: ${err}")

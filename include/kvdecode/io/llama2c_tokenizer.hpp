@@ -7,9 +7,12 @@
 // character, or stray byte, that has no piece), a dummy-prefix space before
 // non-empty text, then repeatedly merge the adjacent pair whose concatenation is a
 // piece with the highest score (the leftmost on ties). Special and byte pieces are
-// never produced by merging, so any text — any bytes — decodes back to itself.
+// never produced by merging, and ids 0, 1, 2 are never byte pieces (even when
+// spelled "<0xXX>"), so any text — any bytes — decodes back to itself.
 
+#include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -65,6 +68,7 @@ private:
         while (vocab_size ? t.pieces_.size() < *vocab_size : file.remaining() > 0) {
             const std::string id = "piece " + std::to_string(t.pieces_.size());
             const float score = file.read<float>(id + " score");
+            if (std::isnan(score)) file.fail(id + " score", "a number", "NaN");  // merges are ordered by score
             const auto length = file.read<std::int32_t>(id + " length");
             if (length < 0 || length > max_length)
                 file.fail(id + " length", "0 to max_token_length (" + std::to_string(max_length) + ")",
@@ -186,26 +190,59 @@ private:
         }
     }
 
+    // BPE in O(n log n). The symbols form a linked list over `ids`; every adjacent
+    // pair whose concatenation is a piece is a candidate in a max-heap ordered by
+    // score, then by position (leftmost first: list order is index order, as a merge
+    // keeps the left symbol and unlinks the right one). A merge changes its two
+    // symbols, so candidates that name either with its old piece are stale: they are
+    // skipped when they come to the top, and the merged symbol's new pairs are pushed.
+    // This chooses exactly the merges of the quadratic scan (the tests keep it).
     void merge(std::vector<token_id>& ids) const {
-        std::string joined;
-        while (ids.size() > 1) {
-            float best_score = 0;
-            std::size_t best_at = ids.size();
-            token_id best_id = -1;
-            for (std::size_t i = 0; i + 1 < ids.size(); ++i) {
-                if (byte_of_[ids[i]] >= 0 || byte_of_[ids[i + 1]] >= 0) continue;
-                joined.assign(pieces_[ids[i]]).append(pieces_[ids[i + 1]]);
-                const auto it = lookup_.find(joined);
-                if (it != lookup_.end() && (best_at == ids.size() || scores_[it->second] > best_score)) {
-                    best_score = scores_[it->second];
-                    best_at = i;
-                    best_id = it->second;
-                }
-            }
-            if (best_at == ids.size()) return;
-            ids[best_at] = best_id;
-            ids.erase(ids.begin() + static_cast<std::ptrdiff_t>(best_at) + 1);
+        const std::size_t n = ids.size();
+        if (n < 2) return;
+        struct candidate {
+            float score;
+            std::size_t left, right;
+            token_id left_id, right_id, merged;
+        };
+        const auto lower = [](const candidate& a, const candidate& b) {
+            return a.score < b.score || (a.score == b.score && a.left > b.left);
+        };
+        constexpr std::size_t none = SIZE_MAX;
+        std::vector<std::size_t> prev(n), next(n);
+        for (std::size_t i = 0; i < n; ++i) {
+            prev[i] = i == 0 ? none : i - 1;
+            next[i] = i + 1 == n ? none : i + 1;
         }
+        std::vector<candidate> heap;
+        heap.reserve(3 * n);  // n - 1 pairs at first, at most two more per merge
+        std::string joined;
+        const auto consider = [&](std::size_t l, std::size_t r) {
+            if (byte_of_[ids[l]] >= 0 || byte_of_[ids[r]] >= 0) return;
+            joined.assign(pieces_[ids[l]]).append(pieces_[ids[r]]);
+            const auto it = lookup_.find(joined);
+            if (it == lookup_.end()) return;
+            heap.push_back({scores_[it->second], l, r, ids[l], ids[r], it->second});
+            std::push_heap(heap.begin(), heap.end(), lower);
+        };
+        for (std::size_t i = 0; i + 1 < n; ++i) consider(i, i + 1);
+        while (!heap.empty()) {
+            std::pop_heap(heap.begin(), heap.end(), lower);
+            const candidate c = heap.back();
+            heap.pop_back();
+            // A removed symbol's id is -1, so this also rejects pairs with a removed side.
+            if (ids[c.left] != c.left_id || next[c.left] != c.right || ids[c.right] != c.right_id) continue;
+            ids[c.left] = c.merged;
+            ids[c.right] = -1;
+            next[c.left] = next[c.right];
+            if (next[c.left] != none) prev[next[c.left]] = c.left;
+            if (prev[c.left] != none) consider(prev[c.left], c.left);
+            if (next[c.left] != none) consider(c.left, next[c.left]);
+        }
+        // Symbol 0 is never a right side, so the list starts there.
+        std::size_t out = 0;
+        for (std::size_t i = 0; i != none; i = next[i]) ids[out++] = ids[i];
+        ids.resize(out);
     }
 
     std::vector<std::string> pieces_;
