@@ -1,0 +1,253 @@
+// Q8_0: the block layout, quantisation on hand-computed vectors (ties away from zero,
+// zeros, all-equal, extreme and non-finite values), the error bound the format
+// promises, the reference dot, and the kernels' activation quantisation (prepare)
+// bit-identical to the reference on every instruction set.
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "kvdecode/core/aligned_buffer.hpp"
+#include "kvdecode/core/rng.hpp"
+#include "kvdecode/quant/kernels_q8_0.hpp"
+#include "kvdecode/quant/q8_0.hpp"
+
+using namespace kvdecode::quant;
+
+namespace {
+
+block_q8_0 quantize_one(const std::vector<float>& x) {
+    block_q8_0 b;
+    std::memset(&b, 0x55, sizeof b);  // everything gets written
+    quantize_row_q8_0(x.data(), &b, x.size());
+    return b;
+}
+
+std::vector<float> random_row(std::size_t n, std::uint64_t seed, double scale = 1.0) {
+    kvdecode::rng gen(seed);
+    std::vector<float> v(n);
+    for (float& x : v) x = static_cast<float>(scale * gen.normal());
+    return v;
+}
+
+}  // namespace
+
+TEST_CASE("block_q8_0 has GGUF's layout", "[quant][q8_0]") {
+    REQUIRE(sizeof(block_q8_0) == 34);
+    REQUIRE(offsetof(block_q8_0, d) == 0);
+    REQUIRE(offsetof(block_q8_0, qs) == 2);
+    REQUIRE(q8_0_blocks(1) == 1);
+    REQUIRE(q8_0_blocks(32) == 1);
+    REQUIRE(q8_0_blocks(33) == 2);
+}
+
+TEST_CASE("Q8_0 quantises known vectors as GGUF's reference does", "[quant][q8_0]") {
+    SECTION("amax 127: d = 1, values rounded half away from zero") {
+        std::vector<float> x(32, 0.0f);
+        const float head[] = {127.0f, -127.0f, 0.5f, -0.5f, 1.5f, 2.5f, -2.5f, 63.5f, 0.49f, -0.51f, 100.2f, -3.7f};
+        std::copy(std::begin(head), std::end(head), x.begin());
+        const block_q8_0 b = quantize_one(x);
+        REQUIRE(b.d == 0x3c00);  // 1.0
+        const int want[] = {127, -127, 1, -1, 2, 3, -3, 64, 0, -1, 100, -4};
+        for (std::size_t i = 0; i < 12; ++i) REQUIRE(int(b.qs[i]) == want[i]);
+        for (std::size_t i = 12; i < 32; ++i) REQUIRE(b.qs[i] == 0);
+        std::vector<float> back(32);
+        dequantize_row_q8_0(&b, back.data(), 32);
+        for (std::size_t i = 0; i < 12; ++i) REQUIRE(back[i] == float(want[i]));
+    }
+    SECTION("amax 254: d = 2, id = 0.5") {
+        const block_q8_0 b = quantize_one({254.0f, 3.0f, 5.0f, -1.0f, -7.0f, 0.9f});
+        REQUIRE(b.d == 0x4000);  // 2.0
+        const int want[] = {127, 2, 3, -1, -4, 0};  // 1.5 -> 2, 2.5 -> 3, -0.5 -> -1, -3.5 -> -4, 0.45 -> 0
+        for (std::size_t i = 0; i < 6; ++i) REQUIRE(int(b.qs[i]) == want[i]);
+        for (std::size_t i = 6; i < 32; ++i) REQUIRE(b.qs[i] == 0);  // a short row: the rest is zero
+    }
+    SECTION("a scale that float16 rounds: amax 1 gives d = 1/127, stored as 0x2008") {
+        // 1/127 = 2^-7 * 1.00787..., mantissa 1.00787 * 1024 = 1032.06 -> 1032: 0x2000 | 8.
+        const block_q8_0 b = quantize_one({1.0f, -0.5f, 0.25f});
+        REQUIRE(b.d == 0x2008);
+        REQUIRE(int(b.qs[0]) == 127);
+        REQUIRE(int(b.qs[1]) == -64);  // -63.5: away from zero
+        REQUIRE(int(b.qs[2]) == 32);   // 31.75
+        REQUIRE(f16_to_f32(b.d) == 0x1.02p-7f);
+    }
+    SECTION("zeros") {
+        const block_q8_0 b = quantize_one(std::vector<float>(32, 0.0f));
+        REQUIRE(b.d == 0);
+        for (std::int8_t q : b.qs) REQUIRE(q == 0);
+    }
+    SECTION("all equal") {
+        for (float v : {3.0f, -3.0f, 1e-3f}) {
+            const block_q8_0 b = quantize_one(std::vector<float>(32, v));
+            REQUIRE(b.d == f32_to_f16(std::fabs(v) / 127.0f));
+            for (std::int8_t q : b.qs) REQUIRE(int(q) == (v > 0 ? 127 : -127));
+        }
+    }
+    SECTION("one large value flattens the rest to zero") {
+        std::vector<float> x(32, 1e-3f);
+        x[7] = -1000.0f;
+        const block_q8_0 b = quantize_one(x);
+        REQUIRE(int(b.qs[7]) == -127);
+        for (std::size_t i = 0; i < 32; ++i)
+            if (i != 7) REQUIRE(b.qs[i] == 0);
+    }
+    SECTION("extremes: a scale beyond float16 is inf, one below it zero, below float's normals no quants") {
+        REQUIRE(quantize_one({std::numeric_limits<float>::max()}).d == 0x7c00);
+        const block_q8_0 tiny = quantize_one({1e-30f, -1e-30f});
+        REQUIRE(tiny.d == 0);  // 7.9e-33 underflows float16
+        REQUIRE(int(tiny.qs[0]) == 127);
+        REQUIRE(int(tiny.qs[1]) == -127);
+        const block_q8_0 denormal = quantize_one({1e-40f, 5e-41f});
+        REQUIRE(denormal.d == 0);
+        REQUIRE(denormal.qs[0] == 0);
+        REQUIRE(denormal.qs[1] == 0);
+    }
+    SECTION("inf or NaN: no quants and a NaN scale, so products are NaN") {
+        for (float bad : {std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
+                          std::numeric_limits<float>::quiet_NaN()}) {
+            const block_q8_0 b = quantize_one({1.0f, bad, 2.0f});
+            REQUIRE(std::isnan(f16_to_f32(b.d)));
+            for (std::int8_t q : b.qs) REQUIRE(q == 0);
+            const block_q8_0 ones = quantize_one(std::vector<float>(32, 1.0f));
+            REQUIRE(std::isnan(dot_q8_0(&ones, &b, 1)));
+        }
+    }
+}
+
+TEST_CASE("Q8_0 dequantised values are within the format's error of the input", "[quant][q8_0]") {
+    for (double scale : {1e-4, 1.0, 3e3}) {
+        for (std::size_t n : {1, 31, 32, 33, 100, 255}) {
+            const auto x = random_row(n, n + 17, scale);
+            std::vector<block_q8_0> blocks(q8_0_blocks(n));
+            quantize_row_q8_0(x.data(), blocks.data(), n);
+            std::vector<float> back(n);
+            dequantize_row_q8_0(blocks.data(), back.data(), n);
+            for (std::size_t i = 0; i < n; ++i) {
+                const std::size_t b = i / 32;
+                double amax = 0;
+                for (std::size_t j = b * 32; j < std::min(n, b * 32 + 32); ++j) amax = std::max(amax, std::fabs(double(x[j])));
+                const double d = amax / 127, d16 = f16_to_f32(blocks[b].d);
+                // Half a step of the exact scale (and float rounding of x * id), plus what rounding the
+                // scale to float16 moves the largest quant.
+                const double bound = d * (0.5 + 1e-4) + 127 * std::fabs(d - d16);
+                CAPTURE(scale, n, i, x[i], back[i]);
+                REQUIRE(std::fabs(double(back[i]) - double(x[i])) <= bound);
+                REQUIRE(std::abs(int(blocks[b].qs[i % 32])) <= 127);
+            }
+        }
+    }
+}
+
+TEST_CASE("Q8_0 reference dot is the sum of the dequantised products", "[quant][q8_0]") {
+    for (std::size_t n : {1, 32, 33, 255}) {
+        const auto w = random_row(n, 1 + n), x = random_row(n, 2 + n);
+        std::vector<block_q8_0> wb(q8_0_blocks(n)), xb(q8_0_blocks(n));
+        quantize_row_q8_0(w.data(), wb.data(), n);
+        quantize_row_q8_0(x.data(), xb.data(), n);
+        std::vector<float> wd(n), xd(n);
+        dequantize_row_q8_0(wb.data(), wd.data(), n);
+        dequantize_row_q8_0(xb.data(), xd.data(), n);
+        double want = 0, magnitude = 0;
+        for (std::size_t i = 0; i < n; ++i) {
+            want += double(wd[i]) * double(xd[i]);
+            magnitude += std::fabs(double(wd[i]) * double(xd[i]));
+        }
+        CAPTURE(n);
+        REQUIRE(std::fabs(double(dot_q8_0(wb.data(), xb.data(), wb.size())) - want) <=
+                (wb.size() + 2) * 2 * std::numeric_limits<float>::epsilon() * magnitude);
+    }
+}
+
+namespace {
+
+// The prepared row equals the reference blocks: quants, scales widened 8 times, zero padding.
+void check_prepared(const std::vector<float>& x, const std::byte* prepared) {
+    const std::size_t n = x.size();
+    const q8_0_activations layout{n};
+    std::vector<block_q8_0> ref(q8_0_blocks(n));
+    quantize_row_q8_0(x.data(), ref.data(), n);
+    const auto* quants = reinterpret_cast<const std::int8_t*>(prepared);
+    const auto* scales = reinterpret_cast<const float*>(prepared + layout.scales_offset());
+    for (std::size_t b = 0; b < layout.padded_blocks(); ++b) {
+        CAPTURE(n, b);
+        for (std::size_t i = 0; i < 32; ++i) REQUIRE(int(quants[b * 32 + i]) == (b < ref.size() ? int(ref[b].qs[i]) : 0));
+        const float d = b < ref.size() ? f16_to_f32(ref[b].d) : 0.0f;
+        for (std::size_t i = 0; i < 8; ++i) {
+            if (std::isnan(d)) REQUIRE(std::isnan(scales[8 * b + i]));
+            else REQUIRE(std::bit_cast<std::uint32_t>(scales[8 * b + i]) == std::bit_cast<std::uint32_t>(d));
+        }
+    }
+}
+
+// Rows with ties (x * id exactly k + 0.5), zero blocks, a non-finite block, tiny and huge blocks.
+std::vector<std::vector<float>> awkward_rows() {
+    std::vector<std::vector<float>> rows;
+    for (std::size_t n : {1, 2, 31, 32, 33, 64, 100, 255}) rows.push_back(random_row(n, 100 + n));
+    std::vector<float> ties(96);
+    for (std::size_t i = 0; i < 96; ++i) ties[i] = (i % 2 ? -1.0f : 1.0f) * (float(i % 127) + 0.5f);
+    ties[0] = 127.0f;   // block 0: d = 1, every value a tie
+    ties[32] = -127.0f;
+    for (std::size_t i = 64; i < 96; ++i) ties[i] = 2.0f * (float(i - 64) + 0.25f);  // block 2: amax 63.5, other ratios
+    rows.push_back(ties);
+    std::vector<float> mixed = random_row(160, 7);
+    std::fill(mixed.begin() + 32, mixed.begin() + 64, 0.0f);
+    mixed[70] = std::numeric_limits<float>::quiet_NaN();
+    mixed[100] = std::numeric_limits<float>::infinity();
+    for (std::size_t i = 128; i < 160; ++i) mixed[i] *= 1e-39f;  // below float's normal range after / 127
+    rows.push_back(mixed);
+    return rows;
+}
+
+}  // namespace
+
+TEST_CASE("Q8_0 activation quantisation (prepare) equals the reference bit for bit", "[quant][q8_0]") {
+    for (const auto& x : awkward_rows()) {
+        const q8_0_activations layout{x.size()};
+        kvdecode::aligned_buffer<std::byte> scratch(layout.row_bytes());
+        std::memset(scratch.data(), 0x55, scratch.size());  // padding must be written too
+        quantize_activation_row(x.data(), x.size(), scratch.data());
+        check_prepared(x, scratch.data());
+    }
+}
+
+namespace {
+
+template <class Quantize>
+void check_block_quantizer(Quantize quantize) {
+    for (const auto& x : awkward_rows()) {
+        for (std::size_t b = 0; b + 32 <= x.size(); b += 32) {
+            std::int8_t got[32];
+            block_q8_0 want;
+            want.d = quantize_block_q8_0(x.data() + b, 32, want.qs);
+            const std::uint16_t d = quantize(x.data() + b, got);
+            CAPTURE(x.size(), b);
+            REQUIRE(d == want.d);
+            for (std::size_t i = 0; i < 32; ++i) REQUIRE(got[i] == want.qs[i]);
+        }
+    }
+}
+
+}  // namespace
+
+TEST_CASE("Q8_0 block quantisers of every compiled-in instruction set equal the reference", "[quant][q8_0]") {
+#if defined(KVDECODE_QUANT_AVX512)
+    if (kvdecode::quant::detail::cpu_runs(kvdecode::kernel_isa::avx512)) {
+        INFO("avx512");
+        check_block_quantizer(&kvdecode::quant::detail::quantize_block_avx512);
+    }
+#endif
+#if defined(KVDECODE_QUANT_AVX2)
+    if (kvdecode::quant::detail::cpu_runs(kvdecode::kernel_isa::avx2)) {
+        INFO("avx2");
+        check_block_quantizer(&kvdecode::quant::detail::quantize_block_avx2);
+    }
+#endif
+    check_block_quantizer(&kvdecode::quant::detail::quantize_block_scalar);
+}

@@ -1,0 +1,373 @@
+// weight_matrix: every kernel this build compiles in and this CPU runs, for every
+// storage type, against a float64 triple loop over the dequantised weights (and, for
+// Q8_0, the dequantised activations: what the format says the product is) and against
+// the scalar kernel; over awkward sizes (rows 1..17 and 33; out_dim 1, 31, 33, 100;
+// in_dim 1, 31, 32, 33, 100, 255), strided inputs that start off the vector alignment,
+// folded column scales, row scales, accumulation, and work split into units and rows
+// as threads would take them.
+//
+// Tolerance: the kernels sum in float (or double), in their own order, so an output
+// may differ from the exact sum of its terms by the rounding of a sum of in_dim
+// products: |got - want| <= 4 (in_dim + 2) eps (sum of |terms|) |row_scale|, plus
+// 4 eps |previous value| when accumulating. Against the scalar kernel, twice that.
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "kvdecode/core/aligned_buffer.hpp"
+#include "kvdecode/core/rng.hpp"
+#include "kvdecode/quant/weight_matrix.hpp"
+#include "kvdecode/simd/packed_matmul.hpp"
+
+using kvdecode::kernel_isa;
+using kvdecode::matrix_product;
+using kvdecode::weight_matrix;
+using kvdecode::weight_type;
+
+namespace {
+
+const kernel_isa all_isas[] = {kernel_isa::scalar, kernel_isa::sse2, kernel_isa::avx2, kernel_isa::avx512};
+
+template <class T>
+std::vector<T> random_vector(std::size_t n, std::uint64_t seed) {
+    kvdecode::rng gen(seed);
+    std::vector<T> v(n);
+    for (T& x : v) x = static_cast<T>(gen.normal());
+    return v;
+}
+
+// The exact product of what the matrix stores with what the kernels multiply it by.
+struct expected {
+    std::vector<double> value, magnitude;  // (rows, out_dim): sum of terms, sum of |terms| (row scale applied)
+};
+
+template <class T>
+expected reference_product(const weight_matrix<T>& m, const std::vector<std::vector<double>>& w, const T* in,
+                           std::size_t in_stride, std::size_t rows, const T* row_scale) {
+    const std::size_t in_dim = m.in_dim(), out_dim = m.out_dim();
+    expected e{std::vector<double>(rows * out_dim), std::vector<double>(rows * out_dim)};
+    std::vector<double> x(in_dim);
+    for (std::size_t r = 0; r < rows; ++r) {
+        const T* row = in + r * in_stride;
+        if constexpr (std::is_same_v<T, float>) {
+            if (m.type() == weight_type::q8_0) {  // the activations as the kernels see them: Q8_0 too
+                std::vector<kvdecode::quant::block_q8_0> blocks(kvdecode::quant::q8_0_blocks(in_dim));
+                std::vector<float> back(in_dim);
+                kvdecode::quant::quantize_row_q8_0(row, blocks.data(), in_dim);
+                kvdecode::quant::dequantize_row_q8_0(blocks.data(), back.data(), in_dim);
+                std::copy(back.begin(), back.end(), x.begin());
+            } else {
+                std::copy(row, row + in_dim, x.begin());
+            }
+        } else {
+            std::copy(row, row + in_dim, x.begin());
+        }
+        const double scale = row_scale ? double(row_scale[r]) : 1.0;
+        for (std::size_t o = 0; o < out_dim; ++o) {
+            double sum = 0, magnitude = 0;
+            for (std::size_t k = 0; k < in_dim; ++k) {
+                sum += w[o][k] * x[k];
+                magnitude += std::fabs(w[o][k] * x[k]);
+            }
+            e.value[r * out_dim + o] = sum * scale;
+            e.magnitude[r * out_dim + o] = magnitude * std::fabs(scale);
+        }
+    }
+    return e;
+}
+
+// The first output outside its bound, or an empty string.
+template <class T>
+std::string compare(const std::vector<T>& got, const std::vector<T>& before, const expected& want,
+                    const std::vector<T>* other, std::size_t rows, std::size_t out_dim, std::size_t out_stride,
+                    std::size_t in_dim, bool accumulate) {
+    const double eps = std::numeric_limits<T>::epsilon();
+    for (std::size_t r = 0; r < rows; ++r)
+        for (std::size_t o = 0; o < out_stride; ++o) {
+            const std::size_t i = r * out_stride + o;
+            auto where = [&] {
+                std::ostringstream s;
+                s << "row " << r << ", output " << o << ": got " << got[i];
+                return s.str();
+            };
+            if (o >= out_dim) {
+                if (got[i] != before[i]) return where() + ", past out_dim, was changed";
+                continue;
+            }
+            const double bound = 4 * double(in_dim + 2) * eps * want.magnitude[r * out_dim + o] +
+                                 (accumulate ? 4 * eps * std::fabs(double(before[i])) : 0.0);
+            const double exact = want.value[r * out_dim + o] + (accumulate ? double(before[i]) : 0.0);
+            if (!(std::fabs(double(got[i]) - exact) <= bound))
+                return where() + ", want " + std::to_string(exact) + " within " + std::to_string(bound);
+            if (other && !(std::fabs(double(got[i]) - double((*other)[i])) <= 2 * bound))
+                return where() + ", scalar kernel gave " + std::to_string((*other)[i]);
+        }
+    return {};
+}
+
+// One matrix against every kernel over the rows of the brief, work split three ways.
+template <class T>
+void check_matrix(weight_type type, std::size_t out_dim, std::size_t in_dim) {
+    const auto w = random_vector<T>(out_dim * in_dim, 1000 * out_dim + in_dim);
+    const auto column_scale = random_vector<T>(in_dim, 7 + in_dim);
+    const weight_matrix<T> m(type, w.data(), out_dim, in_dim, column_scale.data());
+    std::vector<std::vector<double>> stored(out_dim, std::vector<double>(in_dim));
+    std::vector<T> row(in_dim);
+    for (std::size_t o = 0; o < out_dim; ++o) {
+        m.dequantize_row(o, row.data());
+        std::copy(row.begin(), row.end(), stored[o].begin());
+    }
+    const std::size_t in_stride = in_dim + 3, out_stride = out_dim + 2;
+    std::vector<std::size_t> row_counts;
+    for (std::size_t rows = 1; rows <= 17; ++rows) row_counts.push_back(rows);
+    row_counts.push_back(33);
+    for (std::size_t rows : row_counts) {
+        // One element in: every activation row starts off the vector alignment.
+        const auto in_storage = random_vector<T>(1 + rows * in_stride, rows + 31 * in_dim);
+        const T* in = in_storage.data() + 1;
+        const auto row_scale = random_vector<T>(rows, 5 + rows);
+        const T* scale = rows % 3 == 2 ? nullptr : row_scale.data();  // sometimes no row scale
+        const expected want = reference_product(m, stored, in, in_stride, rows, scale);
+        kvdecode::aligned_buffer<std::byte> scratch(m.scratch_bytes(rows));
+        for (bool accumulate : {false, true}) {
+            const auto before = random_vector<T>(rows * out_stride, 11 + rows);
+            std::vector<T> scalar_out;
+            for (kernel_isa isa : all_isas) {
+                if (!weight_matrix<T>::has_kernel(type, isa)) continue;
+                CAPTURE(kvdecode::to_string(type), kvdecode::to_string(isa), rows, out_dim, in_dim, accumulate, scale != nullptr);
+                std::vector<T> out = before;
+                matrix_product<T> p{.in = in, .in_stride = in_stride, .rows = rows, .row_scale = scale, .out = out.data(),
+                                    .out_stride = out_stride, .accumulate = accumulate};
+                // Rows prepared in two parts, units multiplied in three, as threads would.
+                m.prepare(p, scratch.data(), 0, rows / 2);
+                m.prepare(p, scratch.data(), rows / 2, rows);
+                const std::size_t u = m.units();
+                m.multiply_on(isa, p, scratch.data(), 0, u / 3);
+                m.multiply_on(isa, p, scratch.data(), u / 3, 2 * u / 3);
+                m.multiply_on(isa, p, scratch.data(), 2 * u / 3, u);
+                const std::string error = compare(out, before, want, isa == kernel_isa::scalar ? nullptr : &scalar_out, rows,
+                                                  out_dim, out_stride, in_dim, accumulate);
+                INFO(error);
+                REQUIRE(error.empty());
+                if (isa == kernel_isa::scalar) scalar_out = out;
+            }
+        }
+    }
+}
+
+template <class T>
+void check_every_size(weight_type type) {
+    for (std::size_t in_dim : {1, 31, 32, 33, 100, 255})
+        for (std::size_t out_dim : {1, 31, 33, 100}) check_matrix<T>(type, out_dim, in_dim);
+}
+
+}  // namespace
+
+TEST_CASE("weight_matrix kernels: f32 on every instruction set", "[quant][weight_matrix]") {
+    check_every_size<float>(weight_type::f32);
+    check_every_size<double>(weight_type::f32);
+}
+
+TEST_CASE("weight_matrix kernels: f16 on every instruction set", "[quant][weight_matrix]") {
+    check_every_size<float>(weight_type::f16);
+}
+
+TEST_CASE("weight_matrix kernels: bf16 on every instruction set", "[quant][weight_matrix]") {
+    check_every_size<float>(weight_type::bf16);
+}
+
+TEST_CASE("weight_matrix kernels: q8_0 on every instruction set", "[quant][weight_matrix]") {
+    check_every_size<float>(weight_type::q8_0);
+}
+
+TEST_CASE("weight_matrix reports the kernels it has and runs the best one", "[quant][weight_matrix]") {
+    for (weight_type type : kvdecode::all_weight_types) {
+        REQUIRE(weight_matrix<float>::has_kernel(type, kernel_isa::scalar));
+        REQUIRE(weight_matrix<double>::has_kernel(type, kernel_isa::scalar) == (type == weight_type::f32));
+        const kernel_isa best = weight_matrix<float>::best_kernel(type);
+        REQUIRE(weight_matrix<float>::has_kernel(type, best));
+        std::ostringstream ran;
+        for (kernel_isa isa : all_isas)
+            if (weight_matrix<float>::has_kernel(type, isa)) ran << ' ' << kvdecode::to_string(isa);
+        WARN(kvdecode::to_string(type) << " kernels tested on this machine:" << ran.str() << " (multiply runs "
+                                       << kvdecode::to_string(best) << ")");
+    }
+    // What multiply() runs equals what its named kernel gives.
+    const auto w = random_vector<float>(100 * 70, 3);
+    const auto x = random_vector<float>(5 * 70, 4);
+    for (weight_type type : kvdecode::all_weight_types) {
+        const weight_matrix<float> m(type, w.data(), 100, 70);
+        kvdecode::aligned_buffer<std::byte> scratch(m.scratch_bytes(5));
+        std::vector<float> a(5 * 100), b(5 * 100);
+        matrix_product<float> p{.in = x.data(), .in_stride = 70, .rows = 5, .out = a.data(), .out_stride = 100};
+        m.prepare(p, scratch.data(), 0, 5);
+        m.multiply(p, scratch.data(), 0, m.units());
+        p.out = b.data();
+        m.multiply_on(weight_matrix<float>::best_kernel(type), p, scratch.data(), 0, m.units());
+        REQUIRE(a == b);
+        for (kernel_isa isa : all_isas)
+            if (!weight_matrix<float>::has_kernel(type, isa))
+                REQUIRE_THROWS_WITH(m.multiply_on(isa, p, scratch.data(), 0, m.units()),
+                                    Catch::Contains("no " + std::string(kvdecode::to_string(isa)) + " kernel"));
+    }
+}
+
+TEST_CASE("f32 weight_matrix is packed_matmul: the same layout and kernel, bit for bit", "[quant][weight_matrix]") {
+    const std::size_t out_dim = 70, in_dim = 45, rows = 13;
+    const auto w = random_vector<float>(out_dim * in_dim, 1);
+    const auto gain = random_vector<float>(in_dim, 2);
+    const auto x = random_vector<float>(rows * in_dim, 3);
+    const auto rs = random_vector<float>(rows, 4);
+    const weight_matrix<float> m(weight_type::f32, w.data(), out_dim, in_dim, gain.data());
+    const kvdecode::simd::packed_layout<float> layout{out_dim, in_dim};
+    kvdecode::aligned_buffer<float> packed(layout.elements());
+    kvdecode::simd::pack_matrix(w.data(), layout, gain.data(), packed.data());
+    REQUIRE(m.bytes() == layout.elements() * sizeof(float));
+    REQUIRE(m.units() == layout.panels());
+
+    std::vector<float> a(rows * out_dim), b(rows * out_dim);
+    m.multiply({.in = x.data(), .in_stride = in_dim, .rows = rows, .row_scale = rs.data(), .out = a.data(), .out_stride = out_dim},
+               nullptr, 0, m.units());
+    kvdecode::simd::packed_product<float> pp;
+    pp.in = x.data(), pp.in_stride = in_dim, pp.rows = rows, pp.row_scale = rs.data(), pp.w = packed.data(), pp.layout = layout;
+    pp.out = b.data(), pp.out_stride = out_dim;
+    kvdecode::simd::packed_matmul(pp, 0, layout.panels());
+    REQUIRE(a == b);
+}
+
+TEST_CASE("the scalar Q8_0 kernel computes the reference dot exactly", "[quant][weight_matrix]") {
+    const std::size_t out_dim = 40, in_dim = 100, rows = 3;
+    const auto w = random_vector<float>(out_dim * in_dim, 8);
+    const auto x = random_vector<float>(rows * in_dim, 9);
+    const weight_matrix<float> m(weight_type::q8_0, w.data(), out_dim, in_dim);
+    kvdecode::aligned_buffer<std::byte> scratch(m.scratch_bytes(rows));
+    std::vector<float> out(rows * out_dim);
+    const matrix_product<float> p{.in = x.data(), .in_stride = in_dim, .rows = rows, .out = out.data(), .out_stride = out_dim};
+    m.prepare(p, scratch.data(), 0, rows);
+    m.multiply_on(kernel_isa::scalar, p, scratch.data(), 0, m.units());
+    using namespace kvdecode::quant;
+    const std::size_t nb = q8_0_blocks(in_dim);
+    std::vector<block_q8_0> wb(nb), xb(nb);
+    for (std::size_t r = 0; r < rows; ++r) {
+        quantize_row_q8_0(x.data() + r * in_dim, xb.data(), in_dim);
+        for (std::size_t o = 0; o < out_dim; ++o) {
+            quantize_row_q8_0(w.data() + o * in_dim, wb.data(), in_dim);
+            REQUIRE(out[r * out_dim + o] == dot_q8_0(wb.data(), xb.data(), nb));
+        }
+    }
+}
+
+TEST_CASE("weight_matrix stores what each type says: dequantize_row", "[quant][weight_matrix]") {
+    using namespace kvdecode::quant;
+    const std::size_t out_dim = 35, in_dim = 40;
+    const auto w = random_vector<float>(out_dim * in_dim, 12);
+    const auto gain = random_vector<float>(in_dim, 13);
+    std::vector<float> scaled(out_dim * in_dim);
+    for (std::size_t i = 0; i < scaled.size(); ++i) scaled[i] = w[i] * gain[i % in_dim];
+    std::vector<float> got(in_dim), want(in_dim);
+    std::vector<block_q8_0> blocks(q8_0_blocks(in_dim));
+    for (weight_type type : kvdecode::all_weight_types) {
+        const weight_matrix<float> m(type, w.data(), out_dim, in_dim, gain.data());
+        for (std::size_t o = 0; o < out_dim; ++o) {
+            const float* row = scaled.data() + o * in_dim;
+            for (std::size_t k = 0; k < in_dim; ++k) {
+                switch (type) {
+                    case weight_type::f32: want[k] = row[k]; break;
+                    case weight_type::f16: want[k] = f16_to_f32(f32_to_f16(row[k])); break;
+                    case weight_type::bf16: want[k] = bf16_to_f32(f32_to_bf16(row[k])); break;
+                    case weight_type::q8_0: break;
+                }
+            }
+            if (type == weight_type::q8_0) {
+                quantize_row_q8_0(row, blocks.data(), in_dim);
+                dequantize_row_q8_0(blocks.data(), want.data(), in_dim);
+            }
+            m.dequantize_row(o, got.data());
+            CAPTURE(kvdecode::to_string(type), o);
+            REQUIRE(got == want);
+        }
+        REQUIRE_THROWS_WITH(m.dequantize_row(out_dim, got.data()), Catch::Contains("row 35 of 35"));
+    }
+}
+
+TEST_CASE("weight_matrix sizes: bytes streamed, units, scratch", "[quant][weight_matrix]") {
+    const std::vector<float> w(100 * 33, 0.5f);
+    const weight_matrix<float> f32(weight_type::f32, w.data(), 100, 33), f16(weight_type::f16, w.data(), 100, 33),
+        bf16(weight_type::bf16, w.data(), 100, 33), q8(weight_type::q8_0, w.data(), 100, 33);
+    REQUIRE(f32.bytes() == 4 * 32 * 33 * 4);  // 4 panels of 32 outputs, 33 columns, padding included
+    REQUIRE(f16.bytes() == 4 * 32 * 33 * 2);
+    REQUIRE(bf16.bytes() == 4 * 32 * 33 * 2);
+    REQUIRE(q8.bytes() == 100 * 2 * 34);      // 100 rows of 2 blocks
+    for (const auto* m : {&f32, &f16, &bf16, &q8}) {
+        REQUIRE(m->units() == 4);
+        REQUIRE(m->outputs_per_unit() == 32);
+        REQUIRE(m->out_dim() == 100);
+        REQUIRE(m->in_dim() == 33);
+    }
+    REQUIRE(f32.scratch_bytes(3) == 0);
+    REQUIRE(f16.scratch_bytes(3) == 0);
+    REQUIRE(q8.scratch_bytes(3) == 3 * 128);  // 2 blocks: 64 quants + 16 floats of scales
+    REQUIRE(q8.scratch_bytes(0) == 0);
+    const std::vector<double> wd(100 * 33, 0.5);
+    const weight_matrix<double> f64(weight_type::f32, wd.data(), 100, 33);
+    REQUIRE(f64.outputs_per_unit() == 16);  // 128-byte panels of doubles
+    REQUIRE(f64.units() == 7);
+    REQUIRE(f64.bytes() == 7 * 16 * 33 * 8);
+}
+
+TEST_CASE("weight_matrix is movable; a moved-from matrix multiplies nothing", "[quant][weight_matrix]") {
+    const auto w = random_vector<float>(64 * 64, 21);
+    const auto x = random_vector<float>(64, 22);
+    weight_matrix<float> a(weight_type::q8_0, w.data(), 64, 64);
+    std::vector<float> before(64), after(64);
+    kvdecode::aligned_buffer<std::byte> scratch(a.scratch_bytes(1));
+    matrix_product<float> p{.in = x.data(), .in_stride = 64, .rows = 1, .out = before.data(), .out_stride = 64};
+    a.prepare(p, scratch.data(), 0, 1);
+    a.multiply(p, scratch.data(), 0, a.units());
+    weight_matrix<float> b(std::move(a));
+    p.out = after.data();
+    b.multiply(p, scratch.data(), 0, b.units());
+    REQUIRE(before == after);
+    REQUIRE(a.units() == 0);
+    REQUIRE(a.bytes() == 0);
+    a = std::move(b);
+    REQUIRE(a.units() == 2);
+    REQUIRE(a.type() == weight_type::q8_0);
+}
+
+TEST_CASE("weight types by name, and bad arguments named", "[quant][weight_matrix]") {
+    for (weight_type type : kvdecode::all_weight_types) REQUIRE(kvdecode::parse_weight_type(kvdecode::to_string(type)) == type);
+    REQUIRE_THROWS_WITH(kvdecode::parse_weight_type("q4_0"),
+                        Catch::Contains("'q4_0'") && Catch::Contains("f32, f16, bf16, q8_0"));
+    REQUIRE(kvdecode::to_string(kernel_isa::avx512) == "avx512");
+
+    std::vector<float> w(4 * 4, 1.0f);
+    REQUIRE_THROWS_WITH(weight_matrix<float>(weight_type::f16, nullptr, 4, 4), Catch::Contains("non-null"));
+    REQUIRE_THROWS_WITH(weight_matrix<float>(weight_type::f16, w.data(), 0, 4), Catch::Contains("0 x 4"));
+    REQUIRE_THROWS_WITH(weight_matrix<float>(weight_type::f16, w.data(), (std::size_t{1} << 62), 8),
+                        Catch::Contains("overflows"));
+    const std::vector<double> wd(16, 1.0);
+    REQUIRE_THROWS_WITH(weight_matrix<double>(weight_type::q8_0, wd.data(), 4, 4), Catch::Contains("needs float activations"));
+    REQUIRE_THROWS_WITH(weight_matrix<double>(weight_type::bf16, wd.data(), 4, 4), Catch::Contains("bf16"));
+
+    w[6] = 70000.0f;  // (1, 2)
+    REQUIRE_THROWS_WITH(weight_matrix<float>(weight_type::f16, w.data(), 4, 4),
+                        Catch::Contains("weight (1, 2)") && Catch::Contains("f16"));
+    REQUIRE_NOTHROW(weight_matrix<float>(weight_type::bf16, w.data(), 4, 4));
+    REQUIRE_NOTHROW(weight_matrix<float>(weight_type::q8_0, w.data(), 4, 4));
+    const std::vector<float> gain = {1.0f, 1.0f, 1e-3f, 1.0f};  // folded in first: 70 fits
+    REQUIRE_NOTHROW(weight_matrix<float>(weight_type::f16, w.data(), 4, 4, gain.data()));
+    w[6] = std::numeric_limits<float>::quiet_NaN();
+    REQUIRE_THROWS_WITH(weight_matrix<float>(weight_type::q8_0, w.data(), 4, 4),
+                        Catch::Contains("weight (1, 2)") && Catch::Contains("not finite"));
+    w[6] = 1e10f;
+    REQUIRE_THROWS_WITH(weight_matrix<float>(weight_type::q8_0, w.data(), 4, 4), Catch::Contains("scale"));
+}
