@@ -113,7 +113,9 @@ public:
     }
 
     // Once per product, before multiply, rows [row_begin, row_end): Q8_0 quantises each
-    // activation row into scratch; float types do nothing.
+    // activation row into scratch (scratch_bytes(p.rows) bytes, 64-byte aligned: an
+    // aligned_buffer's data); float types do nothing. Every row is prepared before any
+    // multiply of the product starts (a barrier between the threads' two phases).
     void prepare(const matrix_product<T>& p, std::byte* scratch, std::size_t row_begin, std::size_t row_end) const noexcept {
         if constexpr (std::is_same_v<T, float>) {
             if (type_ != weight_type::q8_0) return;
