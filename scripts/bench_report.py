@@ -103,9 +103,34 @@ def speed_tables(folder):
         print()
 
 
+def weight_matrix_table(folder):
+    """weight_matrix.json: GB/s of weights one product streams, per storage type and kernel."""
+    wm, _ = medians(os.path.join(folder, "weight_matrix.json"))
+    if not wm:
+        return
+    print("### Weight matrices: GB/s of weights one product reads (one thread, weights cycled through 1 GiB)\n")
+    print("prepare + multiply of 1, 4 and 8 activation rows; 768x2048 and 2048x768 are out x in (the 110M MLP shapes).")
+    print("Bytes per weight: f32 4, f16 and bf16 2, q8_0 1.0625.\n")
+    shapes, rows = ["768x2048", "2048x768"], [1, 4, 8]
+    print("| type | kernel | " + " | ".join(f"{s}, {r} row{'s' if r > 1 else ''}" for s in shapes for r in rows) + " |")
+    print("|---|---|" + "---:|" * (len(shapes) * len(rows)))
+    for t in ["f32", "f16", "bf16", "q8_0"]:
+        for isa in ["avx512", "avx2", "sse2", "scalar"]:
+            cells = []
+            for s in shapes:
+                for r in rows:
+                    name = f"weight_matrix/{t}/{isa}/{s}/rows:{r}"
+                    b = wm.get(name + "/real_time") or wm.get(name)
+                    cells.append(f"{b['bytes_per_second'] / 1e9:.1f}" if b else None)
+            if any(cells):
+                print(f"| {t} | {isa} | " + " | ".join(c or "-" for c in cells) + " |")
+    print()
+
+
 def main(folder):
     shapes = ["stories260K", "15M", "110M"]
     speed_tables(folder)
+    weight_matrix_table(folder)
     kv, ctx = medians(os.path.join(folder, "kv_cache_benefit.json"))
     if ctx:
         print(f"Machine: {ctx.get('num_cpus')} CPUs at {ctx.get('mhz_per_cpu')} MHz, "
