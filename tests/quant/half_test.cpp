@@ -197,7 +197,7 @@ TEST_CASE("bf16 known encodings, ties, overflow, subnormals and NaN", "[quant][h
     REQUIRE(bits(bf16_to_f32(0x8001)) == 0x80010000u);
 }
 
-TEST_CASE("bf16 from every bf16 value round-trips; sweep of all floats equals the oracle", "[quant][half]") {
+TEST_CASE("bf16 from every bf16 value round-trips, and a sweep of all floats equals the oracle", "[quant][half]") {
     for (std::uint32_t i = 0; i < 0x10000; ++i) {
         const auto b = static_cast<std::uint16_t>(i);
         const float f = bf16_to_f32(b);

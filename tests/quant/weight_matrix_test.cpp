@@ -323,7 +323,7 @@ TEST_CASE("weight_matrix sizes: bytes streamed, units, scratch", "[quant][weight
     REQUIRE(f64.bytes() == 7 * 16 * 33 * 8);
 }
 
-TEST_CASE("weight_matrix is movable; a moved-from matrix multiplies nothing", "[quant][weight_matrix]") {
+TEST_CASE("weight_matrix is movable, and a moved-from matrix multiplies nothing", "[quant][weight_matrix]") {
     const auto w = random_vector<float>(64 * 64, 21);
     const auto x = random_vector<float>(64, 22);
     weight_matrix<float> a(weight_type::q8_0, w.data(), 64, 64);
