@@ -354,6 +354,15 @@ kvdecode::sampler make_sampler(const cli_options& o) {
     return s;
 }
 
+// Beam and tree search: the processors transformers applies without sampling (the
+// tree's rollouts take --temperature, --top-k, --top-p themselves).
+std::vector<kvdecode::logits_processor> search_processors(const cli_options& o) {
+    std::vector<kvdecode::logits_processor> chain;
+    if (o.repetition_penalty != 1.0f) chain.push_back(kvdecode::repetition_penalty{o.repetition_penalty});
+    if (o.no_repeat_ngram != 0) chain.push_back(kvdecode::no_repeat_ngram{o.no_repeat_ngram});
+    return chain;
+}
+
 void print_ids(std::span<const token_id> tokens) {
     for (std::size_t i = 0; i < tokens.size(); ++i) std::printf(i ? " %d" : "%d", tokens[i]);
     std::printf("\n");
@@ -394,11 +403,8 @@ kvdecode::beam_options beam_options_for(const cli_options& o, const session& s) 
             .num_return_sequences = o.num_return,
             .length_penalty = o.length_penalty,
             .early_stopping = o.early_stopping,
-            .max_new_tokens = o.max_new_tokens,
-            .min_new_tokens = o.min_new_tokens,
-            .eos = s.eos,
-            .repetition_penalty = o.repetition_penalty,
-            .no_repeat_ngram_size = o.no_repeat_ngram};
+            .generation = {.max_new_tokens = o.max_new_tokens, .min_new_tokens = o.min_new_tokens, .eos = s.eos},
+            .processors = search_processors(o)};
 }
 
 kvdecode::tree_options tree_options_for(const cli_options& o, const session& s) {
@@ -411,15 +417,12 @@ kvdecode::tree_options tree_options_for(const cli_options& o, const session& s) 
             .rollout_temperature = o.temperature.value_or(0.8f),
             .rollout_top_k = o.top_k.value_or(50),
             .rollout_top_p = o.top_p.value_or(0.9f),
-            .max_new_tokens = o.max_new_tokens,
-            .eos = s.eos,
-            .seed = o.seed,
+            .generation = {.max_new_tokens = o.max_new_tokens,
+                           .min_new_tokens = o.min_new_tokens,
+                           .eos = s.eos,
+                           .seed = o.seed},
+            .processors = search_processors(o),
             .rollouts_per_batch = o.rollouts_per_batch};
-}
-
-// Tokens a sequence of this run can reach: the prompt plus `new_tokens`, within the context.
-std::size_t longest_sequence(const session& s, std::size_t new_tokens) {
-    return std::min(s.model->config().seq_len, s.prompt.size() + new_tokens);
 }
 
 int run_generate(const cli_options& o, session& s) {
@@ -444,8 +447,8 @@ int run_generate(const cli_options& o, session& s) {
     }
     const kvdecode::transformer<float>& model = *s.model;
     kvdecode::decode_context<float> ctx(model, {.threads = o.threads});
-    auto cache = model.make_cache();
     const std::vector<std::vector<token_id>> prompts = {s.prompt};
+    auto cache = model.make_cache(kvdecode::cache_options_for(model.config(), prompts, options));
     const auto result = kvdecode::generate(ctx, cache, prompts, options, make_sampler(o));
     if (s.text) {
         show_prompt();
@@ -472,11 +475,8 @@ int run_beam(const cli_options& o, session& s) {
     const kvdecode::beam_options options = beam_options_for(o, s);
     const kvdecode::transformer<float>& model = *s.model;
     kvdecode::decode_context<float> ctx(model, {.threads = o.threads});
-    // Every beam may hold a whole sequence at worst; blocks are shared, so this is generous.
-    const std::size_t block = 16, blocks_per_beam = (longest_sequence(s, o.max_new_tokens) + block - 1) / block + 1;
-    auto cache = model.make_cache({.capacity_tokens = (o.num_beams + 1) * blocks_per_beam * block, .block_size = block,
-                                   .max_sequences = 2 * o.num_beams + 2});
     const std::vector<std::vector<token_id>> prompts = {s.prompt};
+    auto cache = model.make_cache(kvdecode::cache_options_for(model.config(), prompts, options));
     const auto start = std::chrono::steady_clock::now();
     const auto result = kvdecode::beam_search(ctx, cache, prompts, options);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -533,11 +533,7 @@ int run_tree(const cli_options& o, session& s) {
     const auto reward = make_reward(o, s);
     const kvdecode::transformer<float>& model = *s.model;
     kvdecode::decode_context<float> ctx(model, {.threads = o.threads});
-    // Each expanded node adds at most one block to its parent's; rollouts need their own tails.
-    const std::size_t block = 16, depth = longest_sequence(s, o.max_new_tokens + o.rollout_tokens);
-    const std::size_t blocks = o.rollouts + 4 + (o.rollouts_per_batch + 1) * ((depth + block - 1) / block + 2);
-    auto cache = model.make_cache({.capacity_tokens = blocks * block, .block_size = block,
-                                   .max_sequences = o.rollouts + 2 * o.rollouts_per_batch + 8});
+    auto cache = model.make_cache(kvdecode::cache_options_for(model.config(), s.prompt, options));
     const auto start = std::chrono::steady_clock::now();
     const auto result = kvdecode::maxent_ts(ctx, cache, s.prompt, reward, options);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kvdecode/decode/beam_search.hpp"
+#include "kvdecode/decode/generate.hpp"
 #include "kvdecode/model/decode_context.hpp"
 #include "support/shapes.hpp"
 
@@ -29,7 +30,7 @@ void beam(benchmark::State& state, const kvbench::shape& s, std::size_t width, b
     auto cache = model.make_cache({.capacity_tokens = (width + 1) * (prompt_length + new_tokens + 16) * 2,
                                    .max_sequences = 2 * width + 2});
     const std::vector<std::vector<token_id>> prompts = {kvbench::tokens(prompt_length, s.config.vocab_size)};
-    const beam_options options{.num_beams = width, .max_new_tokens = new_tokens, .eos = {}, .cache_policy = policy};
+    const beam_options options{.num_beams = width, .generation = {.max_new_tokens = new_tokens, .eos = {}}, .cache_policy = policy};
     std::size_t steps = 0, peak_blocks = 0;
     for (auto _ : state) {
         const auto r = beam_search(ctx, cache, prompts, options);

@@ -27,9 +27,9 @@ void search(benchmark::State& state, const kvbench::shape& s, std::size_t rollou
     const reward_function reward = [](std::span<const token_id> x) {
         return static_cast<double>(std::count(x.begin(), x.end(), 7));
     };
-    const tree_options options{.num_rollouts = rollouts, .rollout_max_new_tokens = tokens, .max_new_tokens = 2 * tokens,
-                               .eos = {}, .seed = 1, .rollouts_per_batch = batched ? rollouts : 1,
-                               .cache_policy = policy};
+    const tree_options options{.num_rollouts = rollouts, .rollout_max_new_tokens = tokens,
+                               .generation = {.max_new_tokens = 2 * tokens, .eos = {}, .seed = 1},
+                               .rollouts_per_batch = batched ? rollouts : 1, .cache_policy = policy};
     std::size_t computed = 0, from_cache = 0, forwards = 0;
     for (auto _ : state) {
         const auto r = maxent_ts(ctx, cache, prompt, reward, options);

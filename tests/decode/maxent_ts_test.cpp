@@ -1,8 +1,12 @@
 // MaxEnt-TS: the soft backup by hand, convergence to the exact tilted value and
 // distribution on a model small enough to enumerate, search mode finding a unique
-// optimum, reproducibility, tree invariants with batched rollouts, and the cache.
+// optimum, reproducibility, tree invariants with batched rollouts, the cache, and
+// the processors and min_new_tokens in expansion and rollouts.
 
+#include <algorithm>
 #include <cmath>
+#include <functional>
+#include <limits>
 #include <map>
 #include <vector>
 
@@ -27,6 +31,14 @@ void gentle_logits(std::span<const token_id> history, std::span<float> logits) {
 
 double count_of_two(std::span<const token_id> x) {  // reward: how many 2s were generated
     return static_cast<double>(std::count(x.begin() + 1, x.end(), 2)) / 3.0;
+}
+
+// count_of_two, keeping every sequence it scores in `scored`.
+reward_function recording(std::vector<std::vector<token_id>>& scored) {
+    return [&scored](std::span<const token_id> x) {
+        scored.emplace_back(x.begin(), x.end());
+        return count_of_two(x);
+    };
 }
 
 struct exact_tilt {
@@ -62,8 +74,8 @@ exact_tilt enumerate(double lambda) {
 
 tree_options exact_options(double lambda, std::uint64_t seed, std::size_t rollouts) {
     return {.num_rollouts = rollouts, .lambda = lambda, .expansion_k = 3, .expansion_temperature = 1.0,
-            .rollout_temperature = 1.0f, .rollout_top_k = 0, .rollout_top_p = 1.0f, .max_new_tokens = 3,
-            .eos = {}, .seed = seed};
+            .rollout_temperature = 1.0f, .rollout_top_k = 0, .rollout_top_p = 1.0f,
+            .generation = {.max_new_tokens = 3, .eos = {}, .seed = seed}};
 }
 
 void check_invariants(const tree_search_result& r) {
@@ -162,7 +174,7 @@ TEST_CASE("same seed, same search; batched rollouts keep the tree's invariants",
         return static_cast<double>(std::count(x.begin(), x.end(), 7)) / static_cast<double>(x.size());
     };
     tree_options o{.num_rollouts = 24, .expansion_k = 3, .rollout_max_new_tokens = 12, .rollout_temperature = 3.0f,
-                   .max_new_tokens = 20, .eos = {0}, .seed = 9};
+                   .generation = {.max_new_tokens = 20, .eos = {0}, .seed = 9}};
     const auto a = maxent_ts(ctx, cache, prompt, reward, o);
     const auto b = maxent_ts(ctx, cache, prompt, reward, o);
     REQUIRE(a.tokens == b.tokens);
@@ -191,7 +203,7 @@ TEST_CASE("the tree computes each prefix once; the cache is empty afterwards", "
     auto cache = model.make_cache({.capacity_tokens = 8192, .block_size = 8, .max_sequences = 128});
     const std::vector<token_id> prompt(40, 3);
     const reward_function reward = [](std::span<const token_id> x) { return x.size() % 3 == 0 ? 1.0 : 0.0; };
-    tree_options o{.num_rollouts = 16, .rollout_max_new_tokens = 10, .max_new_tokens = 30, .eos = {}, .seed = 4};
+    tree_options o{.num_rollouts = 16, .rollout_max_new_tokens = 10, .generation = {.max_new_tokens = 30, .eos = {}, .seed = 4}};
     const auto shared = maxent_ts(ctx, cache, prompt, reward, o);
     REQUIRE(cache.stats().blocks_used == 0);
     REQUIRE(cache.stats().sequences == 0);
@@ -230,4 +242,95 @@ TEST_CASE("a reward that throws aborts the search and leaves the cache as it was
     REQUIRE_THROWS_AS(maxent_ts(ctx, cache, std::vector<token_id>{1}, reward, {.lambda = 0}), std::invalid_argument);
     REQUIRE_THROWS_AS(maxent_ts(ctx, cache, std::vector<token_id>{1}, reward, {.num_rollouts = 0}), std::invalid_argument);
     REQUIRE_THROWS_AS(maxent_ts(ctx, cache, std::vector<token_id>{1}, reward_function{}), std::invalid_argument);
+    REQUIRE_THROWS_AS(maxent_ts(ctx, cache, std::vector<token_id>{1}, reward, {.processors = {temperature{0.0f}}}),
+                      std::invalid_argument);
+    REQUIRE_THROWS_WITH(maxent_ts(ctx, cache, std::vector<token_id>{1}, reward,
+                                  {.generation = {.on_token = [](std::size_t, token_id) { return true; }}}),
+                        Catch::Contains("on_token is not supported"));
+    REQUIRE_THROWS_AS(maxent_ts(ctx, cache, std::vector<token_id>{1}, reward, {.generation = {.max_new_tokens = 0}}),
+                      std::invalid_argument);
+    REQUIRE(cache.stats().sequences == 1);
+}
+
+TEST_CASE("the processors shape the expansion priors", "[decode][tree][processors]") {
+    kvtest::fake_model model(3, 16, gentle_logits);
+    auto cache = model.make_cache();
+    const std::vector<token_id> prompt = {1, 1};
+    auto o = exact_options(1.0, 3, 1);
+    o.expansion_temperature = 0.5;
+    o.processors = {repetition_penalty{3.0f}};
+    // Expected: transformers' repetition penalty on the root's logits (token 1 is in
+    // the prompt), then softmax at the expansion temperature.
+    std::vector<float> l(3);
+    gentle_logits(prompt, l);
+    std::vector<double> plain(3), processed(3);
+    for (std::size_t t = 0; t < 3; ++t) {
+        const double x = l[t], y = t == 1 ? (x < 0 ? x * 3.0 : x / 3.0) : x;
+        plain[t] = std::exp(x / 0.5), processed[t] = std::exp(y / 0.5);
+    }
+    const double plain_sum = plain[0] + plain[1] + plain[2], processed_sum = processed[0] + processed[1] + processed[2];
+    for (const auto& chain : {std::vector<logits_processor>{}, o.processors}) {
+        auto run = o;
+        run.processors = chain;
+        const auto r = maxent_ts(model, cache, prompt, count_of_two, run);
+        const auto& root = r.tree[0];
+        REQUIRE(root.n_children == 3);
+        for (std::uint32_t i = 0; i < 3; ++i) {
+            const auto& child = r.tree[static_cast<std::size_t>(root.first_child) + i];
+            const auto t = static_cast<std::size_t>(child.token);
+            const double want = chain.empty() ? plain[t] / plain_sum : processed[t] / processed_sum;
+            CAPTURE(chain.size(), t);
+            REQUIRE(child.prior == Approx(want).epsilon(1e-6));
+        }
+    }
+    REQUIRE(std::abs(processed[1] / processed_sum - plain[1] / plain_sum) > 0.01);  // the penalty mattered
+}
+
+TEST_CASE("a token the processors remove appears neither in the tree nor in rollouts", "[decode][tree][processors]") {
+    kvtest::fake_model model(3, 16, gentle_logits);
+    auto cache = model.make_cache();
+    const std::vector<token_id> prompt = {1};
+    std::vector<std::vector<token_id>> scored;
+    const reward_function reward = recording(scored);
+    for (auto mode : {tree_mode::sample, tree_mode::search})
+        for (std::uint64_t seed : {1, 2, 3}) {
+            auto o = exact_options(1.0, seed, 30);
+            o.mode = mode;
+            o.generation.max_new_tokens = 6;
+            o.rollout_max_new_tokens = 6;
+            o.processors = {custom_processor{[](std::span<float> l, std::span<const token_id>) {
+                l[2] = -std::numeric_limits<float>::infinity();
+            }}};
+            scored.clear();
+            const auto r = maxent_ts(model, cache, prompt, reward, o);
+            CAPTURE(int(mode), seed);
+            REQUIRE(r.tree[0].n_children == 2);
+            for (const auto& n : r.tree) REQUIRE(n.token != 2);
+            REQUIRE(scored.size() == 31);
+            for (const auto& x : scored) REQUIRE(std::count(x.begin(), x.end(), 2) == 0);
+            REQUIRE(std::count(r.tokens.begin(), r.tokens.end(), 2) == 0);
+            REQUIRE(r.tokens.size() == 1 + 6);  // no EOS: the result is completed to the depth limit
+        }
+}
+
+TEST_CASE("min_new_tokens keeps EOS out of the first children and rollout tokens", "[decode][tree]") {
+    kvtest::fake_model model(3, 16, gentle_logits);
+    auto cache = model.make_cache();
+    const std::vector<token_id> prompt = {1};
+    std::vector<std::vector<token_id>> scored;
+    const reward_function reward = recording(scored);
+    auto o = exact_options(1.0, 7, 200);
+    o.generation = {.max_new_tokens = 5, .min_new_tokens = 2, .eos = {0}, .seed = 7};
+    const auto r = maxent_ts(model, cache, prompt, reward, o);
+    bool eos_later = false;
+    for (const auto& n : r.tree) {
+        if (n.depth <= 2) REQUIRE(n.token != 0);
+        eos_later = eos_later || (n.depth > 2 && n.token == 0 && n.terminal);
+    }
+    REQUIRE(eos_later);  // EOS is only held back, not removed
+    for (const auto& x : scored) {
+        REQUIRE(x.size() >= 1 + 3);
+        REQUIRE(std::count(x.begin(), x.begin() + 3, 0) == 0);
+    }
+    check_invariants(r);
 }

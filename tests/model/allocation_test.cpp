@@ -1,56 +1,13 @@
 // No heap allocation inside forward() once warmed up: decode steps of one
 // sequence and of a batch, forks and releases in between. Counted by replacing
-// the global operator new for this test program (it is its own executable).
+// the global operator new for this test program (support/allocation_counter.cpp).
 
-#include <atomic>
-#include <cstdlib>
-#include <new>
 #include <vector>
 
 #include <catch2/catch.hpp>
 
+#include "support/allocation_counter.hpp"
 #include "support/models.hpp"
-
-namespace {
-std::atomic<std::size_t> allocations{0};
-}
-
-void* operator new(std::size_t n) {
-    ++allocations;
-    if (void* p = std::malloc(n ? n : 1)) return p;
-    throw std::bad_alloc();
-}
-void* operator new[](std::size_t n) { return operator new(n); }
-void* operator new(std::size_t n, std::align_val_t a) {
-    ++allocations;
-    const std::size_t align = static_cast<std::size_t>(a);
-    if (void* p = std::aligned_alloc(align, (n + align - 1) / align * align)) return p;
-    throw std::bad_alloc();
-}
-void* operator new[](std::size_t n, std::align_val_t a) { return operator new(n, a); }
-void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
-    ++allocations;
-    return std::malloc(n ? n : 1);
-}
-void* operator new[](std::size_t n, const std::nothrow_t& t) noexcept { return operator new(n, t); }
-void* operator new(std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
-    ++allocations;
-    const std::size_t align = static_cast<std::size_t>(a);
-    return std::aligned_alloc(align, (n + align - 1) / align * align);
-}
-void* operator new[](std::size_t n, std::align_val_t a, const std::nothrow_t& t) noexcept { return operator new(n, a, t); }
-void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
 
 using namespace kvdecode;
 
@@ -69,7 +26,7 @@ TEST_CASE("forward allocates nothing after warm-up", "[model][allocation]") {
             std::vector<sequence_tokens> batch;
             batch.reserve(4);
             token_id next[4] = {7, 8, 9, 10};
-            const std::size_t before = allocations.load();
+            const std::size_t before = kvtest::allocation_count();
             for (int step = 0; step < 20; ++step) {  // one sequence, then forks that share its prefix
                 batch.clear();
                 batch.push_back({a, std::span<const token_id>(next, 1)});
@@ -87,7 +44,7 @@ TEST_CASE("forward allocates nothing after warm-up", "[model][allocation]") {
             cache.truncate(d, 10);
             cache.release(c);
             cache.release(d);
-            REQUIRE(allocations.load() == before);
+            REQUIRE(kvtest::allocation_count() == before);
             cache.release(b);
         }
     }

@@ -48,7 +48,7 @@ job_result decode(decode_context<float>& ctx, kv_cache<float>& cache, std::size_
                        sampler::sampling().add(temperature{.value = 0.9f}))
                     .sequences[0]
                     .tokens;
-    r.best_beam = beam_search(ctx, cache, one, {.num_beams = 3, .max_new_tokens = 20, .eos = {}})
+    r.best_beam = beam_search(ctx, cache, one, {.num_beams = 3, .generation = {.max_new_tokens = 20, .eos = {}}})
                       .hypotheses[0][0]
                       .tokens;
     return r;

@@ -66,7 +66,7 @@ TEST_CASE("shipped model: logits and greedy tokens equal the training script's f
 
 TEST_CASE("shipped model: beam search returns the same hypotheses with any thread count", "[model][shipped][threads]") {
     const std::vector<std::vector<token_id>> prompts = {{1, 361, 308}, {1, 42}};
-    const beam_options options{.num_beams = 4, .num_return_sequences = 4, .max_new_tokens = 30, .eos = {2}};
+    const beam_options options{.num_beams = 4, .num_return_sequences = 4, .generation = {.max_new_tokens = 30, .eos = {2}}};
     std::vector<beam_result> results;
     for (std::size_t threads : {1, 2, 4}) {
         const transformer<float> model(shipped_weights());

@@ -148,3 +148,36 @@ TEST_CASE("sampling after top_k never draws a removed token, and a seed fixes th
     REQUIRE(draw_many(7) == a);
     REQUIRE(draw_many(8) != a);
 }
+
+TEST_CASE("process() runs the chain without choosing; add() takes a whole chain", "[sampling]") {
+    const std::vector<logits_processor> chain = {repetition_penalty{2.0f}, top_k{2}};
+    sampler s = sampler::greedy();
+    s.add(chain);
+    REQUIRE(s.chain().size() == 2);
+    std::vector<double> row = {-1.0, -2.0, -0.5, -3.0};  // log-probabilities, as beam search passes them
+    const std::vector<token_id> history = {2};
+    s.process(std::span<double>(row), std::span<const token_id>(history));
+    REQUIRE(row == std::vector<double>{-1.0, -std::numeric_limits<double>::infinity(), -1.0,
+                                       -std::numeric_limits<double>::infinity()});
+    sampler bad = sampler::greedy();
+    REQUIRE_THROWS_AS(bad.add(std::vector<logits_processor>{top_k{1}, temperature{-1.0f}}), std::invalid_argument);
+}
+
+TEST_CASE("a custom processor on double rows sees floats and changes only what it writes", "[sampling]") {
+    std::vector<double> row = {0.1234567890123, -2.0, 1e-9};
+    const auto original = row;
+    std::vector<float> seen;
+    const custom_processor p{[&](std::span<float> l, std::span<const token_id> h) {
+        seen.assign(l.begin(), l.end());
+        l[1] = removed;
+        REQUIRE(h.size() == 1);
+    }};
+    sampling_scratch scratch;
+    scratch.reserve(row.size());
+    const std::vector<token_id> history = {0};
+    apply(logits_processor{p}, std::span<double>(row), std::span<const token_id>(history), scratch);
+    REQUIRE(seen == std::vector<float>{0.1234567890123f, -2.0f, 1e-9f});
+    REQUIRE(row[0] == original[0]);  // untouched: double precision kept
+    REQUIRE(row[1] == -std::numeric_limits<double>::infinity());
+    REQUIRE(row[2] == original[2]);
+}

@@ -7,85 +7,22 @@
 
 #include <algorithm>
 #include <chrono>
-#include <limits>
 #include <cstddef>
 #include <span>
 #include <stdexcept>
-#include <string>
 #include <vector>
 
 #include "kvdecode/core/rng.hpp"
+#include "kvdecode/decode/detail/cache_counters.hpp"
+#include "kvdecode/decode/detail/eos.hpp"
+#include "kvdecode/decode/detail/prompts.hpp"
+#include "kvdecode/decode/detail/sequence_guard.hpp"
 #include "kvdecode/decode/options.hpp"
 #include "kvdecode/decode/result.hpp"
 #include "kvdecode/model/language_model.hpp"
 #include "kvdecode/sampling/sampler.hpp"
 
 namespace kvdecode {
-
-namespace detail {
-
-// Owns the sequences a decoder creates or forks, and releases whichever are still
-// alive when the decoder returns or throws: a failed call leaves the cache as it was.
-template <class Cache>
-class sequence_guard {
-public:
-    sequence_guard(Cache& cache, std::size_t expected) : cache_(cache) { owned_.reserve(expected); }
-    sequence_guard(const sequence_guard&) = delete;
-    sequence_guard& operator=(const sequence_guard&) = delete;
-    ~sequence_guard() {
-        for (seq_id s : owned_) cache_.release(s);
-    }
-    seq_id create() {
-        owned_.reserve(owned_.size() + 1);  // no-op within the expected count
-        owned_.push_back(cache_.create());
-        return owned_.back();
-    }
-    seq_id fork(seq_id parent) {
-        owned_.reserve(owned_.size() + 1);
-        owned_.push_back(cache_.fork(parent));
-        return owned_.back();
-    }
-    // A private copy where the cache offers one (kv_cache::copy), else a fork.
-    seq_id copy(seq_id source) {
-        owned_.reserve(owned_.size() + 1);
-        if constexpr (requires { cache_.copy(source); }) owned_.push_back(cache_.copy(source));
-        else owned_.push_back(cache_.fork(source));
-        return owned_.back();
-    }
-    void release(seq_id s) {
-        cache_.release(s);
-        const auto it = std::find(owned_.begin(), owned_.end(), s);
-        *it = owned_.back();
-        owned_.pop_back();
-    }
-
-private:
-    Cache& cache_;
-    std::vector<seq_id> owned_;
-};
-
-template <class Cache>
-std::size_t blocks_in_use(const Cache& cache) {
-    if constexpr (requires { cache.stats().blocks_used; }) return cache.stats().blocks_used;
-    else return 0;
-}
-
-inline void validate_prompts(std::span<const std::vector<token_id>> prompts, const model_config& c) {
-    for (std::size_t i = 0; i < prompts.size(); ++i) {
-        const auto& p = prompts[i];
-        if (p.empty()) throw std::invalid_argument("kvdecode: prompt " + std::to_string(i) + " is empty");
-        if (p.size() > c.seq_len)
-            throw std::invalid_argument("kvdecode: prompt " + std::to_string(i) + " has " + std::to_string(p.size()) +
-                                        " tokens, more than the context length " + std::to_string(c.seq_len));
-        for (token_id t : p)
-            if (t < 0 || static_cast<std::size_t>(t) >= c.vocab_size)
-                throw std::invalid_argument("kvdecode: prompt " + std::to_string(i) + " holds token id " +
-                                            std::to_string(t) + ", outside the vocabulary [0, " +
-                                            std::to_string(c.vocab_size) + ")");
-    }
-}
-
-}  // namespace detail
 
 // Generates a continuation of every prompt, choosing tokens with `chooser`
 // (processors + greedy or sampled choice). Tokens of the result include the prompt.
@@ -118,7 +55,7 @@ generation_result generate(Model& model, typename Model::cache_type& cache,
         auto& out = result.sequences[i];
         out.reason = stop_reason::length;
         out.prompt_length = prompts[i].size();
-        out.tokens.reserve(prompts[i].size() + options.max_new_tokens);
+        out.tokens.reserve(prompts[i].size() + std::min(options.max_new_tokens, c.seq_len - prompts[i].size()));
         out.tokens.assign(prompts[i].begin(), prompts[i].end());
         result.stats.prompt_tokens += prompts[i].size();
         if (options.max_new_tokens == 0 || prompts[i].size() >= c.seq_len) {  // nothing to do, or no room
@@ -131,7 +68,6 @@ generation_result generate(Model& model, typename Model::cache_type& cache,
     std::vector<T> logits(n * vocab);
     generation_stats& stats = result.stats;
 
-    auto is_eos = [&](token_id t) { return std::find(options.eos.begin(), options.eos.end(), t) != options.eos.end(); };
     auto finish = [&](std::size_t i, stop_reason why) {  // its blocks return to the pool at once
         live[i] = false;
         result.sequences[i].reason = why;
@@ -154,12 +90,12 @@ generation_result generate(Model& model, typename Model::cache_type& cache,
             auto& out = result.sequences[i];
             const std::span<T> row(logits.data() + rows[i] * vocab, vocab);
             if (out.tokens.size() - out.prompt_length < options.min_new_tokens)
-                for (token_id e : options.eos) row[e] = -std::numeric_limits<T>::infinity();
+                detail::suppress_eos(row, std::span(options.eos));
             const token_id t = chooser.choose(row, std::span<const token_id>(out.tokens), gen);
             out.tokens.push_back(t);
             ++stats.generated_tokens;
             const bool keep_going = !options.on_token || options.on_token(i, t);
-            if (is_eos(t)) finish(i, stop_reason::eos);
+            if (detail::is_eos(options.eos, t)) finish(i, stop_reason::eos);
             else if (!keep_going) finish(i, stop_reason::callback);
             else if (out.tokens.size() - out.prompt_length >= options.max_new_tokens || out.tokens.size() >= c.seq_len)
                 finish(i, stop_reason::length);

@@ -52,7 +52,8 @@ struct min_p {
     float p = 0.05f;
 };
 
-// Anything else: called with (logits, tokens so far).
+// Anything else: called with (logits, tokens so far). On double rows (beam search's
+// log-probabilities) it sees a float copy, and the entries it changes are written back.
 struct custom_processor {
     std::function<void(std::span<float>, std::span<const token_id>)> apply;
 };
@@ -65,11 +66,13 @@ struct sampling_scratch {
     std::vector<double> values;
     std::vector<token_id> order;
     std::vector<std::uint8_t> seen;
+    std::vector<float> floats;  // a custom processor's view of a double row
     void reserve(std::size_t vocab) {
         if (values.size() >= vocab) return;
         values.resize(vocab);
         order.resize(vocab);
         seen.assign(vocab, 0);
+        floats.resize(vocab);
     }
 };
 
@@ -178,11 +181,15 @@ void apply(const min_p& m, std::span<T> logits, std::span<const token_id>, sampl
 }
 
 template <class T>
-void apply(const custom_processor& c, std::span<T> logits, std::span<const token_id> history, sampling_scratch&) {
+void apply(const custom_processor& c, std::span<T> logits, std::span<const token_id> history, sampling_scratch& s) {
     if constexpr (std::is_same_v<T, float>) {
         c.apply(logits, history);
     } else {
-        throw std::invalid_argument("kvdecode: custom_processor works on float logits");
+        const std::span<float> view = std::span(s.floats).first(logits.size());
+        std::transform(logits.begin(), logits.end(), view.begin(), [](T x) { return static_cast<float>(x); });
+        c.apply(view, history);
+        for (std::size_t i = 0; i < logits.size(); ++i)  // untouched entries keep their precision
+            if (view[i] != static_cast<float>(logits[i])) logits[i] = static_cast<T>(view[i]);
     }
 }
 

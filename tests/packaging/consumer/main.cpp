@@ -26,7 +26,7 @@ int main() {
                               .add(top_p{.p = 0.9f}));
     auto beams = beam_search(ctx, cache, prompts, {.num_beams = 4, .num_return_sequences = 2, .length_penalty = 1.0,
                                                      .early_stopping = beam_stopping::heuristic,
-                                                     .max_new_tokens = 10, .eos = {2}});
+                                                     .generation = {.max_new_tokens = 10, .eos = {2}}});
     auto tilted = maxent_ts(ctx, cache, prompts[0],
                             [](std::span<const token_id> x) { return x.size() > 6 ? 1.0 : 0.0; },
                             {.num_rollouts = 8, .lambda = 2.0, .mode = tree_mode::sample, .rollouts_per_batch = 4});

@@ -1,0 +1,12 @@
+#pragma once
+// Heap allocations counted by replacing the global operator new (allocation_counter.cpp).
+// Only programs that link that file may include this: it is their own executable.
+
+#include <cstddef>
+
+namespace kvtest {
+
+// operator new calls (every form) since the program started.
+std::size_t allocation_count() noexcept;
+
+}  // namespace kvtest
