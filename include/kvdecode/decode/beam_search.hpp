@@ -1,6 +1,6 @@
 #pragma once
 // Beam search with the semantics of Hugging Face transformers' generate(num_beams=N)
-// (the goldens in ../shared/golden are its outputs). Per prompt and step:
+// (the tests check it against transformers' own outputs). Per prompt and step:
 //   1. score: every running beam's log-softmax, EOS kept out before min_new_tokens,
 //      then options.processors in order, added to the beam's running sum; the best
 //      K = (1 + number of EOS ids, at least 2) x num_beams candidates of all beams;

@@ -1,5 +1,5 @@
 #pragma once
-// Reader for llama2.c's legacy checkpoint format (../shared/models/README.md):
+// Reader for llama2.c's legacy checkpoint format (as llama2.c writes it):
 // a header of 7 int32 (dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size,
 // seq_len; a negative vocab_size means a separate classifier), then float32
 // tensors in a fixed order. The header is validated against llama2c_limits and the

@@ -1,5 +1,5 @@
 #pragma once
-// The llama2.c tokenizer format and its encoding (../shared/models/README.md):
+// The llama2.c tokenizer format and its encoding (as llama2.c writes it):
 // int32 max_token_length, then per piece: float32 score, int32 byte length, bytes.
 // Ids 0, 1, 2 are <unk>, BOS and EOS; pieces "<0xXX>" are byte fallbacks.
 //
