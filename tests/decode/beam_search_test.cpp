@@ -220,7 +220,7 @@ TEST_CASE("with a repetition penalty and enough beams, beam search returns the e
     }
 }
 
-TEST_CASE("custom processors reach beam search; min_new_tokens holds EOS back", "[decode][beam][processors]") {
+TEST_CASE("custom processors reach beam search, min_new_tokens holds EOS back", "[decode][beam][processors]") {
     kvtest::fake_model model(7, 64, hashed_logits);
     auto cache = model.make_cache();
     const prompts_t prompts = {{3}, {1, 5}};

@@ -148,7 +148,7 @@ TEST_CASE("sample mode returns sequences at the tilted distribution's frequencie
     }
 }
 
-TEST_CASE("search mode finds a unique optimum; best_seen returns it too", "[decode][tree]") {
+TEST_CASE("search mode finds a unique optimum, best_seen returns it too", "[decode][tree]") {
     kvtest::fake_model model(3, 16, gentle_logits);
     auto cache = model.make_cache();
     const std::vector<token_id> prompt = {1}, target = {1, 2, 0, 1};
@@ -164,7 +164,7 @@ TEST_CASE("search mode finds a unique optimum; best_seen returns it too", "[deco
     REQUIRE(maxent_ts(model, cache, prompt, reward, o).tokens == target);
 }
 
-TEST_CASE("same seed, same search; batched rollouts keep the tree's invariants", "[decode][tree]") {
+TEST_CASE("same seed, same search, batched rollouts keep the tree's invariants", "[decode][tree]") {
     const auto shape = kvtest::awkward_shapes()[0].config;
     const transformer<float> model(kvtest::random_model(shape));
     decode_context<float> ctx(model);
@@ -196,7 +196,7 @@ TEST_CASE("same seed, same search; batched rollouts keep the tree's invariants",
     }
 }
 
-TEST_CASE("the tree computes each prefix once; the cache is empty afterwards", "[decode][tree]") {
+TEST_CASE("the tree computes each prefix once, the cache is empty afterwards", "[decode][tree]") {
     const auto shape = kvtest::awkward_shapes()[0].config;
     const transformer<float> model(kvtest::random_model(shape));
     decode_context<float> ctx(model);

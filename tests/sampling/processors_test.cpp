@@ -149,7 +149,7 @@ TEST_CASE("sampling after top_k never draws a removed token, and a seed fixes th
     REQUIRE(draw_many(8) != a);
 }
 
-TEST_CASE("process() runs the chain without choosing; add() takes a whole chain", "[sampling]") {
+TEST_CASE("process() runs the chain without choosing, add() takes a whole chain", "[sampling]") {
     const std::vector<logits_processor> chain = {repetition_penalty{2.0f}, top_k{2}};
     sampler s = sampler::greedy();
     s.add(chain);
