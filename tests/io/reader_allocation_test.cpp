@@ -1,16 +1,12 @@
 // The readers size nothing from a file's claims before checking them against the
 // file: crafted files that claim gigabytes fail with at most a few small
-// allocations. The largest single allocation is recorded by replacing the global
-// operator new for this program (it is its own executable).
+// allocations. The largest single allocation is recorded by the replaced global
+// operator new (support/allocation_counter.cpp; this is a program of its own).
 
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <new>
 #include <string>
 #include <unistd.h>
 
@@ -18,53 +14,7 @@
 
 #include "kvdecode/io/llama2c_checkpoint.hpp"
 #include "kvdecode/io/llama2c_tokenizer.hpp"
-
-namespace {
-std::atomic<std::size_t> largest{0};  // bytes of the largest allocation since the last reset
-
-void record(std::size_t n) noexcept {
-    std::size_t seen = largest.load(std::memory_order_relaxed);
-    while (n > seen && !largest.compare_exchange_weak(seen, n, std::memory_order_relaxed)) {
-    }
-}
-}  // namespace
-
-void* operator new(std::size_t n) {
-    record(n);
-    if (void* p = std::malloc(n ? n : 1)) return p;
-    throw std::bad_alloc();
-}
-void* operator new[](std::size_t n) { return operator new(n); }
-void* operator new(std::size_t n, std::align_val_t a) {
-    record(n);
-    const std::size_t align = static_cast<std::size_t>(a);
-    if (void* p = std::aligned_alloc(align, (n + align - 1) / align * align)) return p;
-    throw std::bad_alloc();
-}
-void* operator new[](std::size_t n, std::align_val_t a) { return operator new(n, a); }
-void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
-    record(n);
-    return std::malloc(n ? n : 1);
-}
-void* operator new[](std::size_t n, const std::nothrow_t& t) noexcept { return operator new(n, t); }
-void* operator new(std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
-    record(n);
-    const std::size_t align = static_cast<std::size_t>(a);
-    return std::aligned_alloc(align, (n + align - 1) / align * align);
-}
-void* operator new[](std::size_t n, std::align_val_t a, const std::nothrow_t& t) noexcept { return operator new(n, a, t); }
-void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+#include "support/allocation_counter.hpp"
 
 using namespace kvdecode;
 
@@ -87,9 +37,9 @@ struct crafted_file {
 // The largest allocation made while `read` fails with a model_format_error.
 template <class F>
 std::size_t largest_allocation_of_failing(F read) {
-    largest = 0;
+    kvtest::reset_largest_allocation();
     REQUIRE_THROWS_AS(read(), model_format_error);
-    return largest.load();
+    return kvtest::largest_allocation();
 }
 
 }  // namespace

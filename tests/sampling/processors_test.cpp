@@ -75,6 +75,13 @@ TEST_CASE("min_p removes tokens below a fraction of the best token's probability
 TEST_CASE("bad processor parameters throw invalid_argument", "[sampling][errors]") {
     sampler s = sampler::sampling();
     REQUIRE_THROWS_AS(s.add(temperature{0.0f}), std::invalid_argument);
+    // An infinite temperature would flatten every logit to 0 and an infinite penalty
+    // would zero or negate them: both are mistakes, not settings.
+    REQUIRE_THROWS_WITH(s.add(temperature{std::numeric_limits<float>::infinity()}),
+                        Catch::Contains("temperature must be positive and finite"));
+    REQUIRE_THROWS_AS(s.add(temperature{std::numeric_limits<float>::quiet_NaN()}), std::invalid_argument);
+    REQUIRE_THROWS_WITH(s.add(repetition_penalty{std::numeric_limits<float>::infinity()}),
+                        Catch::Contains("repetition_penalty must be positive and finite"));
     REQUIRE_THROWS_AS(s.add(top_k{0}), std::invalid_argument);
     REQUIRE_THROWS_AS(s.add(top_p{0.0f}), std::invalid_argument);
     REQUIRE_THROWS_AS(s.add(top_p{1.5f}), std::invalid_argument);

@@ -98,11 +98,11 @@ inline void validate(const logits_processor& p) {
         [&](const auto& q) {
             using Q = std::decay_t<decltype(q)>;
             if constexpr (std::is_same_v<Q, repetition_penalty>) {
-                if (!(q.penalty > 0)) fail("repetition_penalty must be positive, got " + std::to_string(q.penalty));
+                if (!(q.penalty > 0 && std::isfinite(q.penalty))) fail("repetition_penalty must be positive and finite, got " + std::to_string(q.penalty));
             } else if constexpr (std::is_same_v<Q, no_repeat_ngram>) {
                 if (q.n == 0) fail("no_repeat_ngram size must be at least 1");
             } else if constexpr (std::is_same_v<Q, temperature>) {
-                if (!(q.value > 0)) fail("temperature must be positive, got " + std::to_string(q.value));
+                if (!(q.value > 0 && std::isfinite(q.value))) fail("temperature must be positive and finite, got " + std::to_string(q.value));
             } else if constexpr (std::is_same_v<Q, top_k>) {
                 if (q.k == 0) fail("top_k must be at least 1");
             } else if constexpr (std::is_same_v<Q, top_p>) {
