@@ -1,6 +1,8 @@
 // How close the cached transformer runs to the machine's limits.
 //   decode/...: one token through the model (context 16 to 144), as a fraction of the
 //     bandwidth limit: tokens/s / (read bandwidth / weight bytes per token);
+//   decode/110M/TYPE/...: the same with the weights stored as TYPE (bf16, q8_0, ...),
+//     quantised at load from the same random weights;
 //   step/...: one forward of W sequences of one token each (W beams or rollouts
 //     forked from one 128-token prompt), to compare with W = 1;
 //   prefill/...: a 128-token chunk, in GFLOP/s, beside gemm_eigen/...: the same
@@ -23,8 +25,9 @@ namespace {
 
 using namespace kvdecode;
 
-void decode(benchmark::State& state, const kvbench::shape& s, std::size_t threads) {
-    const transformer<float> model(kvbench::packed_weights_for(s));
+void decode(benchmark::State& state, const kvbench::shape& s, std::size_t threads,
+            weight_type type = weight_type::f32) {
+    const transformer<float> model(kvbench::packed_weights_for(s, type));
     decode_context<float> ctx(model, {.threads = threads, .max_rows_per_pass = 16});
     auto cache = model.make_cache({.capacity_tokens = 256});
     const seq_id seq = cache.create();
@@ -161,6 +164,16 @@ int main(int argc, char** argv) {
                                          [&s, t](benchmark::State& st) { decode(st, s, t); })
                 ->UseManualTime()
                 ->Unit(benchmark::kMicrosecond);
+        if (s.name == "110M")
+            for (weight_type type : all_weight_types)
+                if (type != weight_type::f32)
+                    for (std::size_t t : kvbench::thread_counts())
+                        if (t <= 2)
+                            benchmark::RegisterBenchmark(("decode/" + s.name + "/" + std::string(to_string(type)) +
+                                                          "/threads:" + std::to_string(t)).c_str(),
+                                                         [&s, t, type](benchmark::State& st) { decode(st, s, t, type); })
+                                ->UseManualTime()
+                                ->Unit(benchmark::kMicrosecond);
         for (std::size_t t : kvbench::thread_counts())
             if (t <= 2)
                 for (std::size_t width : {1, 2, 4, 8, 10, 16})

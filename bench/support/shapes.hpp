@@ -46,12 +46,14 @@ inline std::shared_ptr<const kvdecode::transformer_weights<float>> weights_for(c
     return w;
 }
 
-// The same weights packed for the cached transformer, packed once per program (a
-// transformer built from transformer_weights would repack them every time).
-inline std::shared_ptr<const kvdecode::packed_weights<float>> packed_weights_for(const shape& s) {
+// The same weights packed for the cached transformer in a storage type, packed once
+// per program and type (a transformer built from transformer_weights would repack
+// them every time).
+inline std::shared_ptr<const kvdecode::packed_weights<float>> packed_weights_for(
+    const shape& s, kvdecode::weight_type type = kvdecode::weight_type::f32) {
     static std::map<std::string, std::shared_ptr<const kvdecode::packed_weights<float>>> built;
-    auto& w = built[s.name];
-    if (!w) w = std::make_shared<const kvdecode::packed_weights<float>>(*weights_for(s));
+    auto& w = built[s.name + "/" + std::string(kvdecode::to_string(type))];
+    if (!w) w = std::make_shared<const kvdecode::packed_weights<float>>(*weights_for(s), type);
     return w;
 }
 
