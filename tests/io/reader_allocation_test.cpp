@@ -12,6 +12,9 @@
 
 #include <catch2/catch.hpp>
 
+#include "support/gguf_bytes.hpp"
+
+#include "kvdecode/io/gguf.hpp"
 #include "kvdecode/io/llama2c_checkpoint.hpp"
 #include "kvdecode/io/llama2c_tokenizer.hpp"
 #include "support/allocation_counter.hpp"
@@ -64,4 +67,37 @@ TEST_CASE("checkpoint headers claiming huge models allocate nothing large", "[io
     // Past a limit: stopped at the header.
     const crafted_file past(header({64, 172, 5, 8, 4, 512, INT32_MAX}));
     CHECK(largest_allocation_of_failing([&] { return read_llama2c_checkpoint<float>(past.path); }) < small);
+}
+
+TEST_CASE("GGUF files claiming huge counts and lengths allocate nothing large", "[io][gguf][allocation]") {
+    using kvtest::gguf_bytes;
+    using kvtest::kv;
+    auto rejected = [](const std::vector<std::byte>& bytes) {
+        const crafted_file f(std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+        const std::size_t via_file = largest_allocation_of_failing([&] { return gguf_file::open(f.path); });
+        const std::size_t via_memory = largest_allocation_of_failing([&] { return gguf_file::from_memory(bytes); });
+        return std::max(via_file, via_memory);
+    };
+    auto with_kv = [](std::vector<std::byte> pair) {
+        auto g = kvtest::small_gguf();
+        g.kvs.insert(g.kvs.begin(), std::move(pair));
+        return g.build();
+    };
+    auto g = kvtest::small_gguf();
+    g.n_tensors = std::uint64_t{1} << 40;
+    CHECK(rejected(g.build()) < small);
+    g = kvtest::small_gguf();
+    g.n_kv = std::uint64_t{1} << 40;
+    CHECK(rejected(g.build()) < small);
+    CHECK(rejected(with_kv(kv("s", 8, gguf_bytes().u64(std::uint64_t{1} << 60)))) < small);
+    CHECK(rejected(with_kv(kv("a", 9, gguf_bytes().u32(0).u64(std::uint64_t{1} << 50)))) < small);
+    CHECK(rejected(with_kv(kv("a", 9, gguf_bytes().u32(12).u64(std::uint64_t{1} << 50)))) < small);
+    CHECK(rejected(with_kv(kv("a", 9, gguf_bytes().u32(8).u64(std::uint64_t{1} << 50)))) < small);
+    // A key or tensor name of 2^60 bytes.
+    gguf_bytes long_key;
+    long_key.u64(std::uint64_t{1} << 60).zeros(16);
+    CHECK(rejected(with_kv(long_key.bytes())) < small);
+    g = kvtest::small_gguf();
+    g.tensors[0].dims = {std::uint64_t{1} << 40, std::uint64_t{1} << 20};  // 2^60 floats, offsets fine
+    CHECK(rejected(g.build()) < small);
 }

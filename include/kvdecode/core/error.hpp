@@ -23,6 +23,13 @@ public:
     const std::string& file() const noexcept { return file_; }
     const std::string& field() const noexcept { return field_; }
 
+protected:
+    // For subclasses whose message does not fit "expected ..., found ...": `what` is
+    // the whole message (it still names the file and the field).
+    struct whole_message {};
+    model_format_error(whole_message, std::string file, std::string field, const std::string& what)
+        : std::runtime_error(what), file_(std::move(file)), field_(std::move(field)) {}
+
 private:
     std::string file_;
     std::string field_;
