@@ -413,7 +413,7 @@ TEST_CASE("legacy reference dots are the formats' integer block sums", "[quant][
     REQUIRE(dot_q4_0_q8_0(a, b, 2) == dot_legacy(a, b, 2));
 }
 
-TEST_CASE("Q8_1 activation preparation equals the reference bit for bit", "[quant][q4_q5]") {
+TEST_CASE("Q8_1 activation preparation equals the reference bit for bit (s as s / 8, widened)", "[quant][q4_q5]") {
     for (std::size_t n : {32, 64, 96, 800, 33}) {
         auto x = random_row(n, 50 + n);
         if (n == 96) x[40] = std::numeric_limits<float>::infinity();
@@ -434,7 +434,8 @@ TEST_CASE("Q8_1 activation preparation equals the reference bit for bit", "[quan
             const float d = real ? f16_to_f32(ref[b].d) : 0.0f, s = real ? f16_to_f32(ref[b].s) : 0.0f;
             for (std::size_t i = 0; i < 8; ++i)
                 REQUIRE(std::bit_cast<std::uint32_t>(scales[8 * b + i]) == std::bit_cast<std::uint32_t>(d));
-            REQUIRE(std::bit_cast<std::uint32_t>(sums[b]) == std::bit_cast<std::uint32_t>(s));
+            for (std::size_t i = 0; i < 8; ++i)
+                REQUIRE(std::bit_cast<std::uint32_t>(sums[8 * b + i]) == std::bit_cast<std::uint32_t>(s / 8));
         }
     }
 }

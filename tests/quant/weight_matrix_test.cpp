@@ -393,8 +393,7 @@ TEST_CASE("weight_matrix sizes: bytes streamed, units, scratch", "[quant][weight
     REQUIRE(f16.scratch_bytes(3) == 0);
     REQUIRE(q8.scratch_bytes(3) == 3 * 128);  // 2 blocks: 64 quants + 16 floats of scales
     REQUIRE(q8.scratch_bytes(0) == 0);
-    // The legacy types: whole blocks of 32, Q8_0 scratch (Q8_1: and a float sum per block, rows
-    // rounded up to 64 bytes).
+    // The legacy types: whole blocks of 32, Q8_0 scratch (Q8_1: and s / 8 per block, 8 times).
     const std::vector<float> w64(100 * 64, 0.5f);
     struct legacy_size {
         weight_type type;

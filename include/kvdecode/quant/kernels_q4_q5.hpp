@@ -11,14 +11,15 @@
 //
 // Activations are prepared once per product, in scratch:
 //   _0 types: the Q8_0 layout of kernels_q8_0.hpp (quantize_activation_row), as is;
-//   _1 types: the same followed by each block's Q8_1 s as float (padded_blocks of them,
-//             the padding zero), rows q8_1_activations::row_bytes() apart (multiples
-//             of 64 bytes).
+//   _1 types: the same followed by each block's Q8_1 s / 8 as float, 8 times (as the
+//             scales are widened; padded_blocks of them, the padding zero), rows
+//             q8_1_activations::row_bytes() apart (multiples of 64 bytes). s / 8 is
+//             exact (s is a float16 value), and 8 lanes of m_w * s / 8 sum to m_w * s.
 //
 // Per output the kernels sum float(block's int32 dot) * (d_w * d_x) over blocks (and
-// m_w * s_x in a separate float sum for the _1 types, added at the end, as ggml's AVX2
-// kernels do): the integer dot is exact (|q_w| <= 31, |q_x| <= 127, so the 16-bit pair
-// sums of maddubs cannot saturate), only scaling and summation round. Signed quants
+// m_w * s_x for the _1 types, in the same vector accumulator): the integer dot is
+// exact (|q_w| <= 31, |q_x| <= 127, so the 16-bit pair sums of maddubs cannot
+// saturate), only scaling and summation round. Signed quants
 // (_0) use the sign trick of kernels_q8_0.hpp (|w| times x with w's sign); unsigned
 // ones (_1) go into the unsigned operand directly. Each weight block is unpacked once
 // for up to R activation rows (8 on AVX-512, 4 on AVX2); AVX-512 takes two blocks per
@@ -51,15 +52,14 @@ struct legacy_matrix {
     std::size_t blocks_per_row() const noexcept { return legacy_blocks(in_dim); }
 };
 
-// The scratch layout of one prepared Q8_1 activation row: Q8_0's, then the sums.
+// The scratch layout of one prepared Q8_1 activation row: Q8_0's, then each block's
+// s / 8, 8 times.
 struct q8_1_activations {
     std::size_t in_dim = 0;
 
     q8_0_activations q8_0() const noexcept { return {in_dim}; }
     std::size_t sums_offset() const noexcept { return q8_0().row_bytes(); }
-    std::size_t row_bytes() const noexcept {
-        return (sums_offset() + q8_0().padded_blocks() * sizeof(float) + 63) / 64 * 64;
-    }
+    std::size_t row_bytes() const noexcept { return sums_offset() + q8_0().padded_blocks() * 8 * sizeof(float); }
 };
 
 // Scratch bytes per activation row for weights of a block type.
@@ -70,7 +70,7 @@ constexpr std::size_t activation_row_bytes(std::size_t in_dim) noexcept {
 }
 
 // One activation row x (in_dim values) into its prepared Q8_1 form at dst (row_bytes()
-// bytes, 64-byte aligned): quantize_row_q8_1's blocks, quants, widened d and s apart.
+// bytes, 64-byte aligned): quantize_row_q8_1's blocks, quants, widened d and s / 8 apart.
 inline void quantize_activation_row_q8_1(const float* x, std::size_t in_dim, std::byte* dst) noexcept {
     quantize_activation_row(x, in_dim, dst);
     const q8_1_activations layout{in_dim};
@@ -79,9 +79,9 @@ inline void quantize_activation_row_q8_1(const float* x, std::size_t in_dim, std
     const std::size_t blocks = layout.q8_0().blocks(), padded = layout.q8_0().padded_blocks();
     for (std::size_t b = 0; b < blocks; ++b) {
         const std::size_t first = b * q8_0_block_values, count = std::min(q8_0_block_values, in_dim - first);
-        sums[b] = f16_to_f32(q8_1_block_sum(x + first, count, quants + first));
+        std::fill_n(sums + 8 * b, 8, f16_to_f32(q8_1_block_sum(x + first, count, quants + first)) / 8);
     }
-    std::fill(sums + blocks, sums + padded, 0.0f);
+    std::fill(sums + 8 * blocks, sums + 8 * padded, 0.0f);
 }
 
 // Prepares activation row x for weights of a block type.
@@ -93,7 +93,7 @@ inline void prepare_activation_row(const float* x, std::size_t in_dim, std::byte
 
 namespace detail {
 
-// Where activation row r's quants, widened scales and (Q8_1) sums start.
+// Where activation row r's quants, widened scales and (Q8_1) widened s / 8 start.
 template <class Block>
 struct legacy_activations {
     const std::byte* scratch;
@@ -111,12 +111,6 @@ struct legacy_activations {
     }
 };
 
-template <class Block>
-inline float block_min(const Block& b) noexcept {
-    if constexpr (legacy_format<Block>::has_min) return f16_to_f32(b.m);
-    else return 0.0f;
-}
-
 // The scalar kernel: for each output and row, dot_legacy's arithmetic in its order.
 template <class Block>
 struct legacy_scalar {
@@ -132,7 +126,7 @@ struct legacy_scalar {
             float sum = 0;
             for (std::size_t b = 0; b < nb; ++b) {
                 float sx = 0;
-                if constexpr (legacy_format<Block>::has_min) sx = x.sums(r)[b];
+                if constexpr (legacy_format<Block>::has_min) sx = 8 * x.sums(r)[8 * b];  // exact
                 sum += block_dot(w[b], xq + b * legacy_block_values, xd[8 * b], sx);
             }
             store_output(p, r, o, sum);
@@ -177,11 +171,10 @@ struct legacy_avx2 {
         const Block* w = m.blocks + o * nb;
         const std::int8_t* xq[Tile];
         const float* xd[Tile];
-        const float* xs[Tile];
+        const float* xs[Tile] = {};
         __m256 acc[Tile];
-        float mins[Tile];
         for (std::size_t r = 0; r < Tile; ++r) {
-            xq[r] = x.quants(row + r), xd[r] = x.scales(row + r), acc[r] = _mm256_setzero_ps(), mins[r] = 0;
+            xq[r] = x.quants(row + r), xd[r] = x.scales(row + r), acc[r] = _mm256_setzero_ps();
             if constexpr (has_min) xs[r] = x.sums(row + r);
         }
         const __m256i ones = _mm256_set1_epi16(1);
@@ -190,21 +183,22 @@ struct legacy_avx2 {
             const __m256i wq = unpack_avx2(w[b]);
             const __m256i magnitude = has_min ? wq : _mm256_sign_epi8(wq, wq);
             const __m256 dw = _mm256_set1_ps(_cvtsh_ss(w[b].d));
-            const float mw = block_min(w[b]);
+            __m256 mw = _mm256_setzero_ps();
+            if constexpr (has_min) mw = _mm256_set1_ps(_cvtsh_ss(w[b].m));
             for (std::size_t r = 0; r < Tile; ++r) {
                 const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[r] + b * legacy_block_values));
                 const __m256i signed_x = has_min ? xv : _mm256_sign_epi8(xv, wq);
                 const __m256i sums = _mm256_madd_epi16(_mm256_maddubs_epi16(magnitude, signed_x), ones);
                 const __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(sums), _mm256_loadu_ps(xd[r] + 8 * b));
                 acc[r] = _mm256_fmadd_ps(f, dw, acc[r]);
-                if constexpr (has_min) mins[r] += mw * xs[r][b];
+                if constexpr (has_min) acc[r] = _mm256_fmadd_ps(mw, _mm256_loadu_ps(xs[r] + 8 * b), acc[r]);
             }
         }
         for (std::size_t r = 0; r < Tile; ++r) {
             __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc[r]), _mm256_extractf128_ps(acc[r], 1));
             s = _mm_add_ps(s, _mm_movehl_ps(s, s));
             s = _mm_add_ss(s, _mm_movehdup_ps(s));
-            store_output(p, row + r, o, _mm_cvtss_f32(s) + mins[r]);
+            store_output(p, row + r, o, _mm_cvtss_f32(s));
         }
     }
 };
@@ -234,11 +228,10 @@ struct legacy_avx512 {
         const Block* w = m.blocks + o * nb;
         const std::int8_t* xq[Tile];
         const float* xd[Tile];
-        const float* xs[Tile];
+        const float* xs[Tile] = {};
         __m512 acc[Tile];
-        float mins[Tile];
         for (std::size_t r = 0; r < Tile; ++r) {
-            xq[r] = x.quants(row + r), xd[r] = x.scales(row + r), acc[r] = _mm512_setzero_ps(), mins[r] = 0;
+            xq[r] = x.quants(row + r), xd[r] = x.scales(row + r), acc[r] = _mm512_setzero_ps();
             if constexpr (has_min) xs[r] = x.sums(row + r);
         }
         auto step = [&](std::size_t b, bool pair) {
@@ -250,19 +243,22 @@ struct legacy_avx512 {
                                                  _mm512_set1_ps(pair ? _cvtsh_ss(w[b + 1].d) : 0.0f));
             const __mmask64 negative = has_min ? 0 : _mm512_movepi8_mask(wq);
             const __m512i magnitude = has_min ? wq : _mm512_abs_epi8(wq);
-            const float m0 = block_min(w[b]), m1 = pair ? block_min(w[b + 1]) : 0.0f;
+            __m512 mw = _mm512_setzero_ps();
+            if constexpr (has_min)
+                mw = _mm512_mask_mov_ps(_mm512_set1_ps(_cvtsh_ss(w[b].m)), 0xff00,
+                                        _mm512_set1_ps(pair ? _cvtsh_ss(w[b + 1].m) : 0.0f));
             for (std::size_t r = 0; r < Tile; ++r) {
                 const __m512i xv = _mm512_loadu_si512(xq[r] + b * legacy_block_values);
                 const __m512i signed_x = has_min ? xv : _mm512_mask_sub_epi8(xv, negative, _mm512_setzero_si512(), xv);
                 const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(dot(magnitude, signed_x)), _mm512_loadu_ps(xd[r] + 8 * b));
                 acc[r] = _mm512_fmadd_ps(f, dw, acc[r]);
-                if constexpr (has_min) mins[r] += m0 * xs[r][b] + m1 * xs[r][b + 1];
+                if constexpr (has_min) acc[r] = _mm512_fmadd_ps(mw, _mm512_loadu_ps(xs[r] + 8 * b), acc[r]);
             }
         };
         std::size_t b = 0;
         for (; b + 2 <= nb; b += 2) step(b, true);
         if (b < nb) step(b, false);
-        for (std::size_t r = 0; r < Tile; ++r) store_output(p, row + r, o, _mm512_reduce_add_ps(acc[r]) + mins[r]);
+        for (std::size_t r = 0; r < Tile; ++r) store_output(p, row + r, o, _mm512_reduce_add_ps(acc[r]));
     }
 };
 #endif
