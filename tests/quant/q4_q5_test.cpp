@@ -109,7 +109,7 @@ TEST_CASE("legacy blocks have GGUF's layout and sizes", "[quant][q4_q5]") {
     }
     REQUIRE(kvdecode::row_bytes(weight_type::f32, 33) == 132);
     REQUIRE_THROWS_WITH(kvdecode::row_bytes(weight_type::q4_1, 33), Catch::Contains("q4_1") && Catch::Contains("33"));
-    REQUIRE_THROWS_WITH(kvdecode::row_bytes(weight_type::q8_0, 40), Catch::Contains("multiple of 32"));
+    REQUIRE_THROWS_WITH(kvdecode::row_bytes(weight_type::q8_0, 40), Catch::Contains("32") && Catch::Contains("40"));
     REQUIRE_THROWS_WITH(kvdecode::row_bytes(weight_type::f32, std::numeric_limits<std::size_t>::max() / 2),
                         Catch::Contains("overflows"));
     for (weight_type t : kvdecode::all_weight_types) REQUIRE(kvdecode::parse_weight_type(kvdecode::to_string(t)) == t);
