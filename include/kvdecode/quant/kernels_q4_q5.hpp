@@ -135,8 +135,7 @@ struct legacy_scalar {
 };
 
 #if defined(KVDECODE_QUANT_AVX2)
-// A block's 32 quants as bytes in value order, offset taken off (AVX2; the AVX-512
-// kernel uses it too, its level includes AVX2).
+// A block's 32 quants as bytes in value order, offset taken off.
 template <class Block>
 inline __m256i unpack_avx2(const Block& b) noexcept {
     using F = legacy_format<Block>;
@@ -205,6 +204,30 @@ struct legacy_avx2 {
 #endif
 
 #if defined(KVDECODE_QUANT_AVX512)
+// Blocks w[0] and w[1] (pair) or w[0] alone as 64 quant bytes in value order, offset
+// taken off, in 512-bit operations: the two blocks' nibbles fill 128-bit lanes
+// [w0, w0, w1, w1], the odd lanes shifted down by a nibble, and the fifth bits are
+// a 64-bit mask. Without a pair the upper half holds -offset, which multiplies the
+// activations' zero padding.
+template <class Block>
+inline __m512i unpack_pair_avx512(const Block* w, bool pair) noexcept {
+    using F = legacy_format<Block>;
+    const __m128i first = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w[0].qs));
+    const __m128i second = pair ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(w[1].qs)) : _mm_setzero_si128();
+    const __m512i both = _mm512_castsi256_si512(_mm256_inserti128_si256(_mm256_castsi128_si256(first), second, 1));
+    __m512i q = _mm512_shuffle_i64x2(both, both, 0x50);  // lanes 0, 0, 1, 1
+    q = _mm512_mask_srli_epi16(q, 0xff00ff00u, q, 4);    // lanes 1 and 3: the high nibbles
+    q = _mm512_and_si512(q, _mm512_set1_epi8(0x0f));
+    if constexpr (F::bits == 5) {
+        std::uint32_t h0 = 0, h1 = 0;
+        std::memcpy(&h0, w[0].qh, sizeof h0);  // x86 is little-endian: bit i is value i's
+        if (pair) std::memcpy(&h1, w[1].qh, sizeof h1);
+        q = _mm512_mask_add_epi8(q, _cvtu64_mask64(h0 | std::uint64_t{h1} << 32), q, _mm512_set1_epi8(0x10));
+    }
+    if constexpr (F::offset != 0) q = _mm512_sub_epi8(q, _mm512_set1_epi8(static_cast<char>(F::offset)));
+    return q;
+}
+
 // Two blocks per step in a 512-bit register (the second zero past the row's end: the
 // activations' padding is zero too); block sums of 4 products in 16 int32 lanes,
 // 8 per block, scaled per lane.
@@ -236,9 +259,7 @@ struct legacy_avx512 {
         }
         auto step = [&](std::size_t b, bool pair) {
             prefetch_weights(w + b, row);
-            const __m256i first = unpack_avx2(w[b]);
-            const __m256i second = pair ? unpack_avx2(w[b + 1]) : _mm256_setzero_si256();
-            const __m512i wq = _mm512_inserti64x4(_mm512_castsi256_si512(first), second, 1);
+            const __m512i wq = unpack_pair_avx512(w + b, pair);
             const __m512 dw = _mm512_mask_mov_ps(_mm512_set1_ps(_cvtsh_ss(w[b].d)), 0xff00,
                                                  _mm512_set1_ps(pair ? _cvtsh_ss(w[b + 1].d) : 0.0f));
             const __mmask64 negative = has_min ? 0 : _mm512_movepi8_mask(wq);
