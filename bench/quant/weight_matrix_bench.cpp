@@ -7,7 +7,9 @@
 // the last-level cache: the figure is the rate at which the kernel consumes weights
 // from DRAM (the bytes_per_second counter: weight bytes per product / wall time), to
 // set beside the bandwidth suite's read rate. Fewer bytes per weight (f16, bf16: 2;
-// q8_0: 1.0625) mean more weights per second where the kernel keeps up with memory.
+// q8_0: 1.0625; q4_0: 0.5625, q4_1: 0.625, q5_0: 0.6875, q5_1: 0.75) mean more weights
+// per second where the kernel keeps up with memory. Every type in all_weight_types is
+// measured on every instruction set it has a kernel for.
 // KVDECODE_BENCH_FOOTPRINT_MIB sets another footprint (the smoke test uses a small one).
 
 #include <benchmark/benchmark.h>

@@ -1,4 +1,5 @@
-// The shipped model with its weights stored as bf16, f16 and Q8_0 (converted at load)
+// The shipped model with its weights stored as bf16, f16, Q8_0, Q4_0, Q4_1, Q5_0 and
+// Q5_1 (converted at load)
 // against the same model in float32, on the README's prompt.
 //   logits: every position of a 64-token greedy continuation, teacher-forced, within
 //           an infinity-norm relative error bound per type (below);
@@ -13,6 +14,13 @@
 // the first 2 and then a near-tie. The bounds are 2e-2 (bf16), 2e-3 (f16) and 5e-2
 // (Q8_0), about 2 to 4 times the measurement: errors compound over the 4 layers and
 // the classifier, and differ with the compiler's summation order.
+// The legacy types' weight step is 16 (Q4: max|block| / 8, or (max - min) / 15 ~ 2 max
+// / 15) or 8 (Q5: / 16, / 31) times Q8_0's, so their weight error is that many times
+// Q8_0's (about half of Q8_0's total, the other half being the activations): ~0.2 for
+// Q4, ~0.1 for Q5. Measured: Q4_0 0.25, Q4_1 0.21, Q5_0 0.13, Q5_1 0.085 (the _1 types
+// spend their steps on [min, max] rather than [-max, max], so they do a little better);
+// the tokens follow float32 for 2 to 13 steps, then a near-tie within the deviation.
+// The bounds are about 2 times the measurement: 0.5, 0.4, 0.25, 0.2.
 
 #include <algorithm>
 #include <filesystem>
@@ -54,7 +62,7 @@ std::vector<token_id> greedy_tokens(const transformer<float>& model, const std::
 
 }  // namespace
 
-TEST_CASE("bf16, f16 and Q8_0 weights decode the shipped model close to float32", "[model][quant][shipped]") {
+TEST_CASE("bf16, f16, Q8_0 and Q4/Q5 weights decode the shipped model close to float32", "[model][quant][shipped]") {
     const auto weights = read_llama2c_checkpoint<float>(models_dir / "kjv_llama.bin");
     const auto tok = tokenizer::read_llama2c(models_dir / "kjv_tok1024.bin", 1024);
     const auto prompt = tok.encode("And God said");
@@ -69,7 +77,9 @@ TEST_CASE("bf16, f16 and Q8_0 weights decode the shipped model close to float32"
         double bound;  // infinity-norm relative logit error, per position
     };
     for (const type_case& tc : {type_case{weight_type::bf16, 2e-2}, type_case{weight_type::f16, 2e-3},
-                                type_case{weight_type::q8_0, 5e-2}}) {
+                                type_case{weight_type::q8_0, 5e-2}, type_case{weight_type::q4_0, 0.5},
+                                type_case{weight_type::q4_1, 0.4}, type_case{weight_type::q5_0, 0.25},
+                                type_case{weight_type::q5_1, 0.2}}) {
         CAPTURE(to_string(tc.type));
         const transformer<float> model(weights, tc.type);
         REQUIRE(model.weights().type() == tc.type);

@@ -1,8 +1,11 @@
 // weight_matrix: every kernel this build compiles in and this CPU runs, for every
 // storage type, against a float64 triple loop over the dequantised weights (and, for
-// Q8_0, the dequantised activations: what the format says the product is) and against
-// the scalar kernel; over awkward sizes (rows 1..17 and 33; out_dim 1, 31, 33, 100;
-// in_dim 1, 31, 32, 33, 100, 255), strided inputs that start off the vector alignment,
+// the block types, the dequantised Q8_0 / Q8_1 activations: what the format says the
+// product is; for Q4_1 and Q5_1 with Q8_1's rounded s in place of d_x sum q_x, the
+// m_w s_x term ggml multiplies, see quant/q4_q5.hpp) and against the scalar kernel;
+// over awkward sizes (rows 1..17 and 33; out_dim 1, 31, 33, 100; in_dim 1, 31, 32,
+// 33, 100, 255, or 32, 96, 256 for the types that need whole blocks of 32), strided
+// inputs that start off the vector alignment,
 // folded column scales, row scales, accumulation, and work split into units and rows
 // as threads would take them.
 //
@@ -24,6 +27,7 @@
 
 #include "kvdecode/core/aligned_buffer.hpp"
 #include "kvdecode/core/rng.hpp"
+#include "kvdecode/quant/q4_q5.hpp"
 #include "kvdecode/quant/weight_matrix.hpp"
 #include "kvdecode/simd/packed_matmul.hpp"
 
@@ -49,16 +53,56 @@ struct expected {
     std::vector<double> value, magnitude;  // (rows, out_dim): sum of terms, sum of |terms| (row scale applied)
 };
 
+// Types whose activations are quantised to Q8_0 (Q8_1 shares its quants and d).
+bool quantised_activations(weight_type t) { return t != weight_type::f32 && t != weight_type::f16 && t != weight_type::bf16; }
+bool has_min(weight_type t) { return t == weight_type::q4_1 || t == weight_type::q5_1; }
+bool whole_blocks(weight_type t) { return quantised_activations(t) && t != weight_type::q8_0; }
+
+// The float16 minimum m of each block of each row (Q4_1, Q5_1), as the matrix quantised
+// W (out_dim, in_dim) with the column scales folded in.
+std::vector<std::vector<double>> block_minimums(weight_type type, const std::vector<float>& w, const std::vector<float>& column_scale,
+                                                std::size_t out_dim, std::size_t in_dim) {
+    using namespace kvdecode::quant;
+    std::vector<std::vector<double>> mins(out_dim);
+    std::vector<float> row(in_dim);
+    for (std::size_t o = 0; o < out_dim; ++o) {
+        for (std::size_t k = 0; k < in_dim; ++k) row[k] = w[o * in_dim + k] * column_scale[k];
+        for (std::size_t k = 0; k < in_dim; k += 32) {
+            const std::uint16_t m = type == weight_type::q4_1 ? quantize_block<block_q4_1>(row.data() + k).m
+                                                              : quantize_block<block_q5_1>(row.data() + k).m;
+            mins[o].push_back(f16_to_f32(m));
+        }
+    }
+    return mins;
+}
+
 template <class T>
 expected reference_product(const weight_matrix<T>& m, const std::vector<std::vector<double>>& w, const T* in,
-                           std::size_t in_stride, std::size_t rows, const T* row_scale) {
+                           std::size_t in_stride, std::size_t rows, const T* row_scale,
+                           const std::vector<std::vector<double>>& mins = {}) {
     const std::size_t in_dim = m.in_dim(), out_dim = m.out_dim();
     expected e{std::vector<double>(rows * out_dim), std::vector<double>(rows * out_dim)};
     std::vector<double> x(in_dim);
+    std::vector<double> s_correction, s_magnitude;  // per block: s - d_x sum q_x, and |s|
     for (std::size_t r = 0; r < rows; ++r) {
         const T* row = in + r * in_stride;
         if constexpr (std::is_same_v<T, float>) {
-            if (m.type() == weight_type::q8_0) {  // the activations as the kernels see them: Q8_0 too
+            if (has_min(m.type())) {  // Q8_1: Q8_0's values, and the rounded s the kernels use
+                std::vector<kvdecode::quant::block_q8_1> blocks(kvdecode::quant::q8_0_blocks(in_dim));
+                kvdecode::quant::quantize_row_q8_1(row, blocks.data(), in_dim);
+                s_correction.assign(blocks.size(), 0.0);
+                s_magnitude.assign(blocks.size(), 0.0);
+                for (std::size_t b = 0; b < blocks.size(); ++b) {
+                    const double d = kvdecode::quant::f16_to_f32(blocks[b].d), s = kvdecode::quant::f16_to_f32(blocks[b].s);
+                    double sum = 0;
+                    for (std::size_t i = 0; i < 32; ++i) {
+                        x[32 * b + i] = d * blocks[b].qs[i];
+                        sum += blocks[b].qs[i];
+                    }
+                    s_correction[b] = s - d * sum;
+                    s_magnitude[b] = std::fabs(s);
+                }
+            } else if (quantised_activations(m.type())) {  // the activations as the kernels see them: Q8_0 too
                 std::vector<kvdecode::quant::block_q8_0> blocks(kvdecode::quant::q8_0_blocks(in_dim));
                 std::vector<float> back(in_dim);
                 kvdecode::quant::quantize_row_q8_0(row, blocks.data(), in_dim);
@@ -76,6 +120,10 @@ expected reference_product(const weight_matrix<T>& m, const std::vector<std::vec
             for (std::size_t k = 0; k < in_dim; ++k) {
                 sum += w[o][k] * x[k];
                 magnitude += std::fabs(w[o][k] * x[k]);
+            }
+            for (std::size_t b = 0; b < s_correction.size(); ++b) {
+                sum += mins[o][b] * s_correction[b];
+                magnitude += std::fabs(mins[o][b]) * s_magnitude[b];
             }
             e.value[r * out_dim + o] = sum * scale;
             e.magnitude[r * out_dim + o] = magnitude * std::fabs(scale);
@@ -125,6 +173,9 @@ void check_matrix(weight_type type, std::size_t out_dim, std::size_t in_dim) {
         m.dequantize_row(o, row.data());
         std::copy(row.begin(), row.end(), stored[o].begin());
     }
+    std::vector<std::vector<double>> mins;
+    if constexpr (std::is_same_v<T, float>)
+        if (has_min(type)) mins = block_minimums(type, w, column_scale, out_dim, in_dim);
     const std::size_t in_stride = in_dim + 3, out_stride = out_dim + 2;
     std::vector<std::size_t> row_counts;
     for (std::size_t rows = 1; rows <= 17; ++rows) row_counts.push_back(rows);
@@ -135,7 +186,7 @@ void check_matrix(weight_type type, std::size_t out_dim, std::size_t in_dim) {
         const T* in = in_storage.data() + 1;
         const auto row_scale = random_vector<T>(rows, 5 + rows);
         const T* scale = rows % 3 == 2 ? nullptr : row_scale.data();  // sometimes no row scale
-        const expected want = reference_product(m, stored, in, in_stride, rows, scale);
+        const expected want = reference_product(m, stored, in, in_stride, rows, scale, mins);
         kvdecode::aligned_buffer<std::byte> scratch(m.scratch_bytes(rows));
         for (bool accumulate : {false, true}) {
             const auto before = random_vector<T>(rows * out_stride, 11 + rows);
@@ -165,9 +216,14 @@ void check_matrix(weight_type type, std::size_t out_dim, std::size_t in_dim) {
 
 template <class T>
 void check_every_size(weight_type type) {
-    for (std::size_t in_dim : {1, 31, 32, 33, 100, 255})
+    const std::vector<std::size_t> in_dims =
+        whole_blocks(type) ? std::vector<std::size_t>{32, 96, 256} : std::vector<std::size_t>{1, 31, 32, 33, 100, 255};
+    for (std::size_t in_dim : in_dims)
         for (std::size_t out_dim : {1, 31, 33, 100}) check_matrix<T>(type, out_dim, in_dim);
 }
+
+// An in_dim every type takes, 70 where it may (not a whole number of blocks).
+std::size_t some_in_dim(weight_type type) { return whole_blocks(type) ? 96 : 70; }
 
 }  // namespace
 
@@ -188,6 +244,13 @@ TEST_CASE("weight_matrix kernels: q8_0 on every instruction set", "[quant][weigh
     check_every_size<float>(weight_type::q8_0);
 }
 
+TEST_CASE("weight_matrix kernels: q4_0, q4_1, q5_0, q5_1 on every instruction set", "[quant][weight_matrix]") {
+    for (weight_type type : {weight_type::q4_0, weight_type::q4_1, weight_type::q5_0, weight_type::q5_1}) {
+        CAPTURE(kvdecode::to_string(type));
+        check_every_size<float>(type);
+    }
+}
+
 TEST_CASE("weight_matrix reports the kernels it has and runs the best one", "[quant][weight_matrix]") {
     for (weight_type type : kvdecode::all_weight_types) {
         REQUIRE(weight_matrix<float>::has_kernel(type, kernel_isa::scalar));
@@ -201,13 +264,14 @@ TEST_CASE("weight_matrix reports the kernels it has and runs the best one", "[qu
                                        << kvdecode::to_string(best) << ")");
     }
     // What multiply() runs equals what its named kernel gives.
-    const auto w = random_vector<float>(100 * 70, 3);
-    const auto x = random_vector<float>(5 * 70, 4);
+    const auto w = random_vector<float>(100 * 96, 3);
+    const auto x = random_vector<float>(5 * 96, 4);
     for (weight_type type : kvdecode::all_weight_types) {
-        const weight_matrix<float> m(type, w.data(), 100, 70);
+        const std::size_t in_dim = some_in_dim(type);
+        const weight_matrix<float> m(type, w.data(), 100, in_dim);
         kvdecode::aligned_buffer<std::byte> scratch(m.scratch_bytes(5));
         std::vector<float> a(5 * 100), b(5 * 100);
-        matrix_product<float> p{.in = x.data(), .in_stride = 70, .rows = 5, .out = a.data(), .out_stride = 100};
+        matrix_product<float> p{.in = x.data(), .in_stride = in_dim, .rows = 5, .out = a.data(), .out_stride = 100};
         m.prepare(p, scratch.data(), 0, 5);
         m.multiply(p, scratch.data(), 0, m.units());
         p.out = b.data();
@@ -267,14 +331,15 @@ TEST_CASE("the scalar Q8_0 kernel computes the reference dot exactly", "[quant][
 
 TEST_CASE("weight_matrix stores what each type says: dequantize_row", "[quant][weight_matrix]") {
     using namespace kvdecode::quant;
-    const std::size_t out_dim = 35, in_dim = 40;
-    const auto w = random_vector<float>(out_dim * in_dim, 12);
-    const auto gain = random_vector<float>(in_dim, 13);
-    std::vector<float> scaled(out_dim * in_dim);
-    for (std::size_t i = 0; i < scaled.size(); ++i) scaled[i] = w[i] * gain[i % in_dim];
-    std::vector<float> got(in_dim), want(in_dim);
-    std::vector<block_q8_0> blocks(q8_0_blocks(in_dim));
+    const std::size_t out_dim = 35;
     for (weight_type type : kvdecode::all_weight_types) {
+        const std::size_t in_dim = whole_blocks(type) ? 64 : 40;
+        const auto w = random_vector<float>(out_dim * in_dim, 12);
+        const auto gain = random_vector<float>(in_dim, 13);
+        std::vector<float> scaled(out_dim * in_dim);
+        for (std::size_t i = 0; i < scaled.size(); ++i) scaled[i] = w[i] * gain[i % in_dim];
+        std::vector<float> got(in_dim), want(in_dim);
+        std::vector<block_q8_0> blocks(q8_0_blocks(in_dim));
         const weight_matrix<float> m(type, w.data(), out_dim, in_dim, gain.data());
         for (std::size_t o = 0; o < out_dim; ++o) {
             const float* row = scaled.data() + o * in_dim;
@@ -283,12 +348,24 @@ TEST_CASE("weight_matrix stores what each type says: dequantize_row", "[quant][w
                     case weight_type::f32: want[k] = row[k]; break;
                     case weight_type::f16: want[k] = f16_to_f32(f32_to_f16(row[k])); break;
                     case weight_type::bf16: want[k] = bf16_to_f32(f32_to_bf16(row[k])); break;
-                    case weight_type::q8_0: break;
+                    default: break;
                 }
             }
-            if (type == weight_type::q8_0) {
-                quantize_row_q8_0(row, blocks.data(), in_dim);
-                dequantize_row_q8_0(blocks.data(), want.data(), in_dim);
+            auto round_trip = [&]<class Block>(Block*) {
+                std::vector<Block> b(in_dim / 32);
+                quantize_row_legacy(row, b.data(), in_dim);
+                dequantize_row_legacy(b.data(), want.data(), in_dim);
+            };
+            switch (type) {
+                case weight_type::q8_0:
+                    quantize_row_q8_0(row, blocks.data(), in_dim);
+                    dequantize_row_q8_0(blocks.data(), want.data(), in_dim);
+                    break;
+                case weight_type::q4_0: round_trip(static_cast<block_q4_0*>(nullptr)); break;
+                case weight_type::q4_1: round_trip(static_cast<block_q4_1*>(nullptr)); break;
+                case weight_type::q5_0: round_trip(static_cast<block_q5_0*>(nullptr)); break;
+                case weight_type::q5_1: round_trip(static_cast<block_q5_1*>(nullptr)); break;
+                default: break;
             }
             m.dequantize_row(o, got.data());
             CAPTURE(kvdecode::to_string(type), o);
@@ -316,6 +393,24 @@ TEST_CASE("weight_matrix sizes: bytes streamed, units, scratch", "[quant][weight
     REQUIRE(f16.scratch_bytes(3) == 0);
     REQUIRE(q8.scratch_bytes(3) == 3 * 128);  // 2 blocks: 64 quants + 16 floats of scales
     REQUIRE(q8.scratch_bytes(0) == 0);
+    // The legacy types: whole blocks of 32, Q8_0 scratch (Q8_1: and s / 8 per block, 8 times).
+    const std::vector<float> w64(100 * 64, 0.5f);
+    struct legacy_size {
+        weight_type type;
+        std::size_t block_bytes, scratch_row;
+    };
+    for (const legacy_size& l : {legacy_size{weight_type::q4_0, 18, 128}, legacy_size{weight_type::q4_1, 20, 192},
+                                 legacy_size{weight_type::q5_0, 22, 128}, legacy_size{weight_type::q5_1, 24, 192}}) {
+        const weight_matrix<float> m(l.type, w64.data(), 100, 64);
+        CAPTURE(kvdecode::to_string(l.type));
+        REQUIRE(m.bytes() == 100 * 2 * l.block_bytes);
+        REQUIRE(m.bytes() == 100 * kvdecode::row_bytes(l.type, 64));
+        REQUIRE(m.units() == 4);
+        REQUIRE(m.scratch_bytes(3) == 3 * l.scratch_row);
+        REQUIRE_THROWS_WITH(weight_matrix<float>(l.type, w.data(), 100, 33),
+                            Catch::Contains(std::string(kvdecode::to_string(l.type))) && Catch::Contains("multiple of 32") &&
+                                Catch::Contains("in_dim 33"));
+    }
     const std::vector<double> wd(100 * 33, 0.5);
     const weight_matrix<double> f64(weight_type::f32, wd.data(), 100, 33);
     REQUIRE(f64.outputs_per_unit() == 16);  // 128-byte panels of doubles
@@ -345,8 +440,8 @@ TEST_CASE("weight_matrix is movable, and a moved-from matrix multiplies nothing"
 
 TEST_CASE("weight types by name, and bad arguments named", "[quant][weight_matrix]") {
     for (weight_type type : kvdecode::all_weight_types) REQUIRE(kvdecode::parse_weight_type(kvdecode::to_string(type)) == type);
-    REQUIRE_THROWS_WITH(kvdecode::parse_weight_type("q4_0"),
-                        Catch::Contains("'q4_0'") && Catch::Contains("f32, f16, bf16, q8_0"));
+    REQUIRE_THROWS_WITH(kvdecode::parse_weight_type("q7_0"),
+                        Catch::Contains("'q7_0'") && Catch::Contains("f32, f16, bf16, q8_0") && Catch::Contains("q5_1"));
     REQUIRE(kvdecode::to_string(kernel_isa::avx512) == "avx512");
 
     std::vector<float> w(4 * 4, 1.0f);
@@ -370,4 +465,24 @@ TEST_CASE("weight types by name, and bad arguments named", "[quant][weight_matri
                         Catch::Contains("weight (1, 2)") && Catch::Contains("not finite"));
     w[6] = 1e10f;
     REQUIRE_THROWS_WITH(weight_matrix<float>(weight_type::q8_0, w.data(), 4, 4), Catch::Contains("scale"));
+
+    // The legacy types: non-finite values named, and blocks whose float16 scale or minimum overflows.
+    std::vector<float> wl(2 * 64, 1.0f);
+    for (weight_type type : {weight_type::q4_0, weight_type::q4_1, weight_type::q5_0, weight_type::q5_1}) {
+        CAPTURE(kvdecode::to_string(type));
+        wl[64 + 40] = std::numeric_limits<float>::infinity();
+        REQUIRE_THROWS_WITH(weight_matrix<float>(type, wl.data(), 2, 64),
+                            Catch::Contains("weight (1, 40)") && Catch::Contains("not finite"));
+        wl[64 + 40] = 1e7f;  // scale 1e7 / 8 .. 1e7 / 31: beyond 65504
+        REQUIRE_THROWS_WITH(weight_matrix<float>(type, wl.data(), 2, 64),
+                            Catch::Contains("(1, 32..63)") && Catch::Contains("float16"));
+        wl[64 + 40] = 1e5f;  // fits every scale (1e5 / 8 = 12500), ...
+        REQUIRE_NOTHROW(weight_matrix<float>(type, wl.data(), 2, 64));
+        wl[64 + 40] = -1e5f;  // ... but not a minimum
+        if (type == weight_type::q4_1 || type == weight_type::q5_1)
+            REQUIRE_THROWS_WITH(weight_matrix<float>(type, wl.data(), 2, 64), Catch::Contains("minimum"));
+        else
+            REQUIRE_NOTHROW(weight_matrix<float>(type, wl.data(), 2, 64));
+        wl[64 + 40] = 1.0f;
+    }
 }

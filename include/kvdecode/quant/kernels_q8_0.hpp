@@ -179,8 +179,8 @@ struct prepared_rows {
 // The weight stream 8 KiB ahead, asked for by the first tile of rows only (later tiles
 // find the row in L1): the hardware prefetcher alone falls behind these kernels, even
 // for one row (measured: a third more bandwidth at 1 row).
-inline void prefetch_weights(const block_q8_0* block, std::size_t row) noexcept {
-    if (row == 0) __builtin_prefetch(reinterpret_cast<const char*>(block) + 8192, 0, 3);
+inline void prefetch_weights(const void* block, std::size_t row) noexcept {
+    if (row == 0) __builtin_prefetch(static_cast<const char*>(block) + 8192, 0, 3);
 }
 
 inline void store_output(const matrix_product<float>& p, std::size_t row, std::size_t o, float sum) noexcept {

@@ -8,6 +8,9 @@
 //   bf16  the same panels
 //   q8_0  GGUF's rows of 34-byte blocks; activations quantised to Q8_0 by prepare
 //         (kernels_q8_0.hpp)
+//   q4_0, q4_1, q5_0, q5_1  GGUF's rows of 18/20/22/24-byte blocks (in_dim a multiple
+//         of 32); activations quantised to Q8_0 (q4_0, q5_0) or Q8_1 (q4_1, q5_1) by
+//         prepare (kernels_q4_q5.hpp)
 // For activation type double only f32 exists (weights stored unquantised, in double).
 //
 // A product, split between threads:
@@ -40,8 +43,10 @@
 #include "kvdecode/quant/half.hpp"
 #include "kvdecode/quant/kernel_isa.hpp"
 #include "kvdecode/quant/kernels_half.hpp"
+#include "kvdecode/quant/kernels_q4_q5.hpp"
 #include "kvdecode/quant/kernels_q8_0.hpp"
 #include "kvdecode/quant/matrix_product.hpp"
+#include "kvdecode/quant/q4_q5.hpp"
 #include "kvdecode/quant/q8_0.hpp"
 #include "kvdecode/quant/weight_type.hpp"
 #include "kvdecode/simd/packed_matmul.hpp"
@@ -58,8 +63,11 @@ public:
     // Packs W (out_dim, in_dim), row-major, into `type`, column k multiplied by
     // column_scale[k] where given (an RMSNorm gain folded in; the product is taken in T,
     // then stored). Throws std::invalid_argument for an empty or null matrix, a type T
-    // cannot use, sizes that overflow, and values the type cannot hold (f16 beyond
-    // ±65504 after rounding, q8_0 inf, NaN or beyond ±127 * 65504), naming the element.
+    // cannot use, sizes that overflow, an in_dim that is not a whole number of the
+    // type's blocks (q4_0 .. q5_1: multiples of 32), and values the type cannot hold (f16
+    // beyond ±65504 after rounding, q8_0 inf, NaN or beyond ±127 * 65504; the legacy
+    // block types inf, NaN or a block whose scale or minimum overflows float16), naming
+    // the element or block.
     weight_matrix(weight_type type, const T* w, std::size_t out_dim, std::size_t in_dim, const T* column_scale = nullptr)
         : type_(type), out_dim_(out_dim), in_dim_(in_dim) {
         if (w == nullptr || out_dim == 0 || in_dim == 0)
@@ -72,12 +80,16 @@ public:
         if (!elements || !checked_mul(*elements, 4 * sizeof(T)))
             throw std::invalid_argument("kvdecode: weight_matrix of " + std::to_string(out_dim) + " x " +
                                         std::to_string(in_dim) + " values overflows the address space");
+        if (is_legacy(type) && in_dim % block_values(type) != 0)
+            throw std::invalid_argument("kvdecode: weight type " + std::string(to_string(type)) + " needs in_dim a multiple of " +
+                                        std::to_string(block_values(type)) + " (whole blocks), got in_dim " +
+                                        std::to_string(in_dim));
         if constexpr (std::is_same_v<T, float>) check_representable(w, column_scale);
         storage_ = aligned_buffer<std::byte>(storage_bytes());
         data_ = storage_.data();
         pack(w, column_scale);
         kernel_ = kernel_for(type, best_kernel(type));
-        if (type == weight_type::q8_0) scratch_row_bytes_ = quant::q8_0_activations{in_dim}.row_bytes();
+        scratch_row_bytes_ = activation_row_bytes(type, in_dim);
     }
 
     weight_matrix(const weight_matrix&) = delete;
@@ -112,15 +124,21 @@ public:
         return static_cast<std::size_t>(*n);
     }
 
-    // Once per product, before multiply, rows [row_begin, row_end): Q8_0 quantises each
-    // activation row into scratch (scratch_bytes(p.rows) bytes, 64-byte aligned: an
-    // aligned_buffer's data); float types do nothing. Every row is prepared before any
-    // multiply of the product starts (a barrier between the threads' two phases).
+    // Once per product, before multiply, rows [row_begin, row_end): block types quantise
+    // each activation row into scratch (scratch_bytes(p.rows) bytes, 64-byte aligned: an
+    // aligned_buffer's data), Q8_0 for q8_0, q4_0, q5_0 and Q8_1 for q4_1, q5_1; float
+    // types do nothing. Every row is prepared before any multiply of the product starts
+    // (a barrier between the threads' two phases).
     void prepare(const matrix_product<T>& p, std::byte* scratch, std::size_t row_begin, std::size_t row_end) const noexcept {
         if constexpr (std::is_same_v<T, float>) {
-            if (type_ != weight_type::q8_0) return;
-            for (std::size_t r = row_begin; r < row_end && r < p.rows; ++r)
-                quant::quantize_activation_row(p.in + r * p.in_stride, in_dim_, scratch + r * scratch_row_bytes_);
+            if (scratch_row_bytes_ == 0) return;
+            const bool q8_1 = type_ == weight_type::q4_1 || type_ == weight_type::q5_1;
+            for (std::size_t r = row_begin; r < row_end && r < p.rows; ++r) {
+                const T* x = p.in + r * p.in_stride;
+                std::byte* dst = scratch + r * scratch_row_bytes_;
+                if (q8_1) quant::quantize_activation_row_q8_1(x, in_dim_, dst);
+                else quant::quantize_activation_row(x, in_dim_, dst);
+            }
         }
     }
 
@@ -152,6 +170,7 @@ public:
             }
             return false;
         }
+        if (is_legacy(type) && isa == kernel_isa::sse2) return false;  // no SSE2 kernels for these
         return std::is_same_v<T, float> && quant::detail::compiled_in(isa) && quant::detail::cpu_runs(isa);
     }
 
@@ -187,6 +206,17 @@ public:
                     quant::dequantize_row_q8_0(q8_0_rows() + o * q8_0().blocks_per_row(), out, in_dim_);
                 return;
             }
+            case weight_type::q4_0:
+            case weight_type::q4_1:
+            case weight_type::q5_0:
+            case weight_type::q5_1: {
+                if constexpr (std::is_same_v<T, float>)
+                    with_legacy_block(type_, [&]<class Block>(Block*) {
+                        const auto m = legacy<Block>();
+                        quant::dequantize_row_legacy(m.blocks + o * m.blocks_per_row(), out, in_dim_);
+                    });
+                return;
+            }
         }
     }
 
@@ -211,12 +241,40 @@ private:
         std::swap(scratch_row_bytes_, other.scratch_row_bytes_);
     }
 
+    static constexpr bool is_legacy(weight_type type) noexcept {
+        return type == weight_type::q4_0 || type == weight_type::q4_1 || type == weight_type::q5_0 ||
+               type == weight_type::q5_1;
+    }
+    // Calls f(static_cast<Block*>(nullptr)) with the block struct of a legacy type.
+    template <class F>
+    static void with_legacy_block(weight_type type, F&& f) {
+        switch (type) {
+            case weight_type::q4_0: f(static_cast<quant::block_q4_0*>(nullptr)); return;
+            case weight_type::q4_1: f(static_cast<quant::block_q4_1*>(nullptr)); return;
+            case weight_type::q5_0: f(static_cast<quant::block_q5_0*>(nullptr)); return;
+            case weight_type::q5_1: f(static_cast<quant::block_q5_1*>(nullptr)); return;
+            default: return;
+        }
+    }
+    // Prepared activation bytes per row (0: none prepared).
+    static std::size_t activation_row_bytes(weight_type type, std::size_t in_dim) noexcept {
+        if (!std::is_same_v<T, float>) return 0;
+        if (type == weight_type::q8_0) return quant::q8_0_activations{in_dim}.row_bytes();
+        std::size_t bytes = 0;
+        with_legacy_block(type, [&]<class Block>(Block*) { bytes = quant::activation_row_bytes<Block>(in_dim); });
+        return bytes;
+    }
+
     simd::packed_layout<T> f32_layout() const noexcept { return {out_dim_, in_dim_}; }
     quant::half_panel_layout half_layout() const noexcept { return {out_dim_, in_dim_}; }
     quant::q8_0_matrix q8_0() const noexcept { return {q8_0_rows(), out_dim_, in_dim_}; }
     const T* f32_panels() const noexcept { return reinterpret_cast<const T*>(data_); }
     const std::uint16_t* half_panels() const noexcept { return reinterpret_cast<const std::uint16_t*>(data_); }
     const quant::block_q8_0* q8_0_rows() const noexcept { return reinterpret_cast<const quant::block_q8_0*>(data_); }
+    template <class Block>
+    quant::legacy_matrix<Block> legacy() const noexcept {
+        return {reinterpret_cast<const Block*>(data_), out_dim_, in_dim_};
+    }
 
     std::size_t storage_bytes() const noexcept {
         switch (type_) {
@@ -224,6 +282,10 @@ private:
             case weight_type::f16:
             case weight_type::bf16: return half_layout().elements() * sizeof(std::uint16_t);
             case weight_type::q8_0: return out_dim_ * quant::q8_0_blocks(in_dim_) * sizeof(quant::block_q8_0);
+            case weight_type::q4_0:
+            case weight_type::q4_1:
+            case weight_type::q5_0:
+            case weight_type::q5_1: return out_dim_ * (in_dim_ / block_values(type_)) * block_bytes(type_);
         }
         return 0;
     }
@@ -232,6 +294,7 @@ private:
     // f16 beyond its largest finite value; q8_0 non-finite values, or a block scale
     // (max |w| / 127) beyond float16's range.
     void check_representable(const float* w, const float* column_scale) const {
+        if (is_legacy(type_)) return check_legacy_representable(w, column_scale);
         if (type_ != weight_type::f16 && type_ != weight_type::q8_0) return;
         for (std::size_t o = 0; o < out_dim_; ++o)
             for (std::size_t k = 0; k < in_dim_; ++k) {
@@ -247,6 +310,38 @@ private:
                                                 std::to_string(v) + " cannot be stored as " + std::string(to_string(type_)) +
                                                 why);
             }
+    }
+
+    // The legacy types: every value finite (named), and every block's float16 scale (and
+    // minimum) finite once quantised (the block named by its first weight).
+    void check_legacy_representable(const float* w, const float* column_scale) const {
+        aligned_buffer<float> row(in_dim_);
+        for (std::size_t o = 0; o < out_dim_; ++o) {
+            scaled_row(w, column_scale, o, row.data());
+            for (std::size_t k = 0; k < in_dim_; ++k)
+                if (!std::isfinite(row[k]))
+                    throw std::invalid_argument("kvdecode: weight (" + std::to_string(o) + ", " + std::to_string(k) + ") = " +
+                                                std::to_string(row[k]) + " cannot be stored as " +
+                                                std::string(to_string(type_)) + " (not finite)");
+            with_legacy_block(type_, [&]<class Block>(Block*) {
+                for (std::size_t k = 0; k < in_dim_; k += quant::legacy_block_values) {
+                    const Block b = quant::quantize_block<Block>(row.data() + k);
+                    bool finite = std::isfinite(quant::f16_to_f32(b.d));
+                    if constexpr (quant::legacy_format<Block>::has_min) finite = finite && std::isfinite(quant::f16_to_f32(b.m));
+                    if (!finite)
+                        throw std::invalid_argument("kvdecode: the block of weights (" + std::to_string(o) + ", " +
+                                                    std::to_string(k) + ".." + std::to_string(k + 31) +
+                                                    ") cannot be stored as " + std::string(to_string(type_)) +
+                                                    " (its scale or minimum is beyond float16's range)");
+                }
+            });
+        }
+    }
+
+    // Row o of W with the column scales folded in (in T, as every type packs it).
+    void scaled_row(const T* w, const T* column_scale, std::size_t o, T* row) const noexcept {
+        for (std::size_t k = 0; k < in_dim_; ++k)
+            row[k] = column_scale ? w[o * in_dim_ + k] * column_scale[k] : w[o * in_dim_ + k];
     }
 
     void pack(const T* w, const T* column_scale) {
@@ -274,6 +369,21 @@ private:
                             row[k] = column_scale ? w[o * in_dim_ + k] * column_scale[k] : w[o * in_dim_ + k];
                         quant::quantize_row_q8_0(row.data(), blocks + o * nb, in_dim_);
                     }
+                    return;
+                }
+                case weight_type::q4_0:
+                case weight_type::q4_1:
+                case weight_type::q5_0:
+                case weight_type::q5_1: {
+                    aligned_buffer<float> row(in_dim_);
+                    with_legacy_block(type_, [&]<class Block>(Block*) {
+                        auto* blocks = reinterpret_cast<Block*>(dst);
+                        const std::size_t nb = quant::legacy_blocks(in_dim_);
+                        for (std::size_t o = 0; o < out_dim_; ++o) {
+                            scaled_row(w, column_scale, o, row.data());
+                            quant::quantize_row_legacy(row.data(), blocks + o * nb, in_dim_);
+                        }
+                    });
                     return;
                 }
                 case weight_type::f32: return;
@@ -336,6 +446,19 @@ private:
 #endif
     }
 
+    template <class Block, kernel_isa Isa>
+    static void run_legacy(const weight_matrix& m, const matrix_product<T>& p, const std::byte* scratch, std::size_t begin,
+                           std::size_t end) noexcept {
+        const quant::legacy_matrix<Block> q = m.legacy<Block>();
+        if constexpr (Isa == kernel_isa::scalar) quant::legacy_matmul_scalar(q, p, scratch, begin, end);
+#if defined(KVDECODE_QUANT_AVX2)
+        if constexpr (Isa == kernel_isa::avx2) quant::legacy_matmul_avx2(q, p, scratch, begin, end);
+#endif
+#if defined(KVDECODE_QUANT_AVX512)
+        if constexpr (Isa == kernel_isa::avx512) quant::legacy_matmul_avx512(q, p, scratch, begin, end);
+#endif
+    }
+
     template <kernel_isa Isa>
     static kernel_fn quant_kernel(weight_type type) noexcept {
         if constexpr (std::is_same_v<T, float>) {
@@ -343,6 +466,10 @@ private:
                 case weight_type::f16: return &run_half<quant::half_format::f16, Isa>;
                 case weight_type::bf16: return &run_half<quant::half_format::bf16, Isa>;
                 case weight_type::q8_0: return &run_q8_0<Isa>;
+                case weight_type::q4_0: return &run_legacy<quant::block_q4_0, Isa>;
+                case weight_type::q4_1: return &run_legacy<quant::block_q4_1, Isa>;
+                case weight_type::q5_0: return &run_legacy<quant::block_q5_0, Isa>;
+                case weight_type::q5_1: return &run_legacy<quant::block_q5_1, Isa>;
                 case weight_type::f32: break;
             }
         }
@@ -377,7 +504,7 @@ private:
     aligned_buffer<std::byte> storage_;  // the packed elements (data_ points here)
     const std::byte* data_ = nullptr;
     kernel_fn kernel_ = &run_f32<dispatched>;  // the best kernel for type_ on this CPU
-    std::size_t scratch_row_bytes_ = 0;  // prepared activation bytes per row (Q8_0)
+    std::size_t scratch_row_bytes_ = 0;  // prepared activation bytes per row (block types)
 };
 
 }  // namespace kvdecode

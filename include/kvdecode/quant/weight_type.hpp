@@ -2,8 +2,14 @@
 // The storage type of a weight matrix's elements, chosen at run time (a model file
 // or a command-line option names it). Each type brings its own packing, a scalar
 // dequantisation (the executable spec) and SIMD kernels; see weight_matrix.hpp.
+//
+// Block types store a row as whole blocks, as a GGUF file does: block_values(type)
+// consecutive values in block_bytes(type) bytes (1 value per "block" for the float
+// types), so a row of in_dim values is row_bytes(type, in_dim) bytes.
 
 #include <array>
+#include <cstddef>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -15,10 +21,17 @@ enum class weight_type {
     f16,   // IEEE binary16, in 64-byte column panels of 32 outputs
     bf16,  // bfloat16 (the upper half of a float32), same panels
     q8_0,  // GGUF Q8_0: blocks of 32 int8 with one float16 scale, rows as in a GGUF file
+    // GGUF's legacy 4/5-bit types (quant/q4_q5.hpp): blocks of 32, rows as in a GGUF file
+    q4_0,  // 4-bit quants minus 8, one float16 scale
+    q4_1,  // 4-bit quants, float16 scale and minimum
+    q5_0,  // 5-bit quants minus 16, one float16 scale
+    q5_1,  // 5-bit quants, float16 scale and minimum
 };
 
-inline constexpr std::array<weight_type, 4> all_weight_types = {weight_type::f32, weight_type::f16, weight_type::bf16,
-                                                                 weight_type::q8_0};
+inline constexpr std::array<weight_type, 8> all_weight_types = {
+    weight_type::f32, weight_type::f16, weight_type::bf16, weight_type::q8_0,
+    weight_type::q4_0, weight_type::q4_1, weight_type::q5_0, weight_type::q5_1,
+};
 
 constexpr std::string_view to_string(weight_type t) noexcept {
     switch (t) {
@@ -26,17 +39,68 @@ constexpr std::string_view to_string(weight_type t) noexcept {
         case weight_type::f16: return "f16";
         case weight_type::bf16: return "bf16";
         case weight_type::q8_0: return "q8_0";
+        case weight_type::q4_0: return "q4_0";
+        case weight_type::q4_1: return "q4_1";
+        case weight_type::q5_0: return "q5_0";
+        case weight_type::q5_1: return "q5_1";
     }
     return "unknown";
 }
 
-// The type a name stands for ("f32", "f16", "bf16", "q8_0"); anything else throws
+// The type a name stands for (to_string's names); anything else throws
 // std::invalid_argument naming the choices.
 inline weight_type parse_weight_type(std::string_view name) {
-    for (weight_type t : all_weight_types)
+    std::string choices;
+    for (weight_type t : all_weight_types) {
         if (to_string(t) == name) return t;
-    throw std::invalid_argument("kvdecode: unknown weight type '" + std::string(name) +
-                                "': expected one of f32, f16, bf16, q8_0");
+        choices += (choices.empty() ? "" : ", ") + std::string(to_string(t));
+    }
+    throw std::invalid_argument("kvdecode: unknown weight type '" + std::string(name) + "': expected one of " + choices);
+}
+
+// Values per block: 1 for the float types, 32 for Q8_0 and the legacy types.
+constexpr std::size_t block_values(weight_type t) noexcept {
+    switch (t) {
+        case weight_type::f32:
+        case weight_type::f16:
+        case weight_type::bf16: return 1;
+        case weight_type::q8_0:
+        case weight_type::q4_0:
+        case weight_type::q4_1:
+        case weight_type::q5_0:
+        case weight_type::q5_1: return 32;
+    }
+    return 0;
+}
+
+// Bytes per block in a GGUF file (ggml's block structs).
+constexpr std::size_t block_bytes(weight_type t) noexcept {
+    switch (t) {
+        case weight_type::f32: return 4;
+        case weight_type::f16:
+        case weight_type::bf16: return 2;
+        case weight_type::q8_0: return 34;
+        case weight_type::q4_0: return 18;  // f16 d, 16 bytes of nibbles
+        case weight_type::q4_1: return 20;  // f16 d and m, 16 bytes of nibbles
+        case weight_type::q5_0: return 22;  // f16 d, 4 bytes of fifth bits, 16 bytes of nibbles
+        case weight_type::q5_1: return 24;  // f16 d and m, 4 bytes of fifth bits, 16 bytes of nibbles
+    }
+    return 0;
+}
+
+// Bytes of one row of in_dim values in a GGUF file. Throws std::invalid_argument when
+// in_dim is not a whole number of blocks (GGUF rows are) or the size overflows.
+inline std::size_t row_bytes(weight_type t, std::size_t in_dim) {
+    const std::size_t n = block_values(t);
+    if (in_dim % n != 0)
+        throw std::invalid_argument("kvdecode: a " + std::string(to_string(t)) + " row holds whole blocks of " +
+                                    std::to_string(n) + " values; " + std::to_string(in_dim) + " is not a multiple of " +
+                                    std::to_string(n));
+    const std::size_t blocks = in_dim / n;
+    if (blocks > std::numeric_limits<std::size_t>::max() / block_bytes(t))
+        throw std::invalid_argument("kvdecode: a " + std::string(to_string(t)) + " row of " + std::to_string(in_dim) +
+                                    " values overflows the address space");
+    return blocks * block_bytes(t);
 }
 
 }  // namespace kvdecode
