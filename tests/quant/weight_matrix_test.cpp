@@ -1,10 +1,11 @@
 // weight_matrix: every kernel this build compiles in and this CPU runs, for every
 // storage type, against a float64 triple loop over the dequantised weights (and, for
-// Q8_0, the dequantised activations: what the format says the product is) and against
-// the scalar kernel; over awkward sizes (rows 1..17 and 33; out_dim 1, 31, 33, 100;
-// in_dim 1, 31, 32, 33, 100, 255), strided inputs that start off the vector alignment,
-// folded column scales, row scales, accumulation, and work split into units and rows
-// as threads would take them.
+// Q8_0 and the K-quants, the dequantised Q8_0 or Q8_K activations: what the format says
+// the product is) and against the scalar kernel; over awkward sizes (rows 1..17 and 33;
+// out_dim 1, 31, 33, 100; in_dim 1, 31, 32, 33, 100, 255, or for the K-quants, whose
+// rows are whole super-blocks, 256, 768, 2304), strided inputs that start off the vector
+// alignment, folded column scales, row scales, accumulation, and work split into units
+// and rows as threads would take them.
 //
 // Tolerance: the kernels sum in float (or double), in their own order, so an output
 // may differ from the exact sum of its terms by the rounding of a sum of in_dim
@@ -63,6 +64,12 @@ expected reference_product(const weight_matrix<T>& m, const std::vector<std::vec
                 std::vector<float> back(in_dim);
                 kvdecode::quant::quantize_row_q8_0(row, blocks.data(), in_dim);
                 kvdecode::quant::dequantize_row_q8_0(blocks.data(), back.data(), in_dim);
+                std::copy(back.begin(), back.end(), x.begin());
+            } else if (kvdecode::is_k_quant(m.type())) {  // K-quants: Q8_K activations
+                std::vector<kvdecode::quant::block_q8_k> blocks(kvdecode::quant::k_blocks(in_dim));
+                std::vector<float> back(in_dim);
+                kvdecode::quant::quantize_row_q8_k(row, blocks.data(), in_dim);
+                kvdecode::quant::dequantize_row_q8_k(blocks.data(), back.data(), in_dim);
                 std::copy(back.begin(), back.end(), x.begin());
             } else {
                 std::copy(row, row + in_dim, x.begin());
@@ -165,9 +172,14 @@ void check_matrix(weight_type type, std::size_t out_dim, std::size_t in_dim) {
 
 template <class T>
 void check_every_size(weight_type type) {
-    for (std::size_t in_dim : {1, 31, 32, 33, 100, 255})
+    const std::vector<std::size_t> in_dims = kvdecode::is_k_quant(type) ? std::vector<std::size_t>{256, 768, 2304}
+                                                                       : std::vector<std::size_t>{1, 31, 32, 33, 100, 255};
+    for (std::size_t in_dim : in_dims)
         for (std::size_t out_dim : {1, 31, 33, 100}) check_matrix<T>(type, out_dim, in_dim);
 }
+
+// A row length every type takes near the one wanted: K-quants need multiples of 256.
+std::size_t in_dim_for(weight_type type, std::size_t wanted) { return kvdecode::is_k_quant(type) ? 256 : wanted; }
 
 }  // namespace
 
@@ -188,6 +200,11 @@ TEST_CASE("weight_matrix kernels: q8_0 on every instruction set", "[quant][weigh
     check_every_size<float>(weight_type::q8_0);
 }
 
+TEST_CASE("weight_matrix kernels: K-quants on every instruction set", "[quant][weight_matrix]") {
+    for (weight_type type : {weight_type::q2_k, weight_type::q3_k, weight_type::q4_k, weight_type::q5_k, weight_type::q6_k})
+        check_every_size<float>(type);
+}
+
 TEST_CASE("weight_matrix reports the kernels it has and runs the best one", "[quant][weight_matrix]") {
     for (weight_type type : kvdecode::all_weight_types) {
         REQUIRE(weight_matrix<float>::has_kernel(type, kernel_isa::scalar));
@@ -201,13 +218,14 @@ TEST_CASE("weight_matrix reports the kernels it has and runs the best one", "[qu
                                        << kvdecode::to_string(best) << ")");
     }
     // What multiply() runs equals what its named kernel gives.
-    const auto w = random_vector<float>(100 * 70, 3);
-    const auto x = random_vector<float>(5 * 70, 4);
+    const auto w = random_vector<float>(100 * 256, 3);
+    const auto x = random_vector<float>(5 * 256, 4);
     for (weight_type type : kvdecode::all_weight_types) {
-        const weight_matrix<float> m(type, w.data(), 100, 70);
+        const std::size_t in_dim = in_dim_for(type, 70);
+        const weight_matrix<float> m(type, w.data(), 100, in_dim);
         kvdecode::aligned_buffer<std::byte> scratch(m.scratch_bytes(5));
         std::vector<float> a(5 * 100), b(5 * 100);
-        matrix_product<float> p{.in = x.data(), .in_stride = 70, .rows = 5, .out = a.data(), .out_stride = 100};
+        matrix_product<float> p{.in = x.data(), .in_stride = in_dim, .rows = 5, .out = a.data(), .out_stride = 100};
         m.prepare(p, scratch.data(), 0, 5);
         m.multiply(p, scratch.data(), 0, m.units());
         p.out = b.data();
@@ -265,30 +283,51 @@ TEST_CASE("the scalar Q8_0 kernel computes the reference dot exactly", "[quant][
     }
 }
 
+namespace {
+
+// A row through a K-quant's reference quantiser and back.
+template <class Block>
+std::vector<float> k_round_trip(void (*quantize)(const float*, Block*, std::size_t) noexcept, const float* row,
+                                std::size_t n) {
+    std::vector<Block> blocks(kvdecode::quant::k_blocks(n));
+    quantize(row, blocks.data(), n);
+    std::vector<float> out(n);
+    kvdecode::quant::dequantize_row_k(blocks.data(), out.data(), n);
+    return out;
+}
+
+}  // namespace
+
 TEST_CASE("weight_matrix stores what each type says: dequantize_row", "[quant][weight_matrix]") {
     using namespace kvdecode::quant;
-    const std::size_t out_dim = 35, in_dim = 40;
-    const auto w = random_vector<float>(out_dim * in_dim, 12);
-    const auto gain = random_vector<float>(in_dim, 13);
-    std::vector<float> scaled(out_dim * in_dim);
-    for (std::size_t i = 0; i < scaled.size(); ++i) scaled[i] = w[i] * gain[i % in_dim];
-    std::vector<float> got(in_dim), want(in_dim);
-    std::vector<block_q8_0> blocks(q8_0_blocks(in_dim));
     for (weight_type type : kvdecode::all_weight_types) {
+        const std::size_t out_dim = 35, in_dim = kvdecode::is_k_quant(type) ? 512 : 40;
+        const auto w = random_vector<float>(out_dim * in_dim, 12);
+        const auto gain = random_vector<float>(in_dim, 13);
+        std::vector<float> scaled(out_dim * in_dim);
+        for (std::size_t i = 0; i < scaled.size(); ++i) scaled[i] = w[i] * gain[i % in_dim];
+        std::vector<float> got(in_dim), want(in_dim);
+        std::vector<block_q8_0> blocks(q8_0_blocks(in_dim));
         const weight_matrix<float> m(type, w.data(), out_dim, in_dim, gain.data());
         for (std::size_t o = 0; o < out_dim; ++o) {
             const float* row = scaled.data() + o * in_dim;
-            for (std::size_t k = 0; k < in_dim; ++k) {
-                switch (type) {
-                    case weight_type::f32: want[k] = row[k]; break;
-                    case weight_type::f16: want[k] = f16_to_f32(f32_to_f16(row[k])); break;
-                    case weight_type::bf16: want[k] = bf16_to_f32(f32_to_bf16(row[k])); break;
-                    case weight_type::q8_0: break;
-                }
-            }
-            if (type == weight_type::q8_0) {
-                quantize_row_q8_0(row, blocks.data(), in_dim);
-                dequantize_row_q8_0(blocks.data(), want.data(), in_dim);
+            switch (type) {
+                case weight_type::f32: want.assign(row, row + in_dim); break;
+                case weight_type::f16:
+                    for (std::size_t k = 0; k < in_dim; ++k) want[k] = f16_to_f32(f32_to_f16(row[k]));
+                    break;
+                case weight_type::bf16:
+                    for (std::size_t k = 0; k < in_dim; ++k) want[k] = bf16_to_f32(f32_to_bf16(row[k]));
+                    break;
+                case weight_type::q8_0:
+                    quantize_row_q8_0(row, blocks.data(), in_dim);
+                    dequantize_row_q8_0(blocks.data(), want.data(), in_dim);
+                    break;
+                case weight_type::q2_k: want = k_round_trip(quantize_row_q2_k, row, in_dim); break;
+                case weight_type::q3_k: want = k_round_trip(quantize_row_q3_k, row, in_dim); break;
+                case weight_type::q4_k: want = k_round_trip(quantize_row_q4_k, row, in_dim); break;
+                case weight_type::q5_k: want = k_round_trip(quantize_row_q5_k, row, in_dim); break;
+                case weight_type::q6_k: want = k_round_trip(quantize_row_q6_k, row, in_dim); break;
             }
             m.dequantize_row(o, got.data());
             CAPTURE(kvdecode::to_string(type), o);
@@ -316,6 +355,12 @@ TEST_CASE("weight_matrix sizes: bytes streamed, units, scratch", "[quant][weight
     REQUIRE(f16.scratch_bytes(3) == 0);
     REQUIRE(q8.scratch_bytes(3) == 3 * 128);  // 2 blocks: 64 quants + 16 floats of scales
     REQUIRE(q8.scratch_bytes(0) == 0);
+    const std::vector<float> wk(100 * 768, 0.5f);
+    const weight_matrix<float> q4k(weight_type::q4_k, wk.data(), 100, 768), q6k(weight_type::q6_k, wk.data(), 100, 768);
+    REQUIRE(q4k.bytes() == 100 * 3 * 144);  // 100 rows of 3 super-blocks, as in a GGUF file
+    REQUIRE(q6k.bytes() == 100 * 3 * 210);
+    REQUIRE(q4k.units() == 4);
+    REQUIRE(q4k.scratch_bytes(3) == 3 * 896);  // 3 Q8_K blocks of 292 bytes, rows 64-byte aligned
     const std::vector<double> wd(100 * 33, 0.5);
     const weight_matrix<double> f64(weight_type::f32, wd.data(), 100, 33);
     REQUIRE(f64.outputs_per_unit() == 16);  // 128-byte panels of doubles
@@ -370,4 +415,19 @@ TEST_CASE("weight types by name, and bad arguments named", "[quant][weight_matri
                         Catch::Contains("weight (1, 2)") && Catch::Contains("not finite"));
     w[6] = 1e10f;
     REQUIRE_THROWS_WITH(weight_matrix<float>(weight_type::q8_0, w.data(), 4, 4), Catch::Contains("scale"));
+
+    std::vector<float> wk(2 * 512, 0.25f);
+    REQUIRE_THROWS_WITH(weight_matrix<float>(weight_type::q4_k, wk.data(), 2, 192),
+                        Catch::Contains("q4_k") && Catch::Contains("multiple of 256") && Catch::Contains("192"));
+    for (weight_type type : {weight_type::q2_k, weight_type::q3_k, weight_type::q4_k, weight_type::q5_k, weight_type::q6_k}) {
+        CAPTURE(kvdecode::to_string(type));
+        REQUIRE_NOTHROW(weight_matrix<float>(type, wk.data(), 2, 512));
+        wk[700] = std::numeric_limits<float>::infinity();  // (1, 188)
+        REQUIRE_THROWS_WITH(weight_matrix<float>(type, wk.data(), 2, 512),
+                            Catch::Contains("weight (1, 188)") && Catch::Contains("not finite"));
+        wk[700] = -1e9f;  // its super-block's scale overflows float16
+        REQUIRE_THROWS_WITH(weight_matrix<float>(type, wk.data(), 2, 512),
+                            Catch::Contains("row 1, columns 0..255") && Catch::Contains("float16"));
+        wk[700] = 0.25f;
+    }
 }

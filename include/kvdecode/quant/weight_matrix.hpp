@@ -8,6 +8,8 @@
 //   bf16  the same panels
 //   q8_0  GGUF's rows of 34-byte blocks; activations quantised to Q8_0 by prepare
 //         (kernels_q8_0.hpp)
+//   q2_k .. q6_k  GGUF's rows of K-quant super-blocks (256 values; in_dim must be a
+//         multiple of 256); activations quantised to Q8_K by prepare (kernels_k_quants.hpp)
 // For activation type double only f32 exists (weights stored unquantised, in double).
 //
 // A product, split between threads:
@@ -40,6 +42,7 @@
 #include "kvdecode/quant/half.hpp"
 #include "kvdecode/quant/kernel_isa.hpp"
 #include "kvdecode/quant/kernels_half.hpp"
+#include "kvdecode/quant/kernels_k_quants.hpp"
 #include "kvdecode/quant/kernels_q8_0.hpp"
 #include "kvdecode/quant/matrix_product.hpp"
 #include "kvdecode/quant/q8_0.hpp"
@@ -68,6 +71,9 @@ public:
         if (type != weight_type::f32 && !std::is_same_v<T, float>)
             throw std::invalid_argument("kvdecode: weight type " + std::string(to_string(type)) +
                                         " needs float activations; double models store f32 (unquantised, in double)");
+        if (is_k_quant(type) && in_dim % quant::qk_k != 0)
+            throw std::invalid_argument("kvdecode: weight type " + std::string(to_string(type)) +
+                                        " needs in_dim a multiple of 256 (whole super-blocks), got " + std::to_string(in_dim));
         const auto elements = checked_mul(out_dim, in_dim);
         if (!elements || !checked_mul(*elements, 4 * sizeof(T)))
             throw std::invalid_argument("kvdecode: weight_matrix of " + std::to_string(out_dim) + " x " +
@@ -78,6 +84,7 @@ public:
         pack(w, column_scale);
         kernel_ = kernel_for(type, best_kernel(type));
         if (type == weight_type::q8_0) scratch_row_bytes_ = quant::q8_0_activations{in_dim}.row_bytes();
+        if (is_k_quant(type)) scratch_row_bytes_ = quant::q8_k_activations{in_dim}.row_bytes();
     }
 
     weight_matrix(const weight_matrix&) = delete;
@@ -112,12 +119,18 @@ public:
         return static_cast<std::size_t>(*n);
     }
 
-    // Once per product, before multiply, rows [row_begin, row_end): Q8_0 quantises each
-    // activation row into scratch (scratch_bytes(p.rows) bytes, 64-byte aligned: an
-    // aligned_buffer's data); float types do nothing. Every row is prepared before any
-    // multiply of the product starts (a barrier between the threads' two phases).
+    // Once per product, before multiply, rows [row_begin, row_end): Q8_0 and the K-quants
+    // quantise each activation row into scratch (to Q8_0 and Q8_K; scratch_bytes(p.rows)
+    // bytes, 64-byte aligned: an aligned_buffer's data); float types do nothing. Every row
+    // is prepared before any multiply of the product starts (a barrier between the
+    // threads' two phases).
     void prepare(const matrix_product<T>& p, std::byte* scratch, std::size_t row_begin, std::size_t row_end) const noexcept {
         if constexpr (std::is_same_v<T, float>) {
+            if (is_k_quant(type_)) {
+                for (std::size_t r = row_begin; r < row_end && r < p.rows; ++r)
+                    quant::prepare_q8_k_row(p.in + r * p.in_stride, in_dim_, scratch + r * scratch_row_bytes_);
+                return;
+            }
             if (type_ != weight_type::q8_0) return;
             for (std::size_t r = row_begin; r < row_end && r < p.rows; ++r)
                 quant::quantize_activation_row(p.in + r * p.in_stride, in_dim_, scratch + r * scratch_row_bytes_);
@@ -152,6 +165,7 @@ public:
             }
             return false;
         }
+        if (is_k_quant(type) && isa == kernel_isa::sse2) return false;  // K-quants: scalar, AVX2, AVX-512
         return std::is_same_v<T, float> && quant::detail::compiled_in(isa) && quant::detail::cpu_runs(isa);
     }
 
@@ -187,6 +201,18 @@ public:
                     quant::dequantize_row_q8_0(q8_0_rows() + o * q8_0().blocks_per_row(), out, in_dim_);
                 return;
             }
+            case weight_type::q2_k:
+            case weight_type::q3_k:
+            case weight_type::q4_k:
+            case weight_type::q5_k:
+            case weight_type::q6_k: {
+                if constexpr (std::is_same_v<T, float>)
+                    visit_k_block(type_, [&](auto block) {
+                        using B = decltype(block);
+                        quant::dequantize_row_k(this->template k_rows<B>() + o * quant::k_blocks(in_dim_), out, in_dim_);
+                    });
+                return;
+            }
         }
     }
 
@@ -217,6 +243,23 @@ private:
     const T* f32_panels() const noexcept { return reinterpret_cast<const T*>(data_); }
     const std::uint16_t* half_panels() const noexcept { return reinterpret_cast<const std::uint16_t*>(data_); }
     const quant::block_q8_0* q8_0_rows() const noexcept { return reinterpret_cast<const quant::block_q8_0*>(data_); }
+    template <class Block>
+    const Block* k_rows() const noexcept { return reinterpret_cast<const Block*>(data_); }
+    template <class Block>
+    quant::k_matrix<Block> k_view() const noexcept { return {k_rows<Block>(), out_dim_, in_dim_}; }
+
+    // f(Block{}) with the K-quant type's block struct.
+    template <class F>
+    static void visit_k_block(weight_type type, F&& f) {
+        switch (type) {
+            case weight_type::q2_k: f(quant::block_q2_k{}); return;
+            case weight_type::q3_k: f(quant::block_q3_k{}); return;
+            case weight_type::q4_k: f(quant::block_q4_k{}); return;
+            case weight_type::q5_k: f(quant::block_q5_k{}); return;
+            case weight_type::q6_k: f(quant::block_q6_k{}); return;
+            default: return;
+        }
+    }
 
     std::size_t storage_bytes() const noexcept {
         switch (type_) {
@@ -224,22 +267,28 @@ private:
             case weight_type::f16:
             case weight_type::bf16: return half_layout().elements() * sizeof(std::uint16_t);
             case weight_type::q8_0: return out_dim_ * quant::q8_0_blocks(in_dim_) * sizeof(quant::block_q8_0);
+            case weight_type::q2_k:
+            case weight_type::q3_k:
+            case weight_type::q4_k:
+            case weight_type::q5_k:
+            case weight_type::q6_k: return out_dim_ * quant::k_blocks(in_dim_) * block_bytes(type_);
         }
         return 0;
     }
 
     // Values the type cannot hold are an error, not a silent inf or NaN in the model:
-    // f16 beyond its largest finite value; q8_0 non-finite values, or a block scale
-    // (max |w| / 127) beyond float16's range.
+    // f16 beyond its largest finite value; q8_0 and K-quant non-finite values, or a q8_0
+    // block scale (max |w| / 127) beyond float16's range (the K-quants' scales are
+    // checked as they are made, in pack).
     void check_representable(const float* w, const float* column_scale) const {
-        if (type_ != weight_type::f16 && type_ != weight_type::q8_0) return;
+        if (type_ != weight_type::f16 && type_ != weight_type::q8_0 && !is_k_quant(type_)) return;
         for (std::size_t o = 0; o < out_dim_; ++o)
             for (std::size_t k = 0; k < in_dim_; ++k) {
                 const float v = column_scale ? w[o * in_dim_ + k] * column_scale[k] : w[o * in_dim_ + k];
                 const char* why = nullptr;
                 if (type_ == weight_type::f16 && std::isfinite(v) && quant::f32_to_f16(std::fabs(v)) == 0x7c00)
                     why = " (beyond float16's largest value, 65504)";
-                if (type_ == weight_type::q8_0 && !std::isfinite(v)) why = " (not finite)";
+                if ((type_ == weight_type::q8_0 || is_k_quant(type_)) && !std::isfinite(v)) why = " (not finite)";
                 if (type_ == weight_type::q8_0 && std::isfinite(v) && quant::f32_to_f16(std::fabs(v) / 127.0f) == 0x7c00)
                     why = " (its block's scale |w| / 127 is beyond float16's range)";
                 if (why != nullptr)
@@ -276,7 +325,39 @@ private:
                     }
                     return;
                 }
+                case weight_type::q2_k:
+                case weight_type::q3_k:
+                case weight_type::q4_k:
+                case weight_type::q5_k:
+                case weight_type::q6_k: visit_k_block(type_, [&](auto block) { pack_k(block, w, column_scale, dst); }); return;
                 case weight_type::f32: return;
+            }
+        }
+    }
+
+    // Rows through the type's reference quantiser; a block whose float16 scales overflow
+    // (values of magnitude near 4e6 and beyond) is an error naming it.
+    template <class Block>
+    void pack_k(Block, const float* w, const float* column_scale, std::byte* dst) const {
+        const std::size_t nb = quant::k_blocks(in_dim_);
+        aligned_buffer<float> row(in_dim_);
+        auto* blocks = reinterpret_cast<Block*>(dst);
+        for (std::size_t o = 0; o < out_dim_; ++o) {
+            for (std::size_t k = 0; k < in_dim_; ++k) row[k] = column_scale ? w[o * in_dim_ + k] * column_scale[k] : w[o * in_dim_ + k];
+            Block* out = blocks + o * nb;
+            if constexpr (std::is_same_v<Block, quant::block_q2_k>) quant::quantize_row_q2_k(row.data(), out, in_dim_);
+            if constexpr (std::is_same_v<Block, quant::block_q3_k>) quant::quantize_row_q3_k(row.data(), out, in_dim_);
+            if constexpr (std::is_same_v<Block, quant::block_q4_k>) quant::quantize_row_q4_k(row.data(), out, in_dim_);
+            if constexpr (std::is_same_v<Block, quant::block_q5_k>) quant::quantize_row_q5_k(row.data(), out, in_dim_);
+            if constexpr (std::is_same_v<Block, quant::block_q6_k>) quant::quantize_row_q6_k(row.data(), out, in_dim_);
+            for (std::size_t b = 0; b < nb; ++b) {
+                quant::k_block_ints v;
+                quant::k_format<Block>::unpack_scales(out[b], v);
+                if (!std::isfinite(v.d) || !std::isfinite(v.dmin))
+                    throw std::invalid_argument("kvdecode: weight row " + std::to_string(o) + ", columns " +
+                                                std::to_string(b * quant::qk_k) + ".." + std::to_string(b * quant::qk_k + 255) +
+                                                " cannot be stored as " + std::string(to_string(type_)) +
+                                                " (its super-block scale is beyond float16's range)");
             }
         }
     }
@@ -336,6 +417,19 @@ private:
 #endif
     }
 
+    template <class Block, kernel_isa Isa>
+    static void run_k(const weight_matrix& m, const matrix_product<T>& p, const std::byte* scratch, std::size_t begin,
+                      std::size_t end) noexcept {
+        const quant::k_matrix<Block> q = m.template k_view<Block>();
+        if constexpr (Isa == kernel_isa::scalar) quant::k_matmul<Block, quant::detail::k_scalar>(q, p, scratch, begin, end);
+#if defined(KVDECODE_QUANT_AVX2)
+        if constexpr (Isa == kernel_isa::avx2) quant::k_matmul<Block, quant::detail::k_avx2>(q, p, scratch, begin, end);
+#endif
+#if defined(KVDECODE_QUANT_AVX512)
+        if constexpr (Isa == kernel_isa::avx512) quant::k_matmul<Block, quant::detail::k_avx512>(q, p, scratch, begin, end);
+#endif
+    }
+
     template <kernel_isa Isa>
     static kernel_fn quant_kernel(weight_type type) noexcept {
         if constexpr (std::is_same_v<T, float>) {
@@ -343,6 +437,11 @@ private:
                 case weight_type::f16: return &run_half<quant::half_format::f16, Isa>;
                 case weight_type::bf16: return &run_half<quant::half_format::bf16, Isa>;
                 case weight_type::q8_0: return &run_q8_0<Isa>;
+                case weight_type::q2_k: return &run_k<quant::block_q2_k, Isa>;
+                case weight_type::q3_k: return &run_k<quant::block_q3_k, Isa>;
+                case weight_type::q4_k: return &run_k<quant::block_q4_k, Isa>;
+                case weight_type::q5_k: return &run_k<quant::block_q5_k, Isa>;
+                case weight_type::q6_k: return &run_k<quant::block_q6_k, Isa>;
                 case weight_type::f32: break;
             }
         }
@@ -377,7 +476,7 @@ private:
     aligned_buffer<std::byte> storage_;  // the packed elements (data_ points here)
     const std::byte* data_ = nullptr;
     kernel_fn kernel_ = &run_f32<dispatched>;  // the best kernel for type_ on this CPU
-    std::size_t scratch_row_bytes_ = 0;  // prepared activation bytes per row (Q8_0)
+    std::size_t scratch_row_bytes_ = 0;  // prepared activation bytes per row (Q8_0, Q8_K)
 };
 
 }  // namespace kvdecode
