@@ -386,6 +386,25 @@ TEST_CASE("weight_matrix is movable, and a moved-from matrix multiplies nothing"
     a = std::move(b);
     REQUIRE(a.units() == 2);
     REQUIRE(a.type() == weight_type::q8_0);
+
+    // copy(): its own bytes, the same products.
+    for (weight_type type : kvdecode::all_weight_types) {
+        const std::vector<float> wk = random_vector<float>(40 * 256, 23);
+        const weight_matrix<float> original(type, wk.data(), 40, 256);
+        const weight_matrix<float> copied = original.copy();
+        REQUIRE(copied.type() == type);
+        REQUIRE(copied.bytes() == original.bytes());
+        const auto xk = random_vector<float>(2 * 256, 24);
+        std::vector<float> o1(2 * 40), o2(2 * 40);
+        kvdecode::aligned_buffer<std::byte> s(original.scratch_bytes(2));
+        matrix_product<float> q{.in = xk.data(), .in_stride = 256, .rows = 2, .out = o1.data(), .out_stride = 40};
+        original.prepare(q, s.data(), 0, 2);
+        original.multiply(q, s.data(), 0, original.units());
+        q.out = o2.data();
+        copied.multiply(q, s.data(), 0, copied.units());
+        CAPTURE(kvdecode::to_string(type));
+        REQUIRE(o1 == o2);
+    }
 }
 
 TEST_CASE("weight types by name, and bad arguments named", "[quant][weight_matrix]") {

@@ -104,36 +104,73 @@ inline void bit_planes_avx2(const std::uint8_t* bits, std::uint8_t value, __m256
     }
 }
 
+// Each type's decode: its quants (above), and its 16 scales and mins (one per 16
+// values; Q4_K and Q5_K's per 32 given twice) as int16 vectors.
+struct k_scales_avx2 {
+    __m256i scale;  // int16 [16]
+    __m256i min;    // int16 [16] (zero for types without a min)
+    float d, dmin;
+};
+
 template <class Block>
-struct k_quants_avx2;
+struct k_decode_avx2;
 
 template <>
-struct k_quants_avx2<block_q2_k> {
-    static void decode(const block_q2_k& b, __m256i* q) noexcept { two_bit_planes_avx2(b.qs, q); }
+struct k_decode_avx2<block_q2_k> {
+    static void quants(const block_q2_k& b, __m256i* q) noexcept { two_bit_planes_avx2(b.qs, q); }
+    static k_scales_avx2 scales(const block_q2_k& b) noexcept {
+        const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));
+        const __m128i low = _mm_set1_epi8(0x0F);
+        return {_mm256_cvtepu8_epi16(_mm_and_si128(packed, low)),
+                _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), low)), _cvtsh_ss(b.d), _cvtsh_ss(b.dmin)};
+    }
 };
 template <>
-struct k_quants_avx2<block_q3_k> {
-    static void decode(const block_q3_k& b, __m256i* q) noexcept {
+struct k_decode_avx2<block_q3_k> {
+    static void quants(const block_q3_k& b, __m256i* q) noexcept {
         two_bit_planes_avx2(b.qs, q);
         bit_planes_avx2(b.hmask, 4, q);
     }
+    static k_scales_avx2 scales(const block_q3_k& b) noexcept {
+        alignas(32) std::int16_t scale[16];
+        for (std::size_t j = 0; j < 16; ++j) scale[j] = static_cast<std::int16_t>(q3_k_scale(b.scales, j) - 32);
+        return {_mm256_load_si256(reinterpret_cast<const __m256i*>(scale)), _mm256_setzero_si256(), _cvtsh_ss(b.d), 0.0f};
+    }
+};
+
+// Q4_K and Q5_K's 12 scale bytes as 8 scale bytes then 8 min bytes (the 6-bit fields
+// of scale_min_k4 moved into place with 32-bit masks), each byte given twice.
+inline k_scales_avx2 scales_k4_avx2(const std::uint8_t* packed, std::uint16_t d, std::uint16_t dmin) noexcept {
+    std::uint32_t u[3];
+    std::memcpy(u, packed, 12);
+    const std::uint32_t six = 0x3f3f3f3f, four = 0x0f0f0f0f, two = 0x03030303;
+    const std::uint32_t scales_0_3 = u[0] & six, mins_0_3 = u[1] & six;
+    const std::uint32_t scales_4_7 = (u[2] & four) | (((u[0] >> 6) & two) << 4);
+    const std::uint32_t mins_4_7 = ((u[2] >> 4) & four) | (((u[1] >> 6) & two) << 4);
+    const __m128i bytes = _mm_setr_epi32(static_cast<int>(scales_0_3), static_cast<int>(scales_4_7), static_cast<int>(mins_0_3),
+                                         static_cast<int>(mins_4_7));
+    return {_mm256_cvtepu8_epi16(_mm_unpacklo_epi8(bytes, bytes)), _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(bytes, bytes)),
+            _cvtsh_ss(d), _cvtsh_ss(dmin)};
+}
+
+template <>
+struct k_decode_avx2<block_q4_k> {
+    static void quants(const block_q4_k& b, __m256i* q) noexcept { nibbles_avx2(b.qs, q); }
+    static k_scales_avx2 scales(const block_q4_k& b) noexcept { return scales_k4_avx2(b.scales, b.d, b.dmin); }
 };
 template <>
-struct k_quants_avx2<block_q4_k> {
-    static void decode(const block_q4_k& b, __m256i* q) noexcept { nibbles_avx2(b.qs, q); }
-};
-template <>
-struct k_quants_avx2<block_q5_k> {
-    static void decode(const block_q5_k& b, __m256i* q) noexcept {
+struct k_decode_avx2<block_q5_k> {
+    static void quants(const block_q5_k& b, __m256i* q) noexcept {
         nibbles_avx2(b.qs, q);
         bit_planes_avx2(b.qh, 16, q);
     }
+    static k_scales_avx2 scales(const block_q5_k& b) noexcept { return scales_k4_avx2(b.scales, b.d, b.dmin); }
 };
 template <>
-struct k_quants_avx2<block_q6_k> {
+struct k_decode_avx2<block_q6_k> {
     // Half h: ql bytes 64 h .. 64 h + 63 give the low nibbles of values 128 h + 0..63 and
     // the high nibbles of 128 h + 64..127; qh[32 h + l] bits 2 t the top bits of 128 h + 32 t + l.
-    static void decode(const block_q6_k& b, __m256i* q) noexcept {
+    static void quants(const block_q6_k& b, __m256i* q) noexcept {
         const __m256i low = _mm256_set1_epi8(0x0F), top = _mm256_set1_epi8(0x30);
         for (int h = 0; h < 2; ++h) {
             const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.ql + 64 * h));
@@ -146,17 +183,14 @@ struct k_quants_avx2<block_q6_k> {
                 _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low), _mm256_and_si256(_mm256_srli_epi16(hi, 2), top));
         }
     }
+    static k_scales_avx2 scales(const block_q6_k& b) noexcept {
+        return {_mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales))), _mm256_setzero_si256(),
+                _cvtsh_ss(b.d), 0.0f};
+    }
 };
 
-inline std::int32_t hsum_epi32(__m256i v) noexcept {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
-    return _mm_cvtsi128_si32(s);
-}
-
-// What the sums need of a block beyond its quants: the offset's and min's parts per
-// sub-block as int16 vectors (for vpmaddwd with the 16 bsums), d and dmin.
+// What the sums need of a block beyond its quants and scales: the offset's and min's
+// parts per sub-block as int16 vectors (for vpmaddwd with the 16 bsums), d and dmin.
 struct k_block_tail {
     __m256i bias;  // offset * scale_j
     __m256i min;   // min_j
@@ -164,21 +198,24 @@ struct k_block_tail {
 };
 
 template <class Block>
-inline k_block_tail tail_avx2(const k_block_ints& v) noexcept {
-    const __m256i scales = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v.scale));
-    return {_mm256_mullo_epi16(scales, _mm256_set1_epi16(k_format<Block>::offset)),
-            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v.min)), v.d, v.dmin};
+inline k_block_tail tail_avx2(const k_scales_avx2& s) noexcept {
+    return {_mm256_mullo_epi16(s.scale, _mm256_set1_epi16(k_format<Block>::offset)), s.min, s.d, s.dmin};
 }
 
-// The integers from the int32 lanes of sum_j scale_j * sum q * x and the row's bsums.
+// The integers from the int32 lanes of sum_j scale_j * sum q * x and the row's bsums:
+// both horizontal sums in one pass.
 template <class Block>
 inline k_block_sums finish_sums(__m256i acc, const k_block_tail& t, const block_q8_k& x) noexcept {
     const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.bsums));
-    k_block_sums s;
     if constexpr (k_format<Block>::offset != 0) acc = _mm256_sub_epi32(acc, _mm256_madd_epi16(bsums, t.bias));
-    s.isum = hsum_epi32(acc);
-    if constexpr (k_format<Block>::has_min) s.msum = hsum_epi32(_mm256_madd_epi16(bsums, t.min));
-    return s;
+    const __m256i mins = k_format<Block>::has_min ? _mm256_madd_epi16(bsums, t.min) : _mm256_setzero_si256();
+    const __m256i pairs = _mm256_hadd_epi32(acc, mins);  // a01 a23 m01 m23 | a45 a67 m45 m67
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(pairs), _mm256_extracti128_si256(pairs, 1));
+    s = _mm_hadd_epi32(s, s);  // isum, msum, isum, msum
+    k_block_sums out;
+    out.isum = _mm_cvtsi128_si32(s);
+    out.msum = _mm_extract_epi32(s, 1);
+    return out;
 }
 
 template <class Block>
@@ -191,19 +228,15 @@ struct k_avx2 {
         float d, dmin;
     };
     static void decode(const Block& b, decoded& out) noexcept {
-        k_block_ints v;
-        k_format<Block>::unpack_scales(b, v);
-        k_quants_avx2<Block>::decode(b, out.q);
-        // Scales 2 j and 2 j + 1 in every 32-bit lane, then bytes 0-1 across the low half, 2-3 the high.
+        const k_scales_avx2 s = k_decode_avx2<Block>::scales(b);
+        k_decode_avx2<Block>::quants(b, out.q);
+        // Words 2 j, 2 j + 1 into every 32-bit lane, then bytes 0-1 across the low half, 2-3 the high.
         const __m256i spread = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,  //
                                                 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3);
-        for (int j = 0; j < 8; ++j) {
-            std::int32_t pair;
-            std::memcpy(&pair, v.scale + 2 * j, sizeof pair);
-            out.scale[j] = _mm256_shuffle_epi8(_mm256_set1_epi32(pair), spread);
-        }
-        out.tail = tail_avx2<Block>(v);
-        out.d = v.d, out.dmin = v.dmin;
+        for (int j = 0; j < 8; ++j)
+            out.scale[j] = _mm256_shuffle_epi8(_mm256_permutevar8x32_epi32(s.scale, _mm256_set1_epi32(j)), spread);
+        out.tail = tail_avx2<Block>(s);
+        out.d = s.d, out.dmin = s.dmin;
     }
     static k_block_sums sums(const decoded& w, const block_q8_k& x) noexcept {
         __m256i acc = _mm256_setzero_si256();
@@ -228,22 +261,21 @@ struct k_avx512 {
         float d, dmin;
     };
     static void decode(const Block& b, decoded& out) noexcept {
-        k_block_ints v;
-        k_format<Block>::unpack_scales(b, v);
+        const k_scales_avx2 s = k_decode_avx2<Block>::scales(b);
         __m256i q[8];
-        k_quants_avx2<Block>::decode(b, q);
+        k_decode_avx2<Block>::quants(b, q);
+        const __m512i scales = _mm512_castsi256_si512(s.scale);
         for (int c = 0; c < 4; ++c) {
             out.q[c] = _mm512_inserti64x4(_mm512_castsi256_si512(q[2 * c]), q[2 * c + 1], 1);
-            std::int64_t four;
-            std::memcpy(&four, v.scale + 4 * c, sizeof four);
-            // 128-bit lane k takes bytes 2 k, 2 k + 1 (scale 4 c + k) into all 8 of its words.
-            const __m512i control = _mm512_set_epi64(0x0706070607060706, 0x0706070607060706, 0x0504050405040504,
-                                                     0x0504050405040504, 0x0302030203020302, 0x0302030203020302,
-                                                     0x0100010001000100, 0x0100010001000100);
-            out.scale[c] = _mm512_shuffle_epi8(_mm512_set1_epi64(four), control);
+            // 128-bit lane k: word 4 c + k in all 8 of its words.
+            const __m512i index = _mm512_add_epi16(_mm512_set1_epi16(static_cast<short>(4 * c)),
+                                                   _mm512_set_epi64(0x0003000300030003, 0x0003000300030003, 0x0002000200020002,
+                                                                    0x0002000200020002, 0x0001000100010001, 0x0001000100010001,
+                                                                    0, 0));
+            out.scale[c] = _mm512_permutexvar_epi16(index, scales);
         }
-        out.tail = tail_avx2<Block>(v);
-        out.d = v.d, out.dmin = v.dmin;
+        out.tail = tail_avx2<Block>(s);
+        out.d = s.d, out.dmin = s.dmin;
     }
     static k_block_sums sums(const decoded& w, const block_q8_k& x) noexcept {
         __m512i acc = _mm512_setzero_si512();

@@ -32,6 +32,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -90,6 +91,19 @@ public:
     weight_matrix(const weight_matrix&) = delete;
     weight_matrix& operator=(const weight_matrix&) = delete;
     weight_matrix(weight_matrix&& other) noexcept { swap(other); }
+
+    // The same matrix with its elements copied into memory of its own (the cost in the
+    // name, as the cache's fork: the benchmarks cycle through copies of one matrix, and
+    // a K-quant's reference quantiser is too slow to run again for each).
+    weight_matrix copy() const {
+        weight_matrix c;
+        c.type_ = type_, c.out_dim_ = out_dim_, c.in_dim_ = in_dim_;
+        c.storage_ = aligned_buffer<std::byte>(bytes());
+        if (bytes() != 0) std::memcpy(c.storage_.data(), data_, bytes());
+        c.data_ = c.storage_.data();
+        c.kernel_ = kernel_, c.scratch_row_bytes_ = scratch_row_bytes_;
+        return c;
+    }
     weight_matrix& operator=(weight_matrix&& other) noexcept {
         weight_matrix moved(std::move(other));
         swap(moved);
@@ -217,6 +231,8 @@ public:
     }
 
 private:
+    weight_matrix() = default;  // empty: what a move leaves, and copy() fills
+
     using kernel_fn = void (*)(const weight_matrix&, const matrix_product<T>&, const std::byte*, std::size_t,
                                std::size_t) noexcept;
 
