@@ -105,10 +105,10 @@ inline void bit_planes_avx2(const std::uint8_t* bits, std::uint8_t value, __m256
 }
 
 // Each type's decode: its quants (above), and its 16 scales and mins (one per 16
-// values; Q4_K and Q5_K's per 32 given twice) as int16 vectors.
+// values; Q4_K and Q5_K's per 32 given twice) as bytes, which every type's fit.
 struct k_scales_avx2 {
-    __m256i scale;  // int16 [16]
-    __m256i min;    // int16 [16] (zero for types without a min)
+    __m128i scale;  // int8 [16]
+    __m128i min;    // uint8 [16], 0..63 (zero for types without a min)
     float d, dmin;
 };
 
@@ -121,8 +121,7 @@ struct k_decode_avx2<block_q2_k> {
     static k_scales_avx2 scales(const block_q2_k& b) noexcept {
         const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));
         const __m128i low = _mm_set1_epi8(0x0F);
-        return {_mm256_cvtepu8_epi16(_mm_and_si128(packed, low)),
-                _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), low)), _cvtsh_ss(b.d), _cvtsh_ss(b.dmin)};
+        return {_mm_and_si128(packed, low), _mm_and_si128(_mm_srli_epi16(packed, 4), low), _cvtsh_ss(b.d), _cvtsh_ss(b.dmin)};
     }
 };
 template <>
@@ -132,9 +131,9 @@ struct k_decode_avx2<block_q3_k> {
         bit_planes_avx2(b.hmask, 4, q);
     }
     static k_scales_avx2 scales(const block_q3_k& b) noexcept {
-        alignas(32) std::int16_t scale[16];
-        for (std::size_t j = 0; j < 16; ++j) scale[j] = static_cast<std::int16_t>(q3_k_scale(b.scales, j) - 32);
-        return {_mm256_load_si256(reinterpret_cast<const __m256i*>(scale)), _mm256_setzero_si256(), _cvtsh_ss(b.d), 0.0f};
+        alignas(16) std::int8_t scale[16];
+        for (std::size_t j = 0; j < 16; ++j) scale[j] = static_cast<std::int8_t>(q3_k_scale(b.scales, j) - 32);
+        return {_mm_load_si128(reinterpret_cast<const __m128i*>(scale)), _mm_setzero_si128(), _cvtsh_ss(b.d), 0.0f};
     }
 };
 
@@ -149,8 +148,7 @@ inline k_scales_avx2 scales_k4_avx2(const std::uint8_t* packed, std::uint16_t d,
     const std::uint32_t mins_4_7 = ((u[2] >> 4) & four) | (((u[1] >> 6) & two) << 4);
     const __m128i bytes = _mm_setr_epi32(static_cast<int>(scales_0_3), static_cast<int>(scales_4_7), static_cast<int>(mins_0_3),
                                          static_cast<int>(mins_4_7));
-    return {_mm256_cvtepu8_epi16(_mm_unpacklo_epi8(bytes, bytes)), _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(bytes, bytes)),
-            _cvtsh_ss(d), _cvtsh_ss(dmin)};
+    return {_mm_unpacklo_epi8(bytes, bytes), _mm_unpackhi_epi8(bytes, bytes), _cvtsh_ss(d), _cvtsh_ss(dmin)};
 }
 
 template <>
@@ -184,8 +182,7 @@ struct k_decode_avx2<block_q6_k> {
         }
     }
     static k_scales_avx2 scales(const block_q6_k& b) noexcept {
-        return {_mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales))), _mm256_setzero_si256(),
-                _cvtsh_ss(b.d), 0.0f};
+        return {_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)), _mm_setzero_si128(), _cvtsh_ss(b.d), 0.0f};
     }
 };
 
@@ -199,7 +196,18 @@ struct k_block_tail {
 
 template <class Block>
 inline k_block_tail tail_avx2(const k_scales_avx2& s) noexcept {
-    return {_mm256_mullo_epi16(s.scale, _mm256_set1_epi16(k_format<Block>::offset)), s.min, s.d, s.dmin};
+    k_block_tail t{_mm256_setzero_si256(), _mm256_setzero_si256(), s.d, s.dmin};
+    if constexpr (k_format<Block>::offset != 0)
+        t.bias = _mm256_mullo_epi16(_mm256_cvtepi8_epi16(s.scale), _mm256_set1_epi16(k_format<Block>::offset));
+    if constexpr (k_format<Block>::has_min) t.min = _mm256_cvtepu8_epi16(s.min);
+    return t;
+}
+
+// Scale bytes picked by a byte shuffle twice into each word (b * 257), the word shifted
+// right arithmetically: the scale as int16, sign included, one shuffle per vector.
+inline __m256i spread_scales_avx2(__m256i scale_bytes, int first, int second) noexcept {
+    const __m256i control = _mm256_setr_m128i(_mm_set1_epi8(static_cast<char>(first)), _mm_set1_epi8(static_cast<char>(second)));
+    return _mm256_srai_epi16(_mm256_shuffle_epi8(scale_bytes, control), 8);
 }
 
 // The integers from the int32 lanes of sum_j scale_j * sum q * x and the row's bsums:
@@ -230,11 +238,8 @@ struct k_avx2 {
     static void decode(const Block& b, decoded& out) noexcept {
         const k_scales_avx2 s = k_decode_avx2<Block>::scales(b);
         k_decode_avx2<Block>::quants(b, out.q);
-        // Words 2 j, 2 j + 1 into every 32-bit lane, then bytes 0-1 across the low half, 2-3 the high.
-        const __m256i spread = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,  //
-                                                2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3);
-        for (int j = 0; j < 8; ++j)
-            out.scale[j] = _mm256_shuffle_epi8(_mm256_permutevar8x32_epi32(s.scale, _mm256_set1_epi32(j)), spread);
+        const __m256i scale_bytes = _mm256_broadcastsi128_si256(s.scale);
+        for (int j = 0; j < 8; ++j) out.scale[j] = spread_scales_avx2(scale_bytes, 2 * j, 2 * j + 1);
         out.tail = tail_avx2<Block>(s);
         out.d = s.d, out.dmin = s.dmin;
     }
@@ -264,15 +269,17 @@ struct k_avx512 {
         const k_scales_avx2 s = k_decode_avx2<Block>::scales(b);
         __m256i q[8];
         k_decode_avx2<Block>::quants(b, q);
-        const __m512i scales = _mm512_castsi256_si512(s.scale);
+        const __m512i scale_bytes = _mm512_broadcast_i32x4(s.scale);
         for (int c = 0; c < 4; ++c) {
             out.q[c] = _mm512_inserti64x4(_mm512_castsi256_si512(q[2 * c]), q[2 * c + 1], 1);
-            // 128-bit lane k: word 4 c + k in all 8 of its words.
-            const __m512i index = _mm512_add_epi16(_mm512_set1_epi16(static_cast<short>(4 * c)),
-                                                   _mm512_set_epi64(0x0003000300030003, 0x0003000300030003, 0x0002000200020002,
-                                                                    0x0002000200020002, 0x0001000100010001, 0x0001000100010001,
-                                                                    0, 0));
-            out.scale[c] = _mm512_permutexvar_epi16(index, scales);
+            // 128-bit lane k: scale 4 c + k in all 8 of its words (as spread_scales_avx2).
+            const __m512i control = _mm512_set_epi32(0x01010101 * (4 * c + 3), 0x01010101 * (4 * c + 3), 0x01010101 * (4 * c + 3),
+                                                     0x01010101 * (4 * c + 3), 0x01010101 * (4 * c + 2), 0x01010101 * (4 * c + 2),
+                                                     0x01010101 * (4 * c + 2), 0x01010101 * (4 * c + 2), 0x01010101 * (4 * c + 1),
+                                                     0x01010101 * (4 * c + 1), 0x01010101 * (4 * c + 1), 0x01010101 * (4 * c + 1),
+                                                     0x01010101 * (4 * c), 0x01010101 * (4 * c), 0x01010101 * (4 * c),
+                                                     0x01010101 * (4 * c));
+            out.scale[c] = _mm512_srai_epi16(_mm512_shuffle_epi8(scale_bytes, control), 8);
         }
         out.tail = tail_avx2<Block>(s);
         out.d = s.d, out.dmin = s.dmin;
