@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstddef>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -103,7 +104,11 @@ inline std::size_t row_bytes(weight_type t, std::size_t in_dim) {
     if (in_dim % block_values(t) != 0)
         throw std::invalid_argument("kvdecode: a " + std::string(to_string(t)) + " row holds whole blocks of " +
                                     std::to_string(block_values(t)) + " values, got a row of " + std::to_string(in_dim));
-    return in_dim / block_values(t) * block_bytes(t);
+    const std::size_t blocks = in_dim / block_values(t);
+    if (blocks > std::numeric_limits<std::size_t>::max() / block_bytes(t))
+        throw std::invalid_argument("kvdecode: a " + std::string(to_string(t)) + " row of " + std::to_string(in_dim) +
+                                    " values overflows the address space");
+    return blocks * block_bytes(t);
 }
 
 }  // namespace kvdecode
