@@ -9,8 +9,9 @@
 // q8_k_activations::row_bytes() apart (a multiple of 64).
 //
 // Every kernel runs the same steps per weight super-block, shared by all five types:
-//   decode  the block's quants to unsigned bytes (0..63) in vector registers (the
-//           only part written per type), its scales and mins to int16;
+//   decode  the block's quants to unsigned bytes (0..63), its 16 scales and mins to
+//           bytes, in vector registers: the only part written per type (AVX2; the
+//           AVX-512 kernels join its vectors in pairs);
 //   sums    per activation row of the tile (up to R rows per block load): the exact
 //           integers of k_quants.hpp, isum = sum_j scale_j * (sum q * x - offset *
 //           bsum_j) and msum = sum_j min_j * bsum_j: bytes multiplied pairwise into
