@@ -7,9 +7,10 @@
 // the last-level cache: the figure is the rate at which the kernel consumes weights
 // from DRAM (the bytes_per_second counter: weight bytes per product / wall time), to
 // set beside the bandwidth suite's read rate. Fewer bytes per weight (f16, bf16: 2;
-// q8_0: 1.0625; q4_0: 0.5625, q4_1: 0.625, q5_0: 0.6875, q5_1: 0.75) mean more weights
-// per second where the kernel keeps up with memory. Every type in all_weight_types is
-// measured on every instruction set it has a kernel for.
+// q8_0: 1.0625; q4_0: 0.5625, q4_1: 0.625, q5_0: 0.6875, q5_1: 0.75; q6_k 0.82, q5_k 0.69,
+// q4_k 0.56, q3_k 0.43, q2_k 0.33) mean more weights per second where the kernel keeps up
+// with memory. Every type in all_weight_types is measured on every instruction set it has
+// a kernel for. Both shapes' row lengths (2048, 768) are multiples of 256, as the K-quants need.
 // KVDECODE_BENCH_FOOTPRINT_MIB sets another footprint (the smoke test uses a small one).
 
 #include <benchmark/benchmark.h>
@@ -57,7 +58,7 @@ const std::vector<weight_matrix<float>>& copies(weight_type type, const matrix_s
         const std::size_t n = (footprint() + first.bytes() - 1) / first.bytes();
         set.reserve(n);
         set.push_back(std::move(first));
-        while (set.size() < n) set.emplace_back(type, w.data(), shape.out_dim, shape.in_dim);
+        while (set.size() < n) set.push_back(set.front().copy());  // quantised once
         key = wanted;
     }
     return set;

@@ -1,11 +1,12 @@
 // weight_matrix: every kernel this build compiles in and this CPU runs, for every
 // storage type, against a float64 triple loop over the dequantised weights (and, for
-// the block types, the dequantised Q8_0 / Q8_1 activations: what the format says the
-// product is; for Q4_1 and Q5_1 with Q8_1's rounded s in place of d_x sum q_x, the
+// the block types, the dequantised Q8_0 / Q8_1 / Q8_K activations: what the format says
+// the product is; for Q4_1 and Q5_1 with Q8_1's rounded s in place of d_x sum q_x, the
 // m_w s_x term ggml multiplies, see quant/q4_q5.hpp) and against the scalar kernel;
 // over awkward sizes (rows 1..17 and 33; out_dim 1, 31, 33, 100; in_dim 1, 31, 32,
-// 33, 100, 255, or 32, 96, 256 for the types that need whole blocks of 32), strided
-// inputs that start off the vector alignment,
+// 33, 100, 255, or 32, 96, 256 for the types that need whole blocks of 32, or 256, 768,
+// 2304 for the K-quants, whose rows are whole super-blocks), strided inputs that start
+// off the vector alignment,
 // folded column scales, row scales, accumulation, and work split into units and rows
 // as threads would take them.
 //
@@ -53,8 +54,11 @@ struct expected {
     std::vector<double> value, magnitude;  // (rows, out_dim): sum of terms, sum of |terms| (row scale applied)
 };
 
-// Types whose activations are quantised to Q8_0 (Q8_1 shares its quants and d).
-bool quantised_activations(weight_type t) { return t != weight_type::f32 && t != weight_type::f16 && t != weight_type::bf16; }
+// Types whose activations are quantised to Q8_0 (Q8_1 shares its quants and d); the
+// K-quants' go to Q8_K.
+bool quantised_activations(weight_type t) {
+    return t != weight_type::f32 && t != weight_type::f16 && t != weight_type::bf16 && !kvdecode::is_k_quant(t);
+}
 bool has_min(weight_type t) { return t == weight_type::q4_1 || t == weight_type::q5_1; }
 bool whole_blocks(weight_type t) { return quantised_activations(t) && t != weight_type::q8_0; }
 
@@ -107,6 +111,12 @@ expected reference_product(const weight_matrix<T>& m, const std::vector<std::vec
                 std::vector<float> back(in_dim);
                 kvdecode::quant::quantize_row_q8_0(row, blocks.data(), in_dim);
                 kvdecode::quant::dequantize_row_q8_0(blocks.data(), back.data(), in_dim);
+                std::copy(back.begin(), back.end(), x.begin());
+            } else if (kvdecode::is_k_quant(m.type())) {  // K-quants: Q8_K activations
+                std::vector<kvdecode::quant::block_q8_k> blocks(kvdecode::quant::k_blocks(in_dim));
+                std::vector<float> back(in_dim);
+                kvdecode::quant::quantize_row_q8_k(row, blocks.data(), in_dim);
+                kvdecode::quant::dequantize_row_q8_k(blocks.data(), back.data(), in_dim);
                 std::copy(back.begin(), back.end(), x.begin());
             } else {
                 std::copy(row, row + in_dim, x.begin());
@@ -216,14 +226,16 @@ void check_matrix(weight_type type, std::size_t out_dim, std::size_t in_dim) {
 
 template <class T>
 void check_every_size(weight_type type) {
-    const std::vector<std::size_t> in_dims =
-        whole_blocks(type) ? std::vector<std::size_t>{32, 96, 256} : std::vector<std::size_t>{1, 31, 32, 33, 100, 255};
+    const std::vector<std::size_t> in_dims = kvdecode::is_k_quant(type) ? std::vector<std::size_t>{256, 768, 2304}
+                                             : whole_blocks(type)          ? std::vector<std::size_t>{32, 96, 256}
+                                                                           : std::vector<std::size_t>{1, 31, 32, 33, 100, 255};
     for (std::size_t in_dim : in_dims)
         for (std::size_t out_dim : {1, 31, 33, 100}) check_matrix<T>(type, out_dim, in_dim);
 }
 
-// An in_dim every type takes, 70 where it may (not a whole number of blocks).
-std::size_t some_in_dim(weight_type type) { return whole_blocks(type) ? 96 : 70; }
+// An in_dim every type takes, 70 where it may (not a whole number of blocks); the
+// K-quants need multiples of 256.
+std::size_t some_in_dim(weight_type type) { return kvdecode::is_k_quant(type) ? 256 : whole_blocks(type) ? 96 : 70; }
 
 }  // namespace
 
@@ -251,6 +263,11 @@ TEST_CASE("weight_matrix kernels: q4_0, q4_1, q5_0, q5_1 on every instruction se
     }
 }
 
+TEST_CASE("weight_matrix kernels: K-quants on every instruction set", "[quant][weight_matrix]") {
+    for (weight_type type : {weight_type::q2_k, weight_type::q3_k, weight_type::q4_k, weight_type::q5_k, weight_type::q6_k})
+        check_every_size<float>(type);
+}
+
 TEST_CASE("weight_matrix reports the kernels it has and runs the best one", "[quant][weight_matrix]") {
     for (weight_type type : kvdecode::all_weight_types) {
         REQUIRE(weight_matrix<float>::has_kernel(type, kernel_isa::scalar));
@@ -264,8 +281,8 @@ TEST_CASE("weight_matrix reports the kernels it has and runs the best one", "[qu
                                        << kvdecode::to_string(best) << ")");
     }
     // What multiply() runs equals what its named kernel gives.
-    const auto w = random_vector<float>(100 * 96, 3);
-    const auto x = random_vector<float>(5 * 96, 4);
+    const auto w = random_vector<float>(100 * 256, 3);
+    const auto x = random_vector<float>(5 * 256, 4);
     for (weight_type type : kvdecode::all_weight_types) {
         const std::size_t in_dim = some_in_dim(type);
         const weight_matrix<float> m(type, w.data(), 100, in_dim);
@@ -329,11 +346,26 @@ TEST_CASE("the scalar Q8_0 kernel computes the reference dot exactly", "[quant][
     }
 }
 
+namespace {
+
+// A row through a K-quant's reference quantiser and back.
+template <class Block>
+std::vector<float> k_round_trip(void (*quantize)(const float*, Block*, std::size_t) noexcept, const float* row,
+                                std::size_t n) {
+    std::vector<Block> blocks(kvdecode::quant::k_blocks(n));
+    quantize(row, blocks.data(), n);
+    std::vector<float> out(n);
+    kvdecode::quant::dequantize_row_k(blocks.data(), out.data(), n);
+    return out;
+}
+
+}  // namespace
+
 TEST_CASE("weight_matrix stores what each type says: dequantize_row", "[quant][weight_matrix]") {
     using namespace kvdecode::quant;
     const std::size_t out_dim = 35;
     for (weight_type type : kvdecode::all_weight_types) {
-        const std::size_t in_dim = whole_blocks(type) ? 64 : 40;
+        const std::size_t in_dim = kvdecode::is_k_quant(type) ? 512 : whole_blocks(type) ? 64 : 40;
         const auto w = random_vector<float>(out_dim * in_dim, 12);
         const auto gain = random_vector<float>(in_dim, 13);
         std::vector<float> scaled(out_dim * in_dim);
@@ -365,7 +397,11 @@ TEST_CASE("weight_matrix stores what each type says: dequantize_row", "[quant][w
                 case weight_type::q4_1: round_trip(static_cast<block_q4_1*>(nullptr)); break;
                 case weight_type::q5_0: round_trip(static_cast<block_q5_0*>(nullptr)); break;
                 case weight_type::q5_1: round_trip(static_cast<block_q5_1*>(nullptr)); break;
-                default: break;
+                case weight_type::q2_k: want = k_round_trip(quantize_row_q2_k, row, in_dim); break;
+                case weight_type::q3_k: want = k_round_trip(quantize_row_q3_k, row, in_dim); break;
+                case weight_type::q4_k: want = k_round_trip(quantize_row_q4_k, row, in_dim); break;
+                case weight_type::q5_k: want = k_round_trip(quantize_row_q5_k, row, in_dim); break;
+                case weight_type::q6_k: want = k_round_trip(quantize_row_q6_k, row, in_dim); break;
             }
             m.dequantize_row(o, got.data());
             CAPTURE(kvdecode::to_string(type), o);
@@ -411,6 +447,12 @@ TEST_CASE("weight_matrix sizes: bytes streamed, units, scratch", "[quant][weight
                             Catch::Contains(std::string(kvdecode::to_string(l.type))) && Catch::Contains("multiple of 32") &&
                                 Catch::Contains("in_dim 33"));
     }
+    const std::vector<float> wk(100 * 768, 0.5f);
+    const weight_matrix<float> q4k(weight_type::q4_k, wk.data(), 100, 768), q6k(weight_type::q6_k, wk.data(), 100, 768);
+    REQUIRE(q4k.bytes() == 100 * 3 * 144);  // 100 rows of 3 super-blocks, as in a GGUF file
+    REQUIRE(q6k.bytes() == 100 * 3 * 210);
+    REQUIRE(q4k.units() == 4);
+    REQUIRE(q4k.scratch_bytes(3) == 3 * 896);  // 3 Q8_K blocks of 292 bytes, rows 64-byte aligned
     const std::vector<double> wd(100 * 33, 0.5);
     const weight_matrix<double> f64(weight_type::f32, wd.data(), 100, 33);
     REQUIRE(f64.outputs_per_unit() == 16);  // 128-byte panels of doubles
@@ -436,6 +478,25 @@ TEST_CASE("weight_matrix is movable, and a moved-from matrix multiplies nothing"
     a = std::move(b);
     REQUIRE(a.units() == 2);
     REQUIRE(a.type() == weight_type::q8_0);
+
+    // copy(): its own bytes, the same products.
+    for (weight_type type : kvdecode::all_weight_types) {
+        const std::vector<float> wk = random_vector<float>(40 * 256, 23);
+        const weight_matrix<float> original(type, wk.data(), 40, 256);
+        const weight_matrix<float> copied = original.copy();
+        REQUIRE(copied.type() == type);
+        REQUIRE(copied.bytes() == original.bytes());
+        const auto xk = random_vector<float>(2 * 256, 24);
+        std::vector<float> o1(2 * 40), o2(2 * 40);
+        kvdecode::aligned_buffer<std::byte> s(original.scratch_bytes(2));
+        matrix_product<float> q{.in = xk.data(), .in_stride = 256, .rows = 2, .out = o1.data(), .out_stride = 40};
+        original.prepare(q, s.data(), 0, 2);
+        original.multiply(q, s.data(), 0, original.units());
+        q.out = o2.data();
+        copied.multiply(q, s.data(), 0, copied.units());
+        CAPTURE(kvdecode::to_string(type));
+        REQUIRE(o1 == o2);
+    }
 }
 
 TEST_CASE("weight types by name, and bad arguments named", "[quant][weight_matrix]") {
@@ -484,5 +545,19 @@ TEST_CASE("weight types by name, and bad arguments named", "[quant][weight_matri
         else
             REQUIRE_NOTHROW(weight_matrix<float>(type, wl.data(), 2, 64));
         wl[64 + 40] = 1.0f;
+    }
+    std::vector<float> wk(2 * 512, 0.25f);
+    REQUIRE_THROWS_WITH(weight_matrix<float>(weight_type::q4_k, wk.data(), 2, 192),
+                        Catch::Contains("q4_k") && Catch::Contains("multiple of 256") && Catch::Contains("192"));
+    for (weight_type type : {weight_type::q2_k, weight_type::q3_k, weight_type::q4_k, weight_type::q5_k, weight_type::q6_k}) {
+        CAPTURE(kvdecode::to_string(type));
+        REQUIRE_NOTHROW(weight_matrix<float>(type, wk.data(), 2, 512));
+        wk[700] = std::numeric_limits<float>::infinity();  // (1, 188)
+        REQUIRE_THROWS_WITH(weight_matrix<float>(type, wk.data(), 2, 512),
+                            Catch::Contains("weight (1, 188)") && Catch::Contains("not finite"));
+        wk[700] = -1e9f;  // its super-block's scale overflows float16
+        REQUIRE_THROWS_WITH(weight_matrix<float>(type, wk.data(), 2, 512),
+                            Catch::Contains("row 1, columns 0..255") && Catch::Contains("float16"));
+        wk[700] = 0.25f;
     }
 }

@@ -11,6 +11,8 @@
 //   q4_0, q4_1, q5_0, q5_1  GGUF's rows of 18/20/22/24-byte blocks (in_dim a multiple
 //         of 32); activations quantised to Q8_0 (q4_0, q5_0) or Q8_1 (q4_1, q5_1) by
 //         prepare (kernels_q4_q5.hpp)
+//   q2_k .. q6_k  GGUF's rows of K-quant super-blocks (256 values; in_dim must be a
+//         multiple of 256); activations quantised to Q8_K by prepare (kernels_k_quants.hpp)
 // For activation type double only f32 exists (weights stored unquantised, in double).
 //
 // A product, split between threads:
@@ -33,6 +35,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -44,6 +47,7 @@
 #include "kvdecode/quant/kernel_isa.hpp"
 #include "kvdecode/quant/kernels_half.hpp"
 #include "kvdecode/quant/kernels_q4_q5.hpp"
+#include "kvdecode/quant/kernels_k_quants.hpp"
 #include "kvdecode/quant/kernels_q8_0.hpp"
 #include "kvdecode/quant/matrix_product.hpp"
 #include "kvdecode/quant/q4_q5.hpp"
@@ -76,6 +80,9 @@ public:
         if (type != weight_type::f32 && !std::is_same_v<T, float>)
             throw std::invalid_argument("kvdecode: weight type " + std::string(to_string(type)) +
                                         " needs float activations; double models store f32 (unquantised, in double)");
+        if (is_k_quant(type) && in_dim % quant::qk_k != 0)
+            throw std::invalid_argument("kvdecode: weight type " + std::string(to_string(type)) +
+                                        " needs in_dim a multiple of 256 (whole super-blocks), got " + std::to_string(in_dim));
         const auto elements = checked_mul(out_dim, in_dim);
         if (!elements || !checked_mul(*elements, 4 * sizeof(T)))
             throw std::invalid_argument("kvdecode: weight_matrix of " + std::to_string(out_dim) + " x " +
@@ -95,6 +102,19 @@ public:
     weight_matrix(const weight_matrix&) = delete;
     weight_matrix& operator=(const weight_matrix&) = delete;
     weight_matrix(weight_matrix&& other) noexcept { swap(other); }
+
+    // The same matrix with its elements copied into memory of its own (the cost in the
+    // name, as the cache's fork: the benchmarks cycle through copies of one matrix, and
+    // a K-quant's reference quantiser is too slow to run again for each).
+    weight_matrix copy() const {
+        weight_matrix c;
+        c.type_ = type_, c.out_dim_ = out_dim_, c.in_dim_ = in_dim_;
+        c.storage_ = aligned_buffer<std::byte>(bytes());
+        if (bytes() != 0) std::memcpy(c.storage_.data(), data_, bytes());
+        c.data_ = c.storage_.data();
+        c.kernel_ = kernel_, c.scratch_row_bytes_ = scratch_row_bytes_;
+        return c;
+    }
     weight_matrix& operator=(weight_matrix&& other) noexcept {
         weight_matrix moved(std::move(other));
         swap(moved);
@@ -126,12 +146,18 @@ public:
 
     // Once per product, before multiply, rows [row_begin, row_end): block types quantise
     // each activation row into scratch (scratch_bytes(p.rows) bytes, 64-byte aligned: an
-    // aligned_buffer's data), Q8_0 for q8_0, q4_0, q5_0 and Q8_1 for q4_1, q5_1; float
+    // aligned_buffer's data), Q8_0 for q8_0, q4_0, q5_0, Q8_1 for q4_1, q5_1 and Q8_K for
+    // the K-quants; float
     // types do nothing. Every row is prepared before any multiply of the product starts
     // (a barrier between the threads' two phases).
     void prepare(const matrix_product<T>& p, std::byte* scratch, std::size_t row_begin, std::size_t row_end) const noexcept {
         if constexpr (std::is_same_v<T, float>) {
             if (scratch_row_bytes_ == 0) return;
+            if (is_k_quant(type_)) {
+                for (std::size_t r = row_begin; r < row_end && r < p.rows; ++r)
+                    quant::prepare_q8_k_row(p.in + r * p.in_stride, in_dim_, scratch + r * scratch_row_bytes_);
+                return;
+            }
             const bool q8_1 = type_ == weight_type::q4_1 || type_ == weight_type::q5_1;
             for (std::size_t r = row_begin; r < row_end && r < p.rows; ++r) {
                 const T* x = p.in + r * p.in_stride;
@@ -170,7 +196,7 @@ public:
             }
             return false;
         }
-        if (is_legacy(type) && isa == kernel_isa::sse2) return false;  // no SSE2 kernels for these
+        if ((is_legacy(type) || is_k_quant(type)) && isa == kernel_isa::sse2) return false;  // scalar, AVX2, AVX-512 only
         return std::is_same_v<T, float> && quant::detail::compiled_in(isa) && quant::detail::cpu_runs(isa);
     }
 
@@ -217,10 +243,24 @@ public:
                     });
                 return;
             }
+            case weight_type::q2_k:
+            case weight_type::q3_k:
+            case weight_type::q4_k:
+            case weight_type::q5_k:
+            case weight_type::q6_k: {
+                if constexpr (std::is_same_v<T, float>)
+                    visit_k_block(type_, [&](auto block) {
+                        using B = decltype(block);
+                        quant::dequantize_row_k(this->template k_rows<B>() + o * quant::k_blocks(in_dim_), out, in_dim_);
+                    });
+                return;
+            }
         }
     }
 
 private:
+    weight_matrix() = default;  // empty: what a move leaves, and copy() fills
+
     using kernel_fn = void (*)(const weight_matrix&, const matrix_product<T>&, const std::byte*, std::size_t,
                                std::size_t) noexcept;
 
@@ -260,6 +300,7 @@ private:
     static std::size_t activation_row_bytes(weight_type type, std::size_t in_dim) noexcept {
         if (!std::is_same_v<T, float>) return 0;
         if (type == weight_type::q8_0) return quant::q8_0_activations{in_dim}.row_bytes();
+        if (is_k_quant(type)) return quant::q8_k_activations{in_dim}.row_bytes();
         std::size_t bytes = 0;
         with_legacy_block(type, [&]<class Block>(Block*) { bytes = quant::activation_row_bytes<Block>(in_dim); });
         return bytes;
@@ -275,6 +316,23 @@ private:
     quant::legacy_matrix<Block> legacy() const noexcept {
         return {reinterpret_cast<const Block*>(data_), out_dim_, in_dim_};
     }
+    template <class Block>
+    const Block* k_rows() const noexcept { return reinterpret_cast<const Block*>(data_); }
+    template <class Block>
+    quant::k_matrix<Block> k_view() const noexcept { return {k_rows<Block>(), out_dim_, in_dim_}; }
+
+    // f(Block{}) with the K-quant type's block struct.
+    template <class F>
+    static void visit_k_block(weight_type type, F&& f) {
+        switch (type) {
+            case weight_type::q2_k: f(quant::block_q2_k{}); return;
+            case weight_type::q3_k: f(quant::block_q3_k{}); return;
+            case weight_type::q4_k: f(quant::block_q4_k{}); return;
+            case weight_type::q5_k: f(quant::block_q5_k{}); return;
+            case weight_type::q6_k: f(quant::block_q6_k{}); return;
+            default: return;
+        }
+    }
 
     std::size_t storage_bytes() const noexcept {
         switch (type_) {
@@ -286,23 +344,29 @@ private:
             case weight_type::q4_1:
             case weight_type::q5_0:
             case weight_type::q5_1: return out_dim_ * (in_dim_ / block_values(type_)) * block_bytes(type_);
+            case weight_type::q2_k:
+            case weight_type::q3_k:
+            case weight_type::q4_k:
+            case weight_type::q5_k:
+            case weight_type::q6_k: return out_dim_ * quant::k_blocks(in_dim_) * block_bytes(type_);
         }
         return 0;
     }
 
     // Values the type cannot hold are an error, not a silent inf or NaN in the model:
-    // f16 beyond its largest finite value; q8_0 non-finite values, or a block scale
-    // (max |w| / 127) beyond float16's range.
+    // f16 beyond its largest finite value; q8_0 and K-quant non-finite values, or a q8_0
+    // block scale (max |w| / 127) beyond float16's range (the K-quants' scales are
+    // checked as they are made, in pack).
     void check_representable(const float* w, const float* column_scale) const {
         if (is_legacy(type_)) return check_legacy_representable(w, column_scale);
-        if (type_ != weight_type::f16 && type_ != weight_type::q8_0) return;
+        if (type_ != weight_type::f16 && type_ != weight_type::q8_0 && !is_k_quant(type_)) return;
         for (std::size_t o = 0; o < out_dim_; ++o)
             for (std::size_t k = 0; k < in_dim_; ++k) {
                 const float v = column_scale ? w[o * in_dim_ + k] * column_scale[k] : w[o * in_dim_ + k];
                 const char* why = nullptr;
                 if (type_ == weight_type::f16 && std::isfinite(v) && quant::f32_to_f16(std::fabs(v)) == 0x7c00)
                     why = " (beyond float16's largest value, 65504)";
-                if (type_ == weight_type::q8_0 && !std::isfinite(v)) why = " (not finite)";
+                if ((type_ == weight_type::q8_0 || is_k_quant(type_)) && !std::isfinite(v)) why = " (not finite)";
                 if (type_ == weight_type::q8_0 && std::isfinite(v) && quant::f32_to_f16(std::fabs(v) / 127.0f) == 0x7c00)
                     why = " (its block's scale |w| / 127 is beyond float16's range)";
                 if (why != nullptr)
@@ -386,7 +450,39 @@ private:
                     });
                     return;
                 }
+                case weight_type::q2_k:
+                case weight_type::q3_k:
+                case weight_type::q4_k:
+                case weight_type::q5_k:
+                case weight_type::q6_k: visit_k_block(type_, [&](auto block) { pack_k(block, w, column_scale, dst); }); return;
                 case weight_type::f32: return;
+            }
+        }
+    }
+
+    // Rows through the type's reference quantiser; a block whose float16 scales overflow
+    // (values of magnitude near 4e6 and beyond) is an error naming it.
+    template <class Block>
+    void pack_k(Block, const float* w, const float* column_scale, std::byte* dst) const {
+        const std::size_t nb = quant::k_blocks(in_dim_);
+        aligned_buffer<float> row(in_dim_);
+        auto* blocks = reinterpret_cast<Block*>(dst);
+        for (std::size_t o = 0; o < out_dim_; ++o) {
+            for (std::size_t k = 0; k < in_dim_; ++k) row[k] = column_scale ? w[o * in_dim_ + k] * column_scale[k] : w[o * in_dim_ + k];
+            Block* out = blocks + o * nb;
+            if constexpr (std::is_same_v<Block, quant::block_q2_k>) quant::quantize_row_q2_k(row.data(), out, in_dim_);
+            if constexpr (std::is_same_v<Block, quant::block_q3_k>) quant::quantize_row_q3_k(row.data(), out, in_dim_);
+            if constexpr (std::is_same_v<Block, quant::block_q4_k>) quant::quantize_row_q4_k(row.data(), out, in_dim_);
+            if constexpr (std::is_same_v<Block, quant::block_q5_k>) quant::quantize_row_q5_k(row.data(), out, in_dim_);
+            if constexpr (std::is_same_v<Block, quant::block_q6_k>) quant::quantize_row_q6_k(row.data(), out, in_dim_);
+            for (std::size_t b = 0; b < nb; ++b) {
+                quant::k_block_ints v;
+                quant::k_format<Block>::unpack_scales(out[b], v);
+                if (!std::isfinite(v.d) || !std::isfinite(v.dmin))
+                    throw std::invalid_argument("kvdecode: weight row " + std::to_string(o) + ", columns " +
+                                                std::to_string(b * quant::qk_k) + ".." + std::to_string(b * quant::qk_k + 255) +
+                                                " cannot be stored as " + std::string(to_string(type_)) +
+                                                " (its super-block scale is beyond float16's range)");
             }
         }
     }
@@ -459,6 +555,19 @@ private:
 #endif
     }
 
+    template <class Block, kernel_isa Isa>
+    static void run_k(const weight_matrix& m, const matrix_product<T>& p, const std::byte* scratch, std::size_t begin,
+                      std::size_t end) noexcept {
+        const quant::k_matrix<Block> q = m.template k_view<Block>();
+        if constexpr (Isa == kernel_isa::scalar) quant::k_matmul<Block, quant::detail::k_scalar>(q, p, scratch, begin, end);
+#if defined(KVDECODE_QUANT_AVX2)
+        if constexpr (Isa == kernel_isa::avx2) quant::k_matmul<Block, quant::detail::k_avx2>(q, p, scratch, begin, end);
+#endif
+#if defined(KVDECODE_QUANT_AVX512)
+        if constexpr (Isa == kernel_isa::avx512) quant::k_matmul<Block, quant::detail::k_avx512>(q, p, scratch, begin, end);
+#endif
+    }
+
     template <kernel_isa Isa>
     static kernel_fn quant_kernel(weight_type type) noexcept {
         if constexpr (std::is_same_v<T, float>) {
@@ -470,6 +579,11 @@ private:
                 case weight_type::q4_1: return &run_legacy<quant::block_q4_1, Isa>;
                 case weight_type::q5_0: return &run_legacy<quant::block_q5_0, Isa>;
                 case weight_type::q5_1: return &run_legacy<quant::block_q5_1, Isa>;
+                case weight_type::q2_k: return &run_k<quant::block_q2_k, Isa>;
+                case weight_type::q3_k: return &run_k<quant::block_q3_k, Isa>;
+                case weight_type::q4_k: return &run_k<quant::block_q4_k, Isa>;
+                case weight_type::q5_k: return &run_k<quant::block_q5_k, Isa>;
+                case weight_type::q6_k: return &run_k<quant::block_q6_k, Isa>;
                 case weight_type::f32: break;
             }
         }

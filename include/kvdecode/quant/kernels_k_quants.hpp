@@ -1,0 +1,359 @@
+#pragma once
+// K-quant weights (Q2_K .. Q6_K): the product kernels, with activations quantised to
+// Q8_K as ggml does (k_quants.hpp has the formats and their scalar reference).
+//
+// Weights stay in the file's layout, rows of super-blocks (a loader may point a matrix
+// at mapped GGUF bytes: blocks are 84..210 bytes, so rows after the first are not
+// aligned beyond 2 bytes, and every weight load is unaligned). Before a product,
+// prepare quantises each activation row into scratch as block_q8_k blocks, rows
+// q8_k_activations::row_bytes() apart (a multiple of 64).
+//
+// Every kernel runs the same steps per weight super-block, shared by all five types:
+//   decode  the block's quants to unsigned bytes (0..63), its 16 scales and mins to
+//           bytes, in vector registers: the only part written per type (AVX2; the
+//           AVX-512 kernels join its vectors in pairs);
+//   sums    per activation row of the tile (up to R rows per block load): the exact
+//           integers of k_quants.hpp, isum = sum_j scale_j * (sum q * x - offset *
+//           bsum_j) and msum = sum_j min_j * bsum_j: bytes multiplied pairwise into
+//           int16 (vpmaddubsw: |q| <= 63, |x| <= 127, no saturation), times the
+//           sub-block's scale into int32 (vpmaddwd, or vpdpwssd with AVX-512 VNNI);
+//   add     the block's float part, detail::add_block, the same on every instruction
+//           set, so every kernel gives exactly the scalar reference's sum.
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "kvdecode/quant/k_quants.hpp"
+#include "kvdecode/quant/kernel_isa.hpp"
+#include "kvdecode/quant/matrix_product.hpp"
+
+#if defined(KVDECODE_QUANT_AVX2)
+#include <immintrin.h>
+#endif
+
+namespace kvdecode::quant {
+
+inline constexpr std::size_t k_unit_outputs = 32;  // outputs per work unit
+
+// A matrix: out_dim rows of k_blocks(in_dim) blocks.
+template <class Block>
+struct k_matrix {
+    const Block* blocks = nullptr;
+    std::size_t out_dim = 0, in_dim = 0;
+
+    std::size_t blocks_per_row() const noexcept { return k_blocks(in_dim); }
+};
+
+// The scratch layout of one prepared activation row.
+struct q8_k_activations {
+    std::size_t in_dim = 0;
+
+    std::size_t blocks() const noexcept { return k_blocks(in_dim); }
+    std::size_t row_bytes() const noexcept { return (blocks() * sizeof(block_q8_k) + 63) / 64 * 64; }
+};
+
+// One activation row x (in_dim values) into its prepared form at dst (row_bytes()
+// bytes, 4-byte aligned): quantize_row_q8_k's blocks.
+inline void prepare_q8_k_row(const float* x, std::size_t in_dim, std::byte* dst) noexcept {
+    quantize_row_q8_k(x, reinterpret_cast<block_q8_k*>(dst), in_dim);
+}
+
+namespace detail {
+
+// The scalar steps: k_quants.hpp's reference, one block unpacked for the whole tile.
+template <class Block>
+struct k_scalar {
+    static constexpr std::size_t max_tile = 4;
+    using decoded = k_block_ints;
+    static void decode(const Block& b, decoded& v) noexcept { unpack_k_block(b, v); }
+    static k_block_sums sums(const decoded& v, const block_q8_k& x) noexcept { return block_sums_scalar<Block>(v, x); }
+};
+
+#if defined(KVDECODE_QUANT_AVX2)
+// Each type's quants as 8 vectors of 32 bytes, vector t holding values 32 t .. 32 t + 31
+// (the orders k_format's unpack_quants writes).
+inline void two_bit_planes_avx2(const std::uint8_t* qs, __m256i* q) noexcept {
+    const __m256i three = _mm256_set1_epi8(3);
+    for (int h = 0; h < 2; ++h) {
+        const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * h));
+        q[4 * h + 0] = _mm256_and_si256(bytes, three);
+        q[4 * h + 1] = _mm256_and_si256(_mm256_srli_epi16(bytes, 2), three);
+        q[4 * h + 2] = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), three);
+        q[4 * h + 3] = _mm256_and_si256(_mm256_srli_epi16(bytes, 6), three);
+    }
+}
+
+inline void nibbles_avx2(const std::uint8_t* qs, __m256i* q) noexcept {
+    const __m256i low = _mm256_set1_epi8(0x0F);
+    for (int j = 0; j < 4; ++j) {
+        const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * j));
+        q[2 * j] = _mm256_and_si256(bytes, low);
+        q[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low);
+    }
+}
+
+// `value` or'ed into q[t] where bit t of the byte is set (Q3_K's hmask, Q5_K's qh).
+inline void bit_planes_avx2(const std::uint8_t* bits, std::uint8_t value, __m256i* q) noexcept {
+    const __m256i all = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bits));
+    const __m256i v = _mm256_set1_epi8(static_cast<char>(value));
+    for (int t = 0; t < 8; ++t) {
+        const __m256i bit = _mm256_set1_epi8(static_cast<char>(1u << t));
+        const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(all, bit), bit);
+        q[t] = _mm256_or_si256(q[t], _mm256_and_si256(set, v));
+    }
+}
+
+// Each type's decode: its quants (above), and its 16 scales and mins (one per 16
+// values; Q4_K and Q5_K's per 32 given twice) as bytes, which every type's fit.
+struct k_scales_avx2 {
+    __m128i scale;  // int8 [16]
+    __m128i min;    // uint8 [16], 0..63 (zero for types without a min)
+    float d, dmin;
+};
+
+template <class Block>
+struct k_decode_avx2;
+
+template <>
+struct k_decode_avx2<block_q2_k> {
+    static void quants(const block_q2_k& b, __m256i* q) noexcept { two_bit_planes_avx2(b.qs, q); }
+    static k_scales_avx2 scales(const block_q2_k& b) noexcept {
+        const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));
+        const __m128i low = _mm_set1_epi8(0x0F);
+        return {_mm_and_si128(packed, low), _mm_and_si128(_mm_srli_epi16(packed, 4), low), _cvtsh_ss(b.d), _cvtsh_ss(b.dmin)};
+    }
+};
+template <>
+struct k_decode_avx2<block_q3_k> {
+    static void quants(const block_q3_k& b, __m256i* q) noexcept {
+        two_bit_planes_avx2(b.qs, q);
+        bit_planes_avx2(b.hmask, 4, q);
+    }
+    static k_scales_avx2 scales(const block_q3_k& b) noexcept {
+        alignas(16) std::int8_t scale[16];
+        for (std::size_t j = 0; j < 16; ++j) scale[j] = static_cast<std::int8_t>(q3_k_scale(b.scales, j) - 32);
+        return {_mm_load_si128(reinterpret_cast<const __m128i*>(scale)), _mm_setzero_si128(), _cvtsh_ss(b.d), 0.0f};
+    }
+};
+
+// Q4_K and Q5_K's 12 scale bytes as 8 scale bytes then 8 min bytes (the 6-bit fields
+// of scale_min_k4 moved into place with 32-bit masks), each byte given twice.
+inline k_scales_avx2 scales_k4_avx2(const std::uint8_t* packed, std::uint16_t d, std::uint16_t dmin) noexcept {
+    std::uint32_t u[3];
+    std::memcpy(u, packed, 12);
+    const std::uint32_t six = 0x3f3f3f3f, four = 0x0f0f0f0f, two = 0x03030303;
+    const std::uint32_t scales_0_3 = u[0] & six, mins_0_3 = u[1] & six;
+    const std::uint32_t scales_4_7 = (u[2] & four) | (((u[0] >> 6) & two) << 4);
+    const std::uint32_t mins_4_7 = ((u[2] >> 4) & four) | (((u[1] >> 6) & two) << 4);
+    const __m128i bytes = _mm_setr_epi32(static_cast<int>(scales_0_3), static_cast<int>(scales_4_7), static_cast<int>(mins_0_3),
+                                         static_cast<int>(mins_4_7));
+    return {_mm_unpacklo_epi8(bytes, bytes), _mm_unpackhi_epi8(bytes, bytes), _cvtsh_ss(d), _cvtsh_ss(dmin)};
+}
+
+template <>
+struct k_decode_avx2<block_q4_k> {
+    static void quants(const block_q4_k& b, __m256i* q) noexcept { nibbles_avx2(b.qs, q); }
+    static k_scales_avx2 scales(const block_q4_k& b) noexcept { return scales_k4_avx2(b.scales, b.d, b.dmin); }
+};
+template <>
+struct k_decode_avx2<block_q5_k> {
+    static void quants(const block_q5_k& b, __m256i* q) noexcept {
+        nibbles_avx2(b.qs, q);
+        bit_planes_avx2(b.qh, 16, q);
+    }
+    static k_scales_avx2 scales(const block_q5_k& b) noexcept { return scales_k4_avx2(b.scales, b.d, b.dmin); }
+};
+template <>
+struct k_decode_avx2<block_q6_k> {
+    // Half h: ql bytes 64 h .. 64 h + 63 give the low nibbles of values 128 h + 0..63 and
+    // the high nibbles of 128 h + 64..127; qh[32 h + l] bits 2 t the top bits of 128 h + 32 t + l.
+    static void quants(const block_q6_k& b, __m256i* q) noexcept {
+        const __m256i low = _mm256_set1_epi8(0x0F), top = _mm256_set1_epi8(0x30);
+        for (int h = 0; h < 2; ++h) {
+            const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.ql + 64 * h));
+            const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.ql + 64 * h + 32));
+            const __m256i hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh + 32 * h));
+            q[4 * h + 0] = _mm256_or_si256(_mm256_and_si256(l0, low), _mm256_and_si256(_mm256_slli_epi16(hi, 4), top));
+            q[4 * h + 1] = _mm256_or_si256(_mm256_and_si256(l1, low), _mm256_and_si256(_mm256_slli_epi16(hi, 2), top));
+            q[4 * h + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low), _mm256_and_si256(hi, top));
+            q[4 * h + 3] =
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low), _mm256_and_si256(_mm256_srli_epi16(hi, 2), top));
+        }
+    }
+    static k_scales_avx2 scales(const block_q6_k& b) noexcept {
+        return {_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)), _mm_setzero_si128(), _cvtsh_ss(b.d), 0.0f};
+    }
+};
+
+// What the sums need of a block beyond its quants and scales: the offset's and min's
+// parts per sub-block as int16 vectors (for vpmaddwd with the 16 bsums), d and dmin.
+struct k_block_tail {
+    __m256i bias;  // offset * scale_j
+    __m256i min;   // min_j
+    float d, dmin;
+};
+
+template <class Block>
+inline k_block_tail tail_avx2(const k_scales_avx2& s) noexcept {
+    k_block_tail t{_mm256_setzero_si256(), _mm256_setzero_si256(), s.d, s.dmin};
+    if constexpr (k_format<Block>::offset != 0)
+        t.bias = _mm256_mullo_epi16(_mm256_cvtepi8_epi16(s.scale), _mm256_set1_epi16(k_format<Block>::offset));
+    if constexpr (k_format<Block>::has_min) t.min = _mm256_cvtepu8_epi16(s.min);
+    return t;
+}
+
+// Scale bytes picked by a byte shuffle twice into each word (b * 257), the word shifted
+// right arithmetically: the scale as int16, sign included, one shuffle per vector.
+inline __m256i spread_scales_avx2(__m256i scale_bytes, int first, int second) noexcept {
+    const __m256i control = _mm256_setr_m128i(_mm_set1_epi8(static_cast<char>(first)), _mm_set1_epi8(static_cast<char>(second)));
+    return _mm256_srai_epi16(_mm256_shuffle_epi8(scale_bytes, control), 8);
+}
+
+// The integers from the int32 lanes of sum_j scale_j * sum q * x and the row's bsums:
+// both horizontal sums in one pass.
+template <class Block>
+inline k_block_sums finish_sums(__m256i acc, const k_block_tail& t, const block_q8_k& x) noexcept {
+    const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.bsums));
+    if constexpr (k_format<Block>::offset != 0) acc = _mm256_sub_epi32(acc, _mm256_madd_epi16(bsums, t.bias));
+    const __m256i mins = k_format<Block>::has_min ? _mm256_madd_epi16(bsums, t.min) : _mm256_setzero_si256();
+    const __m256i pairs = _mm256_hadd_epi32(acc, mins);  // a01 a23 m01 m23 | a45 a67 m45 m67
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(pairs), _mm256_extracti128_si256(pairs, 1));
+    s = _mm_hadd_epi32(s, s);  // isum, msum, isum, msum
+    k_block_sums out;
+    out.isum = _mm_cvtsi128_si32(s);
+    out.msum = _mm_extract_epi32(s, 1);
+    return out;
+}
+
+template <class Block>
+struct k_avx2 {
+    static constexpr std::size_t max_tile = 4;
+    struct decoded {
+        __m256i q[8];
+        __m256i scale[8];  // int16 lanes: the scale of sub-block 2 j (low 128 bits) and 2 j + 1 (high)
+        k_block_tail tail;
+        float d, dmin;
+    };
+    static void decode(const Block& b, decoded& out) noexcept {
+        const k_scales_avx2 s = k_decode_avx2<Block>::scales(b);
+        k_decode_avx2<Block>::quants(b, out.q);
+        const __m256i scale_bytes = _mm256_broadcastsi128_si256(s.scale);
+        for (int j = 0; j < 8; ++j) out.scale[j] = spread_scales_avx2(scale_bytes, 2 * j, 2 * j + 1);
+        out.tail = tail_avx2<Block>(s);
+        out.d = s.d, out.dmin = s.dmin;
+    }
+    static k_block_sums sums(const decoded& w, const block_q8_k& x) noexcept {
+        __m256i acc = _mm256_setzero_si256();
+        for (int j = 0; j < 8; ++j) {
+            const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs + 32 * j));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(w.q[j], xv), w.scale[j]));
+        }
+        return finish_sums<Block>(acc, w.tail, x);
+    }
+};
+#endif
+
+#if defined(KVDECODE_QUANT_AVX512)
+// The AVX2 decode, two vectors joined per 64 bytes; the products in 512-bit registers.
+template <class Block>
+struct k_avx512 {
+    static constexpr std::size_t max_tile = 8;
+    struct decoded {
+        __m512i q[4];
+        __m512i scale[4];  // int16 lanes: scales of sub-blocks 4 c .. 4 c + 3, one per 128 bits
+        k_block_tail tail;
+        float d, dmin;
+    };
+    static void decode(const Block& b, decoded& out) noexcept {
+        const k_scales_avx2 s = k_decode_avx2<Block>::scales(b);
+        __m256i q[8];
+        k_decode_avx2<Block>::quants(b, q);
+        const __m512i scale_bytes = _mm512_broadcast_i32x4(s.scale);
+        for (int c = 0; c < 4; ++c) {
+            out.q[c] = _mm512_inserti64x4(_mm512_castsi256_si512(q[2 * c]), q[2 * c + 1], 1);
+            // 128-bit lane k: scale 4 c + k in all 8 of its words (as spread_scales_avx2).
+            const __m512i control = _mm512_set_epi32(0x01010101 * (4 * c + 3), 0x01010101 * (4 * c + 3), 0x01010101 * (4 * c + 3),
+                                                     0x01010101 * (4 * c + 3), 0x01010101 * (4 * c + 2), 0x01010101 * (4 * c + 2),
+                                                     0x01010101 * (4 * c + 2), 0x01010101 * (4 * c + 2), 0x01010101 * (4 * c + 1),
+                                                     0x01010101 * (4 * c + 1), 0x01010101 * (4 * c + 1), 0x01010101 * (4 * c + 1),
+                                                     0x01010101 * (4 * c), 0x01010101 * (4 * c), 0x01010101 * (4 * c),
+                                                     0x01010101 * (4 * c));
+            out.scale[c] = _mm512_srai_epi16(_mm512_shuffle_epi8(scale_bytes, control), 8);
+        }
+        out.tail = tail_avx2<Block>(s);
+        out.d = s.d, out.dmin = s.dmin;
+    }
+    static k_block_sums sums(const decoded& w, const block_q8_k& x) noexcept {
+        __m512i acc = _mm512_setzero_si512();
+        for (int c = 0; c < 4; ++c) {
+            const __m512i xv = _mm512_loadu_si512(x.qs + 64 * c);
+            const __m512i pairs = _mm512_maddubs_epi16(w.q[c], xv);
+#if defined(KVDECODE_QUANT_AVX512_VNNI)
+            acc = _mm512_dpwssd_epi32(acc, pairs, w.scale[c]);
+#else
+            acc = _mm512_add_epi32(acc, _mm512_madd_epi16(pairs, w.scale[c]));
+#endif
+        }
+        const __m256i half = _mm256_add_epi32(_mm512_castsi512_si256(acc), _mm512_extracti64x4_epi64(acc, 1));
+        return finish_sums<Block>(half, w.tail, x);
+    }
+};
+#endif
+
+// The weight stream 8 KiB ahead, asked for by the first tile of rows only (as the Q8_0
+// kernels: later tiles find the row in L1).
+inline void prefetch_k_weights(const void* block, std::size_t row) noexcept {
+    if (row == 0) __builtin_prefetch(static_cast<const char*>(block) + 8192, 0, 3);
+}
+
+// Output o for activation rows [row, row + Tile): each weight block decoded once.
+template <class Block, class Isa, std::size_t Tile>
+void k_tile(const k_matrix<Block>& m, const matrix_product<float>& p, const std::byte* scratch, std::size_t row_bytes,
+            std::size_t o, std::size_t row) noexcept {
+    const std::size_t nb = m.blocks_per_row();
+    const Block* w = m.blocks + o * nb;
+    const block_q8_k* x[Tile];
+    float sum[Tile];
+    for (std::size_t r = 0; r < Tile; ++r)
+        x[r] = reinterpret_cast<const block_q8_k*>(scratch + (row + r) * row_bytes), sum[r] = 0.0f;
+    typename Isa::decoded dec;
+    for (std::size_t b = 0; b < nb; ++b) {
+        prefetch_k_weights(w + b, row);
+        Isa::decode(w[b], dec);
+        for (std::size_t r = 0; r < Tile; ++r)
+            sum[r] = add_block<k_format<Block>::has_min>(sum[r], Isa::sums(dec, x[r][b]), dec.d, dec.dmin, x[r][b].d);
+    }
+    for (std::size_t r = 0; r < Tile; ++r) store_outputs(p, row + r, o, 1, &sum[r]);
+}
+
+template <class Block, class Isa, std::size_t Tile>
+void k_remainder_tile(const k_matrix<Block>& m, const matrix_product<float>& p, const std::byte* scratch,
+                      std::size_t row_bytes, std::size_t o, std::size_t row, std::size_t rows) noexcept {
+    if constexpr (Tile > 0) {
+        if (rows == Tile) k_tile<Block, Isa, Tile>(m, p, scratch, row_bytes, o, row);
+        else k_remainder_tile<Block, Isa, Tile - 1>(m, p, scratch, row_bytes, o, row, rows);
+    }
+}
+
+}  // namespace detail
+
+// Units [unit_begin, unit_end) (32 outputs each) of the product, the activations
+// prepared in scratch (prepare_q8_k_row per row), on the instruction set of Isa
+// (detail::k_scalar, k_avx2, k_avx512).
+template <class Block, template <class> class Isa>
+void k_matmul(const k_matrix<Block>& m, const matrix_product<float>& p, const std::byte* scratch, std::size_t unit_begin,
+              std::size_t unit_end) noexcept {
+    using isa = Isa<Block>;
+    constexpr std::size_t tile = isa::max_tile;
+    const std::size_t row_bytes = q8_k_activations{m.in_dim}.row_bytes();
+    const std::size_t o_end = std::min(unit_end * k_unit_outputs, m.out_dim);
+    for (std::size_t o = unit_begin * k_unit_outputs; o < o_end; ++o) {
+        std::size_t row = 0;
+        for (; row + tile <= p.rows; row += tile) detail::k_tile<Block, isa, tile>(m, p, scratch, row_bytes, o, row);
+        detail::k_remainder_tile<Block, isa, tile - 1>(m, p, scratch, row_bytes, o, row, p.rows - row);
+    }
+}
+
+}  // namespace kvdecode::quant
