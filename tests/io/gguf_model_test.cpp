@@ -23,15 +23,18 @@
 //   f16/bf16 (kjv-f16): llama.cpp rounds the activations to f16 before the product,
 //     kvdecode multiplies them in float: ids equal, top-5 within 3.2e-3, no-cache
 //     1.6e-6. Bounds: margin 0.01, top-5 1e-2, no-cache 1e-4.
-//   block types (Q8_0 here): activations are quantised per block on both sides, so a
-//     float rounding difference upstream can move an int8 activation by one step (up
-//     to 1/127 of its block's largest value) and a logit by much more than rounding.
-//     Measured: the first differing ids at margins 0.0026 to 0.040, top-5 within
-//     0.115, no-cache (float activations there) within 0.044. Bounds: margin 0.05,
-//     top-5 0.2, no-cache 0.1. Most of this is ggml's x86 activation quantiser, which
-//     scales by 127 / amax and rounds half to even where kvdecode's (the format's
-//     reference) uses 1 / d and rounds half away from zero: with ggml's variant the
-//     largest margin at a difference measured 0.0061 and top-5 0.056.
+//   block types: activations are quantised per block on both sides (Q8_0, Q8_1 or
+//     Q8_K), so a float rounding difference upstream can move an int8 activation by
+//     one step (up to 1/127 of its block's largest value) and a logit by much more
+//     than rounding. Measured on the Q8_0 files: the first differing ids at margins
+//     0.0026 to 0.040, top-5 within 0.115, no-cache (float activations there) within
+//     0.044; on the Q4_0 and K-quant files (measured on trial merges with the legacy
+//     and kquants branches): differences at margins 0.0002 and 0.0051, top-5 within
+//     0.118, no-cache within 0.030. Bounds: margin 0.05, top-5 0.2, no-cache 0.1.
+//     Much of the Q8_0 part is ggml's x86 activation quantiser, which scales by
+//     127 / amax and rounds half to even where kvdecode's (the format's reference)
+//     uses 1 / d and rounds half away from zero: with ggml's variant the largest
+//     margin at a difference measured 0.0061 and top-5 0.056.
 
 #include <algorithm>
 #include <cmath>

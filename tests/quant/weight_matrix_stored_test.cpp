@@ -53,8 +53,7 @@ TEST_CASE("row_bytes and block sizes follow the file layout", "[quant][stored]")
     REQUIRE(kvdecode::row_bytes(weight_type::f16, 7) == 14);
     REQUIRE(kvdecode::row_bytes(weight_type::bf16, 7) == 14);
     REQUIRE(kvdecode::row_bytes(weight_type::q8_0, 96) == 3 * 34);
-    REQUIRE_THROWS_WITH(kvdecode::row_bytes(weight_type::q8_0, 100),
-                        Catch::Contains("100 values is not a whole number of q8_0 blocks (32 values each)"));
+    REQUIRE_THROWS_WITH(kvdecode::row_bytes(weight_type::q8_0, 100), Catch::Contains("q8_0") && Catch::Contains("100"));
     REQUIRE_THROWS_AS(kvdecode::row_bytes(weight_type::f32, ~std::size_t{0} / 2), std::invalid_argument);
     for (weight_type t : kvdecode::all_weight_types) {
         REQUIRE(kvdecode::block_values(t) >= 1);
@@ -139,7 +138,7 @@ TEST_CASE("stored sizes that do not match are errors naming them", "[quant][stor
     const auto bytes = kvtest::to_stored(weight_type::q8_0, w.data(), 4, 64);
     REQUIRE_THROWS_WITH(weight_matrix<float>(weight_type::q8_0, std::span(bytes).first(bytes.size() - 1), 4, 64),
                         Catch::Contains("4 x 64 q8_0 values needs 272 bytes (4 rows of 68), got 271"));
-    REQUIRE_THROWS_WITH(weight_matrix<float>(weight_type::q8_0, bytes, 4, 60), Catch::Contains("60 values is not a whole number"));
+    REQUIRE_THROWS_WITH(weight_matrix<float>(weight_type::q8_0, bytes, 4, 60), Catch::Contains("q8_0") && Catch::Contains("60"));
     REQUIRE_THROWS_WITH(weight_matrix<float>(weight_type::f32, bytes, 0, 64), Catch::Contains("at least 1 x 1"));
     REQUIRE_THROWS_WITH(weight_matrix<double>(weight_type::f32, bytes, 1, 68), Catch::Contains("need float activations"));
 }

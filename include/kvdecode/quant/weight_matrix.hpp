@@ -87,8 +87,7 @@ public:
         storage_ = aligned_buffer<std::byte>(storage_bytes());
         data_ = storage_.data();
         pack(w, column_scale);
-        kernel_ = kernel_for(type, best_kernel(type));
-        if (type == weight_type::q8_0) scratch_row_bytes_ = quant::q8_0_activations{in_dim}.row_bytes();
+        choose_kernel();
     }
 
     // Wraps `stored`: out_dim rows of in_dim values in the file layout of `type`
@@ -138,8 +137,7 @@ public:
                         stored.data(), half_layout().panel_stride(), reinterpret_cast<std::uint16_t*>(storage_.data()));
             }
         }
-        kernel_ = kernel_for(type, best_kernel(type));
-        if (type == weight_type::q8_0) scratch_row_bytes_ = quant::q8_0_activations{in_dim}.row_bytes();
+        choose_kernel();
     }
 
     // The alignment at which stored block rows are used in place: more than any block
@@ -262,6 +260,13 @@ public:
 private:
     using kernel_fn = void (*)(const weight_matrix&, const matrix_product<T>&, const std::byte*, std::size_t,
                                std::size_t) noexcept;
+
+    // Both constructors end here: the type's best kernel and the scratch its prepared
+    // activations take per row.
+    void choose_kernel() noexcept {
+        kernel_ = kernel_for(type_, best_kernel(type_));
+        if (type_ == weight_type::q8_0) scratch_row_bytes_ = quant::q8_0_activations{in_dim_}.row_bytes();
+    }
 
     template <class Arch>
     static bool simd_runs() noexcept {
