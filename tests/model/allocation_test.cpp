@@ -8,6 +8,7 @@
 
 #include "support/allocation_counter.hpp"
 #include "support/models.hpp"
+#include "support/stored_matrices.hpp"
 
 using namespace kvdecode;
 
@@ -48,4 +49,34 @@ TEST_CASE("forward allocates nothing after warm-up", "[model][allocation]") {
             cache.release(b);
         }
     }
+}
+
+TEST_CASE("forward of stored mixed-type weights allocates nothing after warm-up", "[model][allocation][stored]") {
+    // Separate norm gains, biases, a Q8_0 embedding looked up by rows, q/k stacked
+    // with v in another type (two segments), tied classifier.
+    model_config c;
+    c.dim = 64, c.hidden_dim = 96, c.n_layers = 2, c.n_heads = 4, c.n_kv_heads = 2, c.vocab_size = 61, c.seq_len = 128;
+    c.qkv_bias = true;
+    const auto original = kvtest::random_model(c, 3);
+    const stored_weights s = kvtest::to_stored_weights(
+        *original, [](const std::string& name, std::size_t) { return name == "wv" ? weight_type::f16 : weight_type::q8_0; });
+    const transformer<float> model(std::make_shared<const packed_weights<float>>(s));
+    REQUIRE(model.weights().wqkv(0).segments().size() == 2);
+    decode_context<float> ctx(model, {.threads = 3, .min_work_per_thread = 1});
+    auto cache = model.make_cache({.capacity_tokens = 256, .block_size = 8});
+    std::vector<float> logits(c.vocab_size);
+    const std::vector<token_id> prompt = {1, 2, 3, 4, 5};
+    const seq_id a = cache.create();
+    ctx.forward(std::vector{sequence_tokens{a, prompt}}, cache, logits);  // warm-up
+    token_id next = 7;
+    std::vector<sequence_tokens> batch;
+    batch.reserve(1);
+    const std::size_t before = kvtest::allocation_count();
+    for (int step = 0; step < 30; ++step) {
+        batch.clear();
+        batch.push_back({a, std::span<const token_id>(&next, 1)});
+        ctx.forward(batch, cache, logits);
+        next = static_cast<token_id>(kvtest::argmax<float>(logits));
+    }
+    REQUIRE(kvtest::allocation_count() == before);
 }

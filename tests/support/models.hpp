@@ -62,12 +62,12 @@ logits_matrix<T> reference_logits(std::shared_ptr<const kvdecode::transformer_we
 }
 
 // Greedy decoding of `steps` tokens with the cached model after a one-chunk
-// prefill; every step's logits must equal the no-cache reference's.
+// prefill; every step's logits must equal the no-cache reference's (on w).
 template <class T>
-void check_decode_matches_reference(std::shared_ptr<const kvdecode::transformer_weights<T>> w,
+void check_decode_matches_reference(const kvdecode::transformer<T>& model,
+                                    std::shared_ptr<const kvdecode::transformer_weights<T>> w,
                                     std::vector<token_id> tokens, std::size_t steps, double tolerance = 1e-4) {
     const std::size_t vocab = w->config().vocab_size, prompt = tokens.size();
-    const kvdecode::transformer<T> model(w);
     kvdecode::decode_context<T> ctx(model);
     auto cache = model.make_cache();
     const auto seq = cache.create();
@@ -90,15 +90,22 @@ void check_decode_matches_reference(std::shared_ptr<const kvdecode::transformer_
     }
 }
 
+// The model built from w with its defaults (weights f32, norm gains folded).
+template <class T>
+void check_decode_matches_reference(std::shared_ptr<const kvdecode::transformer_weights<T>> w,
+                                    std::vector<token_id> tokens, std::size_t steps, double tolerance = 1e-4) {
+    check_decode_matches_reference(kvdecode::transformer<T>(w), w, std::move(tokens), steps, tolerance);
+}
+
 // The same token sequence fed in chunks of the given sizes (cycled), with logits
 // of every token: each row must equal the reference's row for that position.
 template <class T>
-void check_chunks_match_reference(std::shared_ptr<const kvdecode::transformer_weights<T>> w,
+void check_chunks_match_reference(const kvdecode::transformer<T>& model,
+                                  std::shared_ptr<const kvdecode::transformer_weights<T>> w,
                                   const std::vector<token_id>& tokens, const std::vector<std::size_t>& chunks,
                                   double tolerance = 1e-4) {
     const std::size_t vocab = w->config().vocab_size;
     const auto ref = reference_logits<T>(w, tokens);
-    const kvdecode::transformer<T> model(w);
     kvdecode::decode_context<T> ctx(model);
     auto cache = model.make_cache();
     const auto seq = cache.create();
@@ -117,6 +124,13 @@ void check_chunks_match_reference(std::shared_ptr<const kvdecode::transformer_we
         }
         at += n;
     }
+}
+
+template <class T>
+void check_chunks_match_reference(std::shared_ptr<const kvdecode::transformer_weights<T>> w,
+                                  const std::vector<token_id>& tokens, const std::vector<std::size_t>& chunks,
+                                  double tolerance = 1e-4) {
+    check_chunks_match_reference(kvdecode::transformer<T>(w), w, tokens, chunks, tolerance);
 }
 
 }  // namespace kvtest

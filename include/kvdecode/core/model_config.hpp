@@ -1,10 +1,12 @@
 #pragma once
 // The shape of a Llama-family model, validated once; everything else is sized from it.
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "kvdecode/core/checked_arithmetic.hpp"
 #include "kvdecode/core/types.hpp"
@@ -27,8 +29,14 @@ struct model_config {
     std::size_t vocab_size = 0;
     std::size_t seq_len = 0;     // context length: positions 0 .. seq_len-1
     bool shared_classifier = true;  // logits use the token embedding matrix
+    bool qkv_bias = false;          // q, k and v projections add a bias (Qwen2)
     rope_layout rope = rope_layout::interleaved;
-    double rope_theta = 10000.0;
+    double rope_theta = 10000.0;    // base of the rotation frequencies theta^(-2i/head_dim)
+    // Linear RoPE scaling (position interpolation): positions are divided by this.
+    double rope_linear_scale = 1.0;
+    // Empty, or head_dim / 2 divisors of the pairs' frequencies (Llama 3's scaling as
+    // GGUF stores it, in rope_freqs.weight): frequency i is theta^(-2i/head_dim) / f[i].
+    std::vector<float> rope_freq_factors;
     double norm_eps = 1e-5;
 
     std::size_t q_dim() const noexcept { return n_heads * head_dim; }
@@ -65,6 +73,15 @@ inline model_config validated(model_config c) {
     if (c.vocab_size > static_cast<std::size_t>(INT32_MAX))
         fail("vocab_size " + std::to_string(c.vocab_size) + " does not fit a token id");
     if (!(c.rope_theta > 0.0)) fail("rope_theta must be positive");
+    if (!(c.rope_linear_scale > 0.0) || !std::isfinite(c.rope_linear_scale))
+        fail("rope_linear_scale must be positive and finite, got " + std::to_string(c.rope_linear_scale));
+    if (!c.rope_freq_factors.empty() && c.rope_freq_factors.size() != c.head_dim / 2)
+        fail("rope_freq_factors has " + std::to_string(c.rope_freq_factors.size()) + " entries, expected head_dim / 2 = " +
+             std::to_string(c.head_dim / 2));
+    for (std::size_t i = 0; i < c.rope_freq_factors.size(); ++i)
+        if (!(c.rope_freq_factors[i] > 0.0f) || !std::isfinite(c.rope_freq_factors[i]))
+            fail("rope_freq_factors[" + std::to_string(i) + "] must be positive and finite, got " +
+                 std::to_string(c.rope_freq_factors[i]));
     if (!(c.norm_eps > 0.0)) fail("norm_eps must be positive");
     // Every tensor size must be representable; 2^40 elements is far beyond any CPU model.
     constexpr std::uint64_t limit = std::uint64_t{1} << 40;

@@ -28,6 +28,7 @@
 #include "kvdecode/model/workspace.hpp"
 #include "kvdecode/quant/matrix_product.hpp"
 #include "kvdecode/quant/weight_matrix.hpp"
+#include "kvdecode/simd/axpy.hpp"
 #include "kvdecode/simd/rms_norm.hpp"
 #include "kvdecode/simd/swiglu.hpp"
 
@@ -136,11 +137,11 @@ private:
         const packed_weights<T>& w = model_->weights();
         embed(rows);
         for (std::size_t l = 0; l < c.n_layers; ++l) {
-            project(w.wqkv(l), normalized(rows), ws_.qkv.data());           // q, k, v of every row
+            project_fused(w.wqkv(l), normalized(ws_.x.data(), rows, w.attn_norm(l)), ws_.qkv.data());  // q, k, v
             rotate_and_store_kv(l, cache);
             attend_all(l, cache);
             project_add(w.wo(l), {ws_.attended.data(), c.q_dim(), rows}, ws_.x.data());
-            project(w.w13(l), normalized(rows), ws_.gate_up.data());        // gate and up
+            project_fused(w.w13(l), normalized(ws_.x.data(), rows, w.ffn_norm(l)), ws_.gate_up.data());  // gate, up
             swiglu(rows);
             project_add(w.w2(l), {ws_.hidden.data(), c.hidden_dim, rows}, ws_.x.data());
         }
@@ -149,18 +150,22 @@ private:
 
     void embed(std::size_t rows) {
         const std::size_t dim = config().dim;
-        for (std::size_t r = 0; r < rows; ++r)
-            std::copy_n(model_->weights().token_embedding() + static_cast<std::size_t>(ws_.tokens[r]) * dim, dim,
-                        ws_.x.data() + r * dim);
+        for (std::size_t r = 0; r < rows; ++r) model_->weights().token_embedding().lookup(ws_.tokens[r], ws_.x.data() + r * dim);
     }
 
-    // The residual stream as the input of a norm's projection: each norm computes only
-    // 1 / rms per row; its gain is folded into the next product's weights.
-    activations normalized(std::size_t rows) {
+    // Rows (rows, dim) of x as the input of the product after an RMSNorm. A folded
+    // gain (empty) is in that product's weights: the norm computes only 1 / rms per
+    // row and the product reads x itself. Otherwise x / rms * gain is written to xb
+    // (which may be x) and the product reads that.
+    activations normalized(const T* x, std::size_t rows, std::span<const T> gain) {
         const std::size_t dim = config().dim;
         const T eps = static_cast<T>(config().norm_eps);
-        for (std::size_t r = 0; r < rows; ++r) ws_.row_scale[r] = simd::inverse_rms(ws_.x.data() + r * dim, dim, eps);
-        return {ws_.x.data(), dim, rows, ws_.row_scale.data()};
+        if (gain.empty()) {
+            for (std::size_t r = 0; r < rows; ++r) ws_.row_scale[r] = simd::inverse_rms(x + r * dim, dim, eps);
+            return {x, dim, rows, ws_.row_scale.data()};
+        }
+        for (std::size_t r = 0; r < rows; ++r) simd::rms_norm(x + r * dim, gain.data(), ws_.xb.data() + r * dim, dim, eps);
+        return {ws_.xb.data(), dim, rows};
     }
 
     void swiglu(std::size_t rows) {
@@ -172,14 +177,20 @@ private:
     }
 
     // out (rows, W's out_dim) = in · Wᵀ, and out += in · Wᵀ (the residual adds).
-    void project(const weight_matrix<T>& m, const activations& in, T* out) { multiply(m, in, out, false); }
-    void project_add(const weight_matrix<T>& m, const activations& in, T* out) { multiply(m, in, out, true); }
+    void project(const weight_matrix<T>& m, const activations& in, T* out) { multiply(m, in, out, m.out_dim(), false); }
+    void project_add(const weight_matrix<T>& m, const activations& in, T* out) { multiply(m, in, out, m.out_dim(), true); }
+    // out (rows, f's out_dim) = in · Fᵀ (+ bias): each segment of F into its slice of the row.
+    void project_fused(const fused_projection<T>& f, const activations& in, T* out) {
+        for (const auto& s : f.segments()) multiply(s.matrix, in, out + s.first_output, f.out_dim(), false);
+        if (const T* bias = f.bias())
+            for (std::size_t r = 0; r < in.rows; ++r) simd::axpy(T(1), bias, out + r * f.out_dim(), f.out_dim());
+    }
 
     // Whatever W's storage type: its activations prepared once (quantised where the
     // type needs it), then the threads share out W's units of 32 outputs, so every
     // output is computed by one thread in the same order whatever the thread count.
-    void multiply(const weight_matrix<T>& m, const activations& in, T* out, bool accumulate) {
-        const matrix_product<T> p{in.data, in.stride, in.rows, in.row_scale, out, m.out_dim(), accumulate};
+    void multiply(const weight_matrix<T>& m, const activations& in, T* out, std::size_t out_stride, bool accumulate) {
+        const matrix_product<T> p{in.data, in.stride, in.rows, in.row_scale, out, out_stride, accumulate};
         m.prepare(p, scratch_.data(), 0, in.rows);  // O(rows x in_dim): small beside the product
         // About 8 chunks of units per thread, taken in turn: the threads finish together.
         const std::size_t parts = std::min(pool_->size(), parts_for(in.rows * m.out_dim() * m.in_dim()));
@@ -264,16 +275,13 @@ private:
         return a;
     }
 
-    // The rows whose logits are wanted, packed to the front of xb with their 1 / rms,
-    // then one product with the classifier (final norm gain folded in) into the caller's logits.
+    // The rows whose logits are wanted, packed to the front of xb, then the final norm
+    // and one product with the classifier into the caller's logits.
     std::size_t classify(std::size_t rows, T* logits, logits_for which) {
         const model_config& c = config();
-        const T eps = static_cast<T>(c.norm_eps);
         std::size_t wanted = 0;
         auto take_row = [&](std::size_t r) {
-            const T* x = ws_.x.data() + r * c.dim;
-            std::copy_n(x, c.dim, ws_.xb.data() + wanted * c.dim);
-            ws_.row_scale[wanted] = simd::inverse_rms(x, c.dim, eps);
+            std::copy_n(ws_.x.data() + r * c.dim, c.dim, ws_.xb.data() + wanted * c.dim);
             ++wanted;
         };
         if (which == logits_for::every_token) {
@@ -282,7 +290,8 @@ private:
             for (const chunk_piece& p : ws_.pieces)
                 if (p.ends_entry) take_row(p.first_row + p.rows - 1);
         }
-        project(model_->weights().classifier(), {ws_.xb.data(), c.dim, wanted, ws_.row_scale.data()}, logits);
+        const packed_weights<T>& w = model_->weights();
+        project(w.classifier(), normalized(ws_.xb.data(), wanted, w.final_norm()), logits);
         return wanted;
     }
 

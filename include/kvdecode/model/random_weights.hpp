@@ -33,6 +33,9 @@ transformer_weights<T> random_weights(const model_config& config, std::uint64_t 
         fill(w.w1(l), inv_sqrt(c.dim));
         fill(w.w3(l), inv_sqrt(c.dim));
         fill(w.w2(l), inv_sqrt(c.hidden_dim));
+        fill(w.bq(l), 0.5);  // empty without config.qkv_bias, so the draws above do not change
+        fill(w.bk(l), 0.5);
+        fill(w.bv(l), 0.5);
     }
     fill(w.rms_final(), 0.1, 1.0);
     fill(w.separate_classifier(), inv_sqrt(c.dim));

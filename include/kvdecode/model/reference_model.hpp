@@ -69,6 +69,12 @@ public:
             Matrix q = h * weight(w.wq(l), c.q_dim(), c.dim).transpose();
             Matrix k = h * weight(w.wk(l), c.kv_dim(), c.dim).transpose();
             Matrix v = h * weight(w.wv(l), c.kv_dim(), c.dim).transpose();
+            if (const T* b = w.bqkv(l)) {  // biases before RoPE
+                using Row = Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>;
+                q.rowwise() += Row(b, static_cast<Eigen::Index>(c.q_dim()));
+                k.rowwise() += Row(b + c.q_dim(), static_cast<Eigen::Index>(c.kv_dim()));
+                v.rowwise() += Row(b + c.q_dim() + c.kv_dim(), static_cast<Eigen::Index>(c.kv_dim()));
+            }
             for (Eigen::Index t = 0; t < n; ++t) {
                 rope_.apply(q.row(t).data(), c.n_heads, static_cast<std::size_t>(t));
                 rope_.apply(k.row(t).data(), c.n_kv_heads, static_cast<std::size_t>(t));

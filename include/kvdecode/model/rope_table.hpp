@@ -1,6 +1,7 @@
 #pragma once
 // RoPE rotation tables, computed once per model (in double, then rounded to T):
-// cos/sin of pos * theta^(-2i/head_dim) for every position and frequency index i.
+// cos/sin of (pos / linear_scale) * theta^(-2i/head_dim) / freq_factor[i] for every
+// position and frequency index i (model_config's rope fields; factors 1 when absent).
 
 #include <cmath>
 #include <cstddef>
@@ -19,9 +20,10 @@ public:
           cos_(config.seq_len * half_), sin_(config.seq_len * half_) {
         for (std::size_t pos = 0; pos < config.seq_len; ++pos) {
             for (std::size_t i = 0; i < half_; ++i) {
+                const double factor = config.rope_freq_factors.empty() ? 1.0 : config.rope_freq_factors[i];
                 const double freq = std::pow(config.rope_theta, -2.0 * static_cast<double>(i) /
-                                                                    static_cast<double>(head_dim_));
-                const double angle = static_cast<double>(pos) * freq;
+                                                                    static_cast<double>(head_dim_)) / factor;
+                const double angle = static_cast<double>(pos) / config.rope_linear_scale * freq;
                 cos_[pos * half_ + i] = static_cast<T>(std::cos(angle));
                 sin_[pos * half_ + i] = static_cast<T>(std::sin(angle));
             }

@@ -32,12 +32,14 @@ public:
     using cache_type = kv_cache<T>;
 
     // Packs the weights into `type` (the row-major copy may be dropped afterwards):
-    // f32 keeps them unquantised in T; f16, bf16 and q8_0 convert at load (float only).
-    explicit transformer(const transformer_weights<T>& weights, weight_type type = weight_type::f32)
-        : transformer(std::make_shared<const packed_weights<T>>(weights, type)) {}
+    // f32 keeps them unquantised in T; f16, bf16 and q8_0 convert at load (float
+    // only). The RMSNorm gains are folded into the products unless `gains` says otherwise.
+    explicit transformer(const transformer_weights<T>& weights, weight_type type = weight_type::f32,
+                         norm_gains gains = norm_gains::folded)
+        : transformer(std::make_shared<const packed_weights<T>>(weights, type, gains)) {}
     explicit transformer(const std::shared_ptr<const transformer_weights<T>>& weights,
-                         weight_type type = weight_type::f32)
-        : transformer(*weights, type) {}
+                         weight_type type = weight_type::f32, norm_gains gains = norm_gains::folded)
+        : transformer(*weights, type, gains) {}
     // Shares weights packed once between several models.
     explicit transformer(std::shared_ptr<const packed_weights<T>> weights)
         : weights_(std::move(weights)), rope_(weights_->config()) {}

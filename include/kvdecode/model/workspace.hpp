@@ -52,7 +52,8 @@ struct workspace {
     std::vector<token_id> tokens;  // (max_rows)
     aligned_buffer<T> row_scale;   // (max_rows) 1 / rms of each row, for the product after a norm
     aligned_buffer<T> x;           // (max_rows, dim) residual stream
-    aligned_buffer<T> xb;          // (max_rows, dim) the rows the classifier reads
+    aligned_buffer<T> xb;          // (max_rows, dim) normalised rows (a norm with its gain apart), and
+                                   // the rows the classifier reads
     aligned_buffer<T> qkv;         // (max_rows, q_dim + 2 kv_dim) fused projection output
     aligned_buffer<T> attended;    // (max_rows, q_dim) attention output, heads side by side
     aligned_buffer<T> gate_up;     // (max_rows, 2 hidden) fused gate and up projections

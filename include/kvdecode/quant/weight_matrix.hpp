@@ -22,20 +22,27 @@
 //      them; a unit is outputs_per_unit() consecutive outputs, 32 for every type but
 //      f32 in double, whose panels hold 16). Every output is computed by one call, in
 //      the same order however the units are split.
-// Adding a type: its kernels header, a case in the constructor, bytes(), units(),
-// dequantize_row() and kernel_for(), and its tests.
+// Adding a type: its kernels header, a case in the float constructor, units(),
+// dequantize_row() and kernel_for(), block_values/block_bytes in weight_type.hpp, and
+// its tests. The stored constructor needs nothing more.
 //
-// Immutable after construction, so one matrix may serve any number of threads.
-// The elements are owned by the matrix (64-byte aligned) and reached through one
-// pointer, data_: a GGUF loader can later point a Q8_0 matrix at the mapped file's
-// tensor instead (the rows are already in the file's layout when in_dim is a multiple
-// of 32), keeping the mapping alive beside it, without changing the kernels.
+// Two constructors: from a row-major matrix in T (quantised or converted here), and
+// from `stored` bytes in a model file's layout (GGUF: out_dim rows of
+// row_bytes(type, in_dim) bytes). Block types keep the file layout as their own, so
+// a stored matrix is used in place when an owner keeps the bytes alive (a mapped
+// file), or copied once; the float types are repacked into their panels.
+//
+// Immutable after construction, so one matrix may serve any number of threads. The
+// elements are reached through one pointer, data_: into the matrix's own 64-byte
+// aligned storage, or into the owner's bytes.
 
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -56,6 +63,9 @@
 #include "kvdecode/simd/packed_matmul.hpp"
 
 namespace kvdecode {
+
+static_assert(block_bytes(weight_type::q8_0) == sizeof(quant::block_q8_0) &&
+              block_values(weight_type::q8_0) == quant::q8_0_block_values);
 
 template <class T>
 class weight_matrix {
@@ -95,9 +105,63 @@ public:
         storage_ = aligned_buffer<std::byte>(storage_bytes());
         data_ = storage_.data();
         pack(w, column_scale);
-        kernel_ = kernel_for(type, best_kernel(type));
-        scratch_row_bytes_ = activation_row_bytes(type, in_dim);
+        choose_kernel();
     }
+
+    // Wraps `stored`: out_dim rows of in_dim values in the file layout of `type`
+    // (exactly out_dim * row_bytes(type, in_dim) bytes; little-endian, as GGUF). Block
+    // types point at the bytes when `owner` keeps them alive and they are aligned to
+    // stored_alignment, and copy them otherwise; f32, f16 and bf16 rows are repacked
+    // into their panels, values unchanged. Throws std::invalid_argument for an empty
+    // matrix, T other than float, a row that is not whole blocks, or a size mismatch,
+    // naming the sizes.
+    weight_matrix(weight_type type, std::span<const std::byte> stored, std::size_t out_dim, std::size_t in_dim,
+                  std::shared_ptr<const void> owner = {})
+        : type_(type), out_dim_(out_dim), in_dim_(in_dim) {
+        const std::string shape = std::to_string(out_dim) + " x " + std::to_string(in_dim);
+        if (out_dim == 0 || in_dim == 0)
+            throw std::invalid_argument("kvdecode: weight_matrix needs at least 1 x 1 values, got " + shape);
+        if (!std::is_same_v<T, float>)
+            throw std::invalid_argument("kvdecode: stored " + std::string(to_string(type)) +
+                                        " weights need float activations");
+        const auto expected = checked_mul(out_dim, row_bytes(type, in_dim));
+        if (!expected || !checked_mul(out_dim, in_dim * 4 * sizeof(T)))
+            throw std::invalid_argument("kvdecode: stored weight_matrix of " + shape + " " +
+                                        std::string(to_string(type)) + " values overflows the address space");
+        if (stored.size() != *expected)
+            throw std::invalid_argument("kvdecode: stored weight_matrix of " + shape + " " + std::string(to_string(type)) +
+                                        " values needs " + std::to_string(*expected) + " bytes (" + std::to_string(out_dim) +
+                                        " rows of " + std::to_string(row_bytes(type, in_dim)) + "), got " +
+                                        std::to_string(stored.size()));
+        if constexpr (std::is_same_v<T, float>) {
+            if (block_values(type) > 1) {
+                const bool aligned = reinterpret_cast<std::uintptr_t>(stored.data()) % stored_alignment == 0;
+                if (owner && aligned) {
+                    data_ = stored.data();
+                    owner_ = std::move(owner);
+                } else {
+                    storage_ = aligned_buffer<std::byte>(stored.size());
+                    std::memcpy(storage_.data(), stored.data(), stored.size());
+                    data_ = storage_.data();
+                }
+            } else {
+                storage_ = aligned_buffer<std::byte>(storage_bytes());
+                data_ = storage_.data();
+                if (type == weight_type::f32)
+                    pack_stored_rows<float, simd::panel_width<float>>(stored.data(), f32_layout().panel_stride(),
+                                                                      reinterpret_cast<float*>(storage_.data()));
+                else
+                    pack_stored_rows<std::uint16_t, quant::half_panel_layout::width>(
+                        stored.data(), half_layout().panel_stride(), reinterpret_cast<std::uint16_t*>(storage_.data()));
+            }
+        }
+        choose_kernel();
+    }
+
+    // The alignment at which stored block rows are used in place: more than any block
+    // struct needs (ggml's are 2- or 4-byte aligned; the kernels load rows unaligned),
+    // and what GGUF guarantees for every tensor (general.alignment, 32 by default).
+    static constexpr std::size_t stored_alignment = 16;
 
     weight_matrix(const weight_matrix&) = delete;
     weight_matrix& operator=(const weight_matrix&) = delete;
@@ -129,6 +193,8 @@ public:
     // Bytes one product streams through (padding included): the numerator of the
     // bandwidth limit.
     std::size_t bytes() const noexcept { return storage_bytes(); }
+    // Whether the elements live in an owner's bytes (a mapped file), not in the matrix.
+    bool in_place() const noexcept { return owner_ != nullptr; }
 
     // Work units for the thread split, and the outputs each covers (the last unit may
     // cover fewer).
@@ -264,6 +330,13 @@ private:
     using kernel_fn = void (*)(const weight_matrix&, const matrix_product<T>&, const std::byte*, std::size_t,
                                std::size_t) noexcept;
 
+    // Both constructors end here: the type's best kernel and the scratch its prepared
+    // activations take per row.
+    void choose_kernel() noexcept {
+        kernel_ = kernel_for(type_, best_kernel(type_));
+        scratch_row_bytes_ = activation_row_bytes(type_, in_dim_);
+    }
+
     template <class Arch>
     static bool simd_runs() noexcept {
         if constexpr (Arch::supported() && xsimd::has_simd_register<T>::value)
@@ -276,6 +349,7 @@ private:
         std::swap(out_dim_, other.out_dim_);
         std::swap(in_dim_, other.in_dim_);
         std::swap(storage_, other.storage_);
+        std::swap(owner_, other.owner_);
         std::swap(data_, other.data_);
         std::swap(kernel_, other.kernel_);
         std::swap(scratch_row_bytes_, other.scratch_row_bytes_);
@@ -339,18 +413,21 @@ private:
             case weight_type::f32: return f32_layout().elements() * sizeof(T);
             case weight_type::f16:
             case weight_type::bf16: return half_layout().elements() * sizeof(std::uint16_t);
-            case weight_type::q8_0: return out_dim_ * quant::q8_0_blocks(in_dim_) * sizeof(quant::block_q8_0);
-            case weight_type::q4_0:
-            case weight_type::q4_1:
-            case weight_type::q5_0:
-            case weight_type::q5_1: return out_dim_ * (in_dim_ / block_values(type_)) * block_bytes(type_);
-            case weight_type::q2_k:
-            case weight_type::q3_k:
-            case weight_type::q4_k:
-            case weight_type::q5_k:
-            case weight_type::q6_k: return out_dim_ * quant::k_blocks(in_dim_) * block_bytes(type_);
+            case weight_type::q8_0: break;
         }
-        return 0;
+        // Block types: rows of whole blocks, the last one padded with zeros.
+        const std::size_t per_block = block_values(type_);
+        return out_dim_ * ((in_dim_ + per_block - 1) / per_block) * block_bytes(type_);
+    }
+
+    // File rows (little-endian E values, any alignment) into panels of W outputs.
+    template <class E, std::size_t W>
+    void pack_stored_rows(const std::byte* rows, std::size_t panel_stride, E* dst) const noexcept {
+        for (std::size_t o = 0; o < out_dim_; ++o) {
+            E* panel = dst + o / W * panel_stride + o % W;
+            const std::byte* row = rows + o * in_dim_ * sizeof(E);
+            for (std::size_t k = 0; k < in_dim_; ++k) std::memcpy(panel + k * W, row + k * sizeof(E), sizeof(E));
+        }
     }
 
     // Values the type cannot hold are an error, not a silent inf or NaN in the model:
@@ -615,7 +692,8 @@ private:
 
     weight_type type_ = weight_type::f32;
     std::size_t out_dim_ = 0, in_dim_ = 0;
-    aligned_buffer<std::byte> storage_;  // the packed elements (data_ points here)
+    aligned_buffer<std::byte> storage_;  // the packed elements, unless they are used in place
+    std::shared_ptr<const void> owner_;  // keeps the bytes data_ points at alive when in place
     const std::byte* data_ = nullptr;
     kernel_fn kernel_ = &run_f32<dispatched>;  // the best kernel for type_ on this CPU
     std::size_t scratch_row_bytes_ = 0;  // prepared activation bytes per row (block types)

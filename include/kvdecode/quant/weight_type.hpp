@@ -63,15 +63,20 @@ constexpr std::string_view to_string(weight_type t) noexcept {
     return "unknown";
 }
 
+// The names of every type, comma-separated ("f32, f16, bf16, q8_0, ..."), for messages.
+inline std::string weight_type_names() {
+    std::string names;
+    for (weight_type t : all_weight_types) names += (names.empty() ? "" : ", ") + std::string(to_string(t));
+    return names;
+}
+
 // The type a name stands for ("f32", "f16", "bf16", "q8_0", "q4_k", ...); anything else
 // throws std::invalid_argument naming the choices.
 inline weight_type parse_weight_type(std::string_view name) {
-    std::string choices;
-    for (weight_type t : all_weight_types) {
+    for (weight_type t : all_weight_types)
         if (to_string(t) == name) return t;
-        choices += (choices.empty() ? "" : ", ") + std::string(to_string(t));
-    }
-    throw std::invalid_argument("kvdecode: unknown weight type '" + std::string(name) + "': expected one of " + choices);
+    throw std::invalid_argument("kvdecode: unknown weight type '" + std::string(name) + "': expected one of " +
+                                weight_type_names());
 }
 
 // Whether the type is one of GGUF's K-quants (super-blocks of 256 values, Q8_K activations).
