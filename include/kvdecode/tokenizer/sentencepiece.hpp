@@ -344,33 +344,45 @@ private:
 
     void encode_fragment(std::string_view raw, bool space_prefix, std::vector<token_id>& out) const {
         std::string text;
-        text.reserve(raw.size() + 3);
         const std::string_view space = options_.escaped_spaces ? space_mark : std::string_view(" ");
+        text.reserve(raw.size() + 3);
         if (space_prefix) text += space;
-        for (char ch : raw) {
-            if (ch == ' ') text += space;
-            else text += ch;
+        if (!options_.escaped_spaces) {
+            text += raw;
+        } else {
+            for (std::size_t at = 0; at < raw.size();) {
+                const std::size_t hit = std::min(raw.find(' ', at), raw.size());
+                text.append(raw.substr(at, hit - at));
+                if (hit < raw.size()) text += space;
+                at = hit + 1;
+            }
         }
 
-        // Symbols: spans of `text` in a linked list; merging grows the left one and
-        // empties the right one.
+        // Symbols: spans of `text` in a linked list, each with its piece (-1: none);
+        // merging grows the left one and empties the right one.
         const std::size_t none = SIZE_MAX;
-        std::vector<std::size_t> start, size, prev, next;
-        std::vector<char> frozen;  // llama2.c: a character that is no piece never merges
+        std::vector<std::size_t> start, size, next;
+        std::vector<token_id> id;
+        start.reserve(text.size());
+        size.reserve(text.size());
+        id.reserve(text.size());
         for (std::size_t i = 0; i < text.size();) {
             const std::size_t n = character_length(std::string_view(text).substr(i));
+            const auto it = lookup_.find(std::string_view(text).substr(i, n));
             start.push_back(i);
             size.push_back(n);
-            frozen.push_back(llama2c() && lookup_.find(std::string_view(text).substr(i, n)) == lookup_.end());
+            id.push_back(it == lookup_.end() ? -1 : it->second);
             i += n;
         }
         const std::size_t count = start.size();
-        prev.resize(count);
+        std::vector<std::size_t> prev(count);
         next.resize(count);
         for (std::size_t i = 0; i < count; ++i) {
             prev[i] = i == 0 ? none : i - 1;
             next[i] = i + 1 == count ? none : i + 1;
         }
+        // llama2.c: a character that is no piece never merges (llama.cpp: it may).
+        const bool merge_unknown = !llama2c();
 
         // Candidates in a max-heap by score, then leftmost (llama.cpp's llm_bigram_spm
         // order). A merge changes its symbols, so a candidate whose symbols no longer
@@ -378,6 +390,7 @@ private:
         struct candidate {
             float score;
             std::size_t left, right, bytes;
+            token_id merged;
         };
         const auto lower = [](const candidate& a, const candidate& b) {
             return a.score < b.score || (a.score == b.score && a.left > b.left);
@@ -385,10 +398,10 @@ private:
         std::vector<candidate> heap;
         heap.reserve(count > 0 ? 3 * count : 0);  // count - 1 pairs at first, at most two more per merge
         const auto consider = [&](std::size_t l, std::size_t r) {
-            if (l == none || r == none || frozen[l] || frozen[r]) return;
+            if (l == none || r == none || (!merge_unknown && (id[l] < 0 || id[r] < 0))) return;
             const auto it = lookup_.find(std::string_view(text).substr(start[l], size[l] + size[r]));
             if (it == lookup_.end()) return;
-            heap.push_back({vocab_.scores[static_cast<std::size_t>(it->second)], l, r, size[l] + size[r]});
+            heap.push_back({vocab_.scores[static_cast<std::size_t>(it->second)], l, r, size[l] + size[r], it->second});
             std::push_heap(heap.begin(), heap.end(), lower);
         };
         for (std::size_t i = 0; i + 1 < count; ++i) consider(i, i + 1);
@@ -400,6 +413,7 @@ private:
                 continue;
             size[c.left] = c.bytes;
             size[c.right] = 0;
+            id[c.left] = c.merged;
             next[c.left] = next[c.right];
             if (next[c.left] != none) prev[next[c.left]] = c.left;
             consider(prev[c.left], c.left);
@@ -408,14 +422,8 @@ private:
 
         // Symbol 0 is never a right side, so the list starts there.
         for (std::size_t i = 0; i != none && count > 0; i = next[i]) {
-            const std::string_view symbol = std::string_view(text).substr(start[i], size[i]);
-            if (!frozen[i]) {
-                if (const auto it = lookup_.find(symbol); it != lookup_.end()) {
-                    out.push_back(it->second);
-                    continue;
-                }
-            }
-            append_bytes(symbol, out);
+            if (id[i] >= 0) out.push_back(id[i]);
+            else append_bytes(std::string_view(text).substr(start[i], size[i]), out);
         }
     }
 
