@@ -420,7 +420,9 @@ private:
             consider(c.left, next[c.left]);
         }
 
-        // Symbol 0 is never a right side, so the list starts there.
+        // Symbol 0 is never a right side, so the list starts there. (llama.cpp's
+        // resegment() would split a symbol that is no piece back along its merges;
+        // merges only ever make pieces, so such a symbol is one unmerged character.)
         for (std::size_t i = 0; i != none && count > 0; i = next[i]) {
             if (id[i] >= 0) out.push_back(id[i]);
             else append_bytes(std::string_view(text).substr(start[i], size[i]), out);
