@@ -11,6 +11,7 @@
 #include "kvdecode/core/types.hpp"
 #include "kvdecode/core/rng.hpp"
 #include "kvdecode/core/thread_pool.hpp"
+#include "kvdecode/io/gguf_vocab.hpp"
 #include "kvdecode/io/llama2c_checkpoint.hpp"
 #include "kvdecode/io/llama2c_tokenizer.hpp"
 #include "kvdecode/model/batch.hpp"
@@ -35,4 +36,5 @@
 #include "kvdecode/decode/tree_options.hpp"
 #include "kvdecode/sampling/processors.hpp"
 #include "kvdecode/sampling/sampler.hpp"
+#include "kvdecode/tokenizer/sentencepiece.hpp"
 #include "kvdecode/version.hpp"

@@ -3,8 +3,10 @@
 // OUT_DIR/<harness>/ gets small crafted cases (valid files of several shapes and the
 // usual ways of being broken) and the real files: every *.bin of the shipped models/
 // (and of ../shared/models where present) seeds both readers, since a checkpoint is
-// a broken tokenizer and the other way round; text files seed the prompt encoder.
+// a broken tokenizer and the other way round; text files seed the prompt encoder;
+// GGUF vocabularies (metadata only) are written here, the shipped tokenizer among them.
 
+#include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -72,6 +74,96 @@ std::vector<piece> with_byte_pieces(std::vector<piece> pieces) {
         pieces.push_back({name});
     }
     return pieces;
+}
+
+// GGUF metadata, version 3 and no tensors, written byte by byte: the vocabulary
+// harness's seeds.
+class gguf_metadata {
+public:
+    enum : std::uint32_t { u32 = 4, i32 = 5, f32 = 6, boolean = 7, string = 8, array = 9 };
+    gguf_metadata& str(const std::string& key, const std::string& v) { return begin(key, string).text(v); }
+    gguf_metadata& uint(const std::string& key, std::uint32_t v) { return begin(key, u32).value(v); }
+    gguf_metadata& flag(const std::string& key, bool v) { return begin(key, boolean).value(static_cast<std::uint8_t>(v)); }
+    gguf_metadata& strings(const std::string& key, const std::vector<std::string>& v) {
+        begin_array(key, string, v.size());
+        for (const auto& x : v) text(x);
+        return *this;
+    }
+    gguf_metadata& floats(const std::string& key, const std::vector<float>& v) {
+        begin_array(key, f32, v.size());
+        for (float x : v) value(x);
+        return *this;
+    }
+    gguf_metadata& ints(const std::string& key, const std::vector<std::int32_t>& v) {
+        begin_array(key, i32, v.size());
+        for (std::int32_t x : v) value(x);
+        return *this;
+    }
+    bytes file() const {
+        bytes out = {'G', 'G', 'U', 'F'};
+        put(out, std::uint32_t{3});
+        put(out, std::uint64_t{0});
+        put(out, count_);
+        out.insert(out.end(), kv_.begin(), kv_.end());
+        out.resize((out.size() + 31) / 32 * 32, 0);
+        return out;
+    }
+
+private:
+    template <class V>
+    gguf_metadata& value(V v) {
+        put(kv_, v);
+        return *this;
+    }
+    gguf_metadata& text(const std::string& v) {
+        put(kv_, static_cast<std::uint64_t>(v.size()));
+        kv_.insert(kv_.end(), v.begin(), v.end());
+        return *this;
+    }
+    gguf_metadata& begin(const std::string& key, std::uint32_t type) {
+        ++count_;
+        return text(key).value(type);
+    }
+    void begin_array(const std::string& key, std::uint32_t type, std::size_t n) {
+        begin(key, array).value(type).value(static_cast<std::uint64_t>(n));
+    }
+    bytes kv_;
+    std::uint64_t count_ = 0;
+};
+
+// A llama2.c tokenizer file as GGUF's llama vocabulary (as llama.cpp's converter
+// writes it: U+2581 for spaces, types unknown / control / byte / normal).
+bytes llama2c_as_gguf(const fs::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    const bytes file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::vector<std::string> tokens;
+    std::vector<float> scores;
+    std::vector<std::int32_t> types;
+    for (std::size_t at = 4; at + 8 <= file.size();) {
+        float score;
+        std::int32_t n;
+        std::memcpy(&score, file.data() + at, 4);
+        std::memcpy(&n, file.data() + at + 4, 4);
+        at += 8;
+        if (n < 0 || at + static_cast<std::size_t>(n) > file.size()) break;
+        std::string piece(file.data() + at, static_cast<std::size_t>(n));
+        at += static_cast<std::size_t>(n);
+        const std::size_t id = tokens.size();
+        if (id < 3) piece = id == 0 ? "<unk>" : id == 1 ? "<s>" : "</s>";
+        for (std::size_t sp; (sp = piece.find(' ')) != std::string::npos;) piece.replace(sp, 1, "\xE2\x96\x81");
+        tokens.push_back(piece);
+        scores.push_back(score);
+        types.push_back(id == 0 ? 2 : id < 3 ? 3 : kvfuzz::byte_piece_value(piece) >= 0 ? 6 : 1);
+    }
+    return gguf_metadata()
+        .str("tokenizer.ggml.model", "llama")
+        .strings("tokenizer.ggml.tokens", tokens)
+        .floats("tokenizer.ggml.scores", scores)
+        .ints("tokenizer.ggml.token_type", types)
+        .uint("tokenizer.ggml.bos_token_id", 1)
+        .uint("tokenizer.ggml.eos_token_id", 2)
+        .uint("tokenizer.ggml.padding_token_id", 0xFFFFFFFFu)
+        .file();
 }
 
 void copy_real_files(const fs::path& from, const std::string& prefix, const fs::path& out) {
@@ -159,6 +251,34 @@ int main(int argc, char** argv) {
     bytes every_byte;
     for (int b = 0; b < 256; ++b) every_byte.push_back(static_cast<char>(b));
     write(en, "every_byte", every_byte);
+
+    // GGUF vocabularies: small valid ones (all keys, tokens only, options and ids set,
+    // special tokens), the shipped tokenizer converted, and broken ones.
+    const fs::path gv = out / "gguf_vocab";
+    const std::string mark = "\xE2\x96\x81";
+    const std::vector<std::string> small = {"<unk>", "<s>", "</s>", "<0x41>", mark, "a", "b", mark + "a", "ab", "<u>"};
+    const auto small_vocab = [&] {
+        return gguf_metadata()
+            .str("general.architecture", "llama")
+            .str("tokenizer.ggml.model", "llama")
+            .strings("tokenizer.ggml.tokens", small)
+            .floats("tokenizer.ggml.scores", {0, 0, 0, 0, -1, -2, -2, -3, -1, 0});
+    };
+    write(gv, "valid_small", small_vocab().ints("tokenizer.ggml.token_type", {2, 3, 3, 6, 1, 1, 1, 1, 1, 4}).file());
+    write(gv, "valid_tokens_only", gguf_metadata().str("tokenizer.ggml.model", "llama").strings("tokenizer.ggml.tokens", small).file());
+    write(gv, "valid_options", small_vocab()
+                                   .ints("tokenizer.ggml.token_type", {3, 3, 3, 6, 1, 1, 1, 1, 5, 4})
+                                   .flag("tokenizer.ggml.add_bos_token", false)
+                                   .flag("tokenizer.ggml.add_eos_token", true)
+                                   .flag("tokenizer.ggml.add_space_prefix", false)
+                                   .uint("tokenizer.ggml.eos_token_id", 9)
+                                   .uint("tokenizer.ggml.unknown_token_id", 0xFFFFFFFFu)
+                                   .file());
+    write(gv, "gpt2", gguf_metadata().str("tokenizer.ggml.model", "gpt2").strings("tokenizer.ggml.tokens", small).file());
+    write(gv, "short_token_types", small_vocab().ints("tokenizer.ggml.token_type", {2, 3, 3}).file());
+    write(gv, "bos_outside", small_vocab().uint("tokenizer.ggml.bos_token_id", 10).file());
+    write(gv, "no_tokens", gguf_metadata().str("tokenizer.ggml.model", "llama").file());
+    if (fs::exists(fs::path(argv[2]) / "kjv_tok1024.bin")) write(gv, "shipped_kjv", llama2c_as_gguf(fs::path(argv[2]) / "kjv_tok1024.bin"));
 
     copy_real_files(argv[2], "shipped_", out);
     if (argc > 3) copy_real_files(argv[3], "shared_", out);
