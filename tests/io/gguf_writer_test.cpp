@@ -75,7 +75,7 @@ TEST_CASE("every GGUF fixture written back from what the reader read is byte-ide
         const auto f = gguf_file::open(*path);
         gguf_writer w;
         w.copy_metadata(f);
-        for (const auto& t : f.tensors()) w.add_tensor(t.name, t.shape, t.type, f.data(t), f.owner());
+        for (const auto& t : f.tensors()) w.copy_tensor(f, t);
         const auto planned = w.tensors();
         REQUIRE(planned.size() == f.tensors().size());
         for (std::size_t i = 0; i < planned.size(); ++i) CHECK(planned[i].offset == f.tensors()[i].offset);

@@ -100,6 +100,11 @@ public:
                             std::span<const std::byte> bytes, std::shared_ptr<const void> owner) {
         return add(std::move(name), std::move(shape), type, bytes, std::move(owner));
     }
+    // A tensor of an open file as it is (name, shape, type, bytes), without a copy: the
+    // file's mapping is kept alive (a from_memory file's bytes the caller keeps alive).
+    gguf_writer& copy_tensor(const gguf_file& f, const gguf_tensor_info& t) {
+        return add(t.name, t.shape, t.type, f.data(t), f.owner());
+    }
     // The tensors as they will be written: offsets from the data start with the current alignment.
     std::vector<gguf_tensor_info> tensors() const {
         std::vector<gguf_tensor_info> out;
