@@ -1,10 +1,12 @@
 // Writes the fuzzers' seed corpora into the build folder (nothing of it is committed):
-//   kvdecode_fuzz_seeds OUT_DIR MODELS_DIR [SHARED_MODELS_DIR]
+//   kvdecode_fuzz_seeds OUT_DIR MODELS_DIR [SHARED_DIR...]
 // OUT_DIR/<harness>/ gets small crafted cases (valid files of several shapes and the
 // usual ways of being broken) and the real files: every *.bin of the shipped models/
-// (and of ../shared/models where present) seeds both readers, since a checkpoint is
-// a broken tokenizer and the other way round; text files seed the prompt encoder;
-// GGUF vocabularies (metadata only) are written here, the shipped tokenizer among them.
+// (and of the shared folders where present) seeds both llama2.c readers, since a
+// checkpoint is a broken tokenizer and the other way round; text files seed the prompt
+// encoder; *.gguf files (../shared/fixtures/gguf) seed the GGUF reader, next to small
+// files written by gguf_writer; GGUF vocabularies (metadata only) are written here, the
+// shipped tokenizer among them.
 
 #include <cstddef>
 #include <cstdint>
@@ -17,6 +19,7 @@
 #include <vector>
 
 #include "fuzz_support.hpp"
+#include "kvdecode/io/gguf_writer.hpp"
 
 namespace fs = std::filesystem;
 
@@ -175,6 +178,9 @@ void copy_real_files(const fs::path& from, const std::string& prefix, const fs::
             fs::create_directories(out / "llama2c_tokenizer");
             fs::copy_file(p, out / "llama2c_checkpoint" / (prefix + p.filename().string()), fs::copy_options::overwrite_existing);
             fs::copy_file(p, out / "llama2c_tokenizer" / (prefix + p.filename().string()), fs::copy_options::overwrite_existing);
+        } else if (p.extension() == ".gguf") {
+            fs::create_directories(out / "gguf");
+            fs::copy_file(p, out / "gguf" / (prefix + p.filename().string()), fs::copy_options::overwrite_existing);
         } else if (p.extension() == ".md") {
             fs::create_directories(out / "tokenizer_encode");
             fs::copy_file(p, out / "tokenizer_encode" / (prefix + p.filename().string()), fs::copy_options::overwrite_existing);
@@ -182,11 +188,90 @@ void copy_real_files(const fs::path& from, const std::string& prefix, const fs::
     }
 }
 
+bytes from_bytes(const std::vector<std::byte>& b) {
+    return bytes(reinterpret_cast<const char*>(b.data()), reinterpret_cast<const char*>(b.data() + b.size()));
+}
+
+// Small GGUF files from gguf_writer: metadata of every value type, tensors of several
+// types and shapes, other alignments; then byte patches for the usual breakages.
+void gguf_seeds(const fs::path& dir) {
+    using namespace kvdecode;
+    auto data = [](gguf_type t, const std::vector<std::uint64_t>& shape) {
+        std::vector<std::byte> d(gguf_tensor_bytes(t, shape));
+        for (std::size_t i = 0; i < d.size(); ++i) d[i] = static_cast<std::byte>((i * 37 + 11) & 0xff);
+        return d;
+    };
+    auto add = [&](gguf_writer& w, const std::string& name, gguf_type t, std::vector<std::uint64_t> shape) {
+        w.add_tensor(name, shape, t, data(t, shape));
+    };
+    gguf_writer all;
+    all.set("general.architecture", "llama")
+        .set("u8", gguf_value(std::uint8_t{7})).set("i8", gguf_value(std::int8_t{-7}))
+        .set("u16", gguf_value(std::uint16_t{700})).set("i16", gguf_value(std::int16_t{-700}))
+        .set("llama.context_length", gguf_value(std::uint32_t{256})).set("i32", gguf_value(std::int32_t{-70000}))
+        .set("f32", gguf_value(1e-5f)).set("bool", gguf_value(true))
+        .set("u64", gguf_value(std::uint64_t{1} << 40)).set("i64", gguf_value(std::int64_t{-1} << 40))
+        .set("f64", gguf_value(0.5))
+        .set("tokenizer.ggml.tokens", std::vector<std::string>{"<unk>", "<s>", "</s>", "<0x00>", "\xe2\x96\x81" "a"})
+        .set("tokenizer.ggml.scores", std::vector<float>{0, 0, 0, -1, -2})
+        .set("tokenizer.ggml.token_type", std::vector<std::int32_t>{2, 3, 3, 6, 1})
+        .set("a.u8", std::vector<std::uint8_t>{1, 2}).set("a.bool", std::vector<bool>{true, false})
+        .set("a.u64", std::vector<std::uint64_t>{5}).set("a.f64", std::vector<double>{0.25})
+        .set("a.empty", std::vector<std::int16_t>{});
+    add(all, "token_embd.weight", gguf_type::f16, {32, 5});
+    add(all, "blk.0.attn_norm.weight", gguf_type::f32, {32});
+    add(all, "blk.0.attn_q.weight", gguf_type::q8_0, {32, 32});
+    add(all, "blk.0.ffn_down.weight", gguf_type::q4_k, {256, 2});
+    add(all, "blk.0.ffn_up.weight", gguf_type::q6_k, {256, 1, 2});
+    add(all, "output.weight", gguf_type::q4_0, {32, 5});
+    add(all, "rope_freqs.weight", gguf_type::bf16, {4, 1, 1, 2});
+    const bytes valid = from_bytes(all.to_bytes());
+    write(dir, "valid_every_value_type", valid);
+
+    for (std::uint32_t align : {1u, 64u}) {
+        gguf_writer w;
+        w.set("general.alignment", gguf_value(align));
+        add(w, "a", gguf_type::q5_0, {32, 2});
+        add(w, "b", gguf_type::q5_1, {64});
+        add(w, "c", gguf_type::q2_k, {256});
+        add(w, "d", gguf_type::q3_k, {256});
+        add(w, "e", gguf_type::q5_k, {256});
+        add(w, "f", gguf_type::q4_1, {32});
+        write(dir, "valid_alignment_" + std::to_string(align), from_bytes(w.to_bytes()));
+    }
+    gguf_writer metadata_only;
+    metadata_only.set("general.name", "nothing but metadata");
+    write(dir, "valid_no_tensors", from_bytes(metadata_only.to_bytes()));
+    gguf_writer tensors_only;
+    add(tensors_only, "x", gguf_type::f32, {1});
+    write(dir, "valid_no_metadata", from_bytes(tensors_only.to_bytes()));
+
+    auto patched = [&](std::size_t offset, std::uint64_t value, std::size_t width) {
+        bytes b = valid;
+        std::memcpy(b.data() + offset, &value, width);  // little-endian
+        return b;
+    };
+    write(dir, "version_2", patched(4, 2, 4));
+    write(dir, "version_1", patched(4, 1, 4));
+    write(dir, "version_4", patched(4, 4, 4));
+    write(dir, "byte_swapped", patched(4, 0x03000000, 4));
+    write(dir, "bad_magic", patched(0, 0x4c4d4747, 4));  // "GGML"
+    write(dir, "huge_tensor_count", patched(8, std::uint64_t{1} << 40, 8));
+    write(dir, "huge_kv_count", patched(16, std::uint64_t{1} << 40, 8));
+    write(dir, "huge_key_length", patched(24, std::uint64_t{1} << 60, 8));
+    bytes truncated = valid;
+    truncated.resize(valid.size() / 2);
+    write(dir, "truncated", truncated);
+    bytes short_data = valid;
+    short_data.resize(valid.size() - 1);
+    write(dir, "last_tensor_short", short_data);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     if (argc < 3) {
-        std::fprintf(stderr, "usage: %s OUT_DIR MODELS_DIR [SHARED_MODELS_DIR]\n", argv[0]);
+        std::fprintf(stderr, "usage: %s OUT_DIR MODELS_DIR [SHARED_DIR...]\n", argv[0]);
         return 2;
     }
     const fs::path out = argv[1];
@@ -280,7 +365,9 @@ int main(int argc, char** argv) {
     write(gv, "no_tokens", gguf_metadata().str("tokenizer.ggml.model", "llama").file());
     if (fs::exists(fs::path(argv[2]) / "kjv_tok1024.bin")) write(gv, "shipped_kjv", llama2c_as_gguf(fs::path(argv[2]) / "kjv_tok1024.bin"));
 
+    gguf_seeds(out / "gguf");
+
     copy_real_files(argv[2], "shipped_", out);
-    if (argc > 3) copy_real_files(argv[3], "shared_", out);
+    for (int i = 3; i < argc; ++i) copy_real_files(argv[i], "shared_", out);
     return 0;
 }

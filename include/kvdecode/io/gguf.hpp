@@ -8,7 +8,8 @@
 // against the bytes that are left before anything is sized or read from it, element
 // counts and byte sizes are overflow-checked, and every tensor's data must lie inside
 // the file. A bad file throws gguf_error (a model_format_error) naming the file, the
-// key or tensor, and what is wrong.
+// key or tensor, and what is wrong. (A mapped file that another program truncates
+// while it is open can still fault on access, as with any mmap.)
 //
 // Layout (all integers little-endian):
 //   "GGUF", uint32 version, uint64 tensor count, uint64 key-value count,
