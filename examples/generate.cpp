@@ -1,5 +1,6 @@
-// kvdecode-generate: decode a llama2.c checkpoint from the command line.
+// kvdecode-generate: decode a GGUF file or a llama2.c checkpoint from the command line.
 //
+//   kvdecode-generate --model model-q4_k_m.gguf --prompt "Once upon a time"
 //   kvdecode-generate --model stories15M.bin --tokenizer tokenizer.bin --prompt "Once upon a time"
 //   kvdecode-generate --model m.bin --prompt-ids 1,300,400 --mode sample --temperature 0.8 --top-p 0.9 --print-ids
 //
@@ -94,7 +95,7 @@ struct cli_options {
     std::string model;
     std::string tokenizer;
     std::size_t threads = 1;
-    kvdecode::weight_type weights = kvdecode::weight_type::f32;
+    std::optional<kvdecode::weight_type> weights;  // llama2.c only; default f32
     // generation
     std::optional<std::string> prompt;
     std::optional<std::vector<token_id>> prompt_ids;
@@ -193,7 +194,7 @@ kvdecode::weight_type parse_weights(const std::string& v) {
     try {
         return kvdecode::parse_weight_type(v);
     } catch (const std::invalid_argument&) {
-        throw usage_error("--weights must be f32, bf16, f16 or q8_0, got '" + v + "'");
+        throw usage_error("--weights must be one of " + kvdecode::weight_type_names() + ", got '" + v + "'");
     }
 }
 
@@ -271,15 +272,18 @@ private:
 void add_options(CLI::App& app, cli_options& o) {
     option_group model(app, "Model");
     model.text("--model", [&](const std::string& v) { o.model = v; }, "PATH",
-               "llama2.c checkpoint (default: the shipped models/kjv_llama.bin and its tokenizer)");
+               "GGUF file (weights and vocabulary) or llama2.c checkpoint (default: the shipped "
+               "models/kjv_llama.bin and its tokenizer)");
     model.text("--tokenizer", [&](const std::string& v) { o.tokenizer = v; }, "PATH",
-               "llama2.c tokenizer; needed for --prompt and for text output");
+               "llama2.c tokenizer, for a llama2.c checkpoint: needed for --prompt and for text output");
     model.integer("--threads", o.threads, range<std::size_t>{1, bound::threads}, "threads for the model's matrix products");
     model.text("--weights", [&](const std::string& v) { o.weights = parse_weights(v); }, "TYPE",
-               "f32 | bf16 | f16 | q8_0: store the weights so, converted at load (default f32)");
+               "a llama2.c checkpoint's weights converted at load to f32 (default), f16, bf16, q8_0, q4_0, q4_1, "
+               "q5_0, q5_1 or a K-quant q2_k..q6_k (rows of 256); a GGUF file keeps its own types");
 
     option_group gen(app, "Generation");
-    gen.text("--prompt", [&](const std::string& v) { o.prompt = v; }, "TEXT", "prompt text (BOS is added)");
+    gen.text("--prompt", [&](const std::string& v) { o.prompt = v; }, "TEXT",
+             "prompt text (BOS is added where the vocabulary says so)");
     gen.text("--prompt-ids", [&](const std::string& v) { o.prompt_ids = parse_ids("--prompt-ids", v); }, "ID,...",
              "prompt token ids, each " + any_id.text() + " (BOS is not added)");
     gen.text("--mode", [&](const std::string& v) { o.mode = parse_mode(v); }, "MODE",
@@ -337,8 +341,7 @@ void complete(cli_options& o) {
         if (o.tokenizer.empty()) o.tokenizer = std::string(KVDECODE_DEFAULT_MODEL_DIR) + "/kjv_tok1024.bin";
     }
     if (o.prompt && o.prompt_ids) throw usage_error("give --prompt or --prompt-ids, not both");
-    if (o.prompt && o.tokenizer.empty()) throw usage_error("--prompt needs --tokenizer (or use --prompt-ids)");
-    if (o.reward.what == reward_spec::kind::contains && o.tokenizer.empty())
+    if (o.reward.what == reward_spec::kind::contains && o.tokenizer.empty() && !is_gguf(o.model))
         throw usage_error("--reward contains:TEXT needs --tokenizer");
 }
 
@@ -377,18 +380,72 @@ struct session {
     bool text = false;  // print text (a tokenizer is loaded and --print-ids is off)
 };
 
+// Whether the file starts with GGUF's magic (anything else is read as llama2.c).
+bool is_gguf(const std::string& path) {
+    char magic[4] = {};
+    std::FILE* f = std::fopen(path.c_str(), "rb");
+    if (f == nullptr) return false;  // the reader reports why
+    const bool gguf = std::fread(magic, 1, 4, f) == 4 && std::string_view(magic, 4) == "GGUF";
+    std::fclose(f);
+    return gguf;
+}
+
+// "q5_0 x23, q4_k x2, q8_0 x3": the storage types of a GGUF file's matrices.
+std::string matrix_types(const kvdecode::gguf_file& file) {
+    std::vector<std::pair<std::string, std::size_t>> counts;
+    for (const auto& t : file.tensors()) {
+        if (t.shape.size() < 2) continue;
+        const std::string name(kvdecode::to_string(t.type));
+        auto it = std::find_if(counts.begin(), counts.end(), [&](const auto& c) { return c.first == name; });
+        if (it == counts.end()) counts.emplace_back(name, 1);
+        else ++it->second;
+    }
+    std::string out;
+    for (const auto& [name, n] : counts) out += (out.empty() ? "" : ", ") + name + " x" + std::to_string(n);
+    return out;
+}
+
 session open_session(const cli_options& o) {
     session s;
-    s.model = std::make_unique<const kvdecode::transformer<float>>(kvdecode::read_llama2c_checkpoint<float>(o.model),
-                                                                   o.weights);  // the row-major copy is dropped here
-    if (!o.tokenizer.empty()) s.tok = kvdecode::tokenizer::read_llama2c(o.tokenizer, s.model->config().vocab_size);
+    std::string types;
+    std::optional<token_id> bos = kvdecode::tokenizer::bos_id, eos = kvdecode::tokenizer::eos_id;
+    std::string no_vocabulary = "--prompt needs --tokenizer (or use --prompt-ids)";
+    if (is_gguf(o.model)) {
+        if (o.weights)
+            throw usage_error("--weights converts llama2.c checkpoints; a GGUF file's weights are used as stored "
+                              "(kvdecode-quantize converts GGUF files)");
+        if (!o.tokenizer.empty()) throw usage_error("--tokenizer is for llama2.c checkpoints; a GGUF file holds its vocabulary");
+        const auto file = kvdecode::gguf_file::open(o.model);
+        s.model = std::make_unique<const kvdecode::transformer<float>>(kvdecode::load_gguf_model(file));
+        const kvdecode::gguf_token_ids ids = kvdecode::gguf_special_tokens(file);
+        bos = ids.bos, eos = ids.eos;
+        try {
+            s.tok = kvdecode::llama_vocab_from_gguf(file);
+        } catch (const kvdecode::model_format_error& e) {  // e.g. a gpt2 vocabulary: ids still work
+            no_vocabulary = std::string("--prompt needs the file's vocabulary, which kvdecode cannot read: ") + e.what() +
+                            " (use --prompt-ids)";
+        }
+        types = matrix_types(file);
+    } else {
+        const kvdecode::weight_type type = o.weights.value_or(kvdecode::weight_type::f32);
+        s.model = std::make_unique<const kvdecode::transformer<float>>(kvdecode::read_llama2c_checkpoint<float>(o.model),
+                                                                       type);  // the row-major copy is dropped here
+        if (!o.tokenizer.empty()) s.tok = kvdecode::tokenizer::read_llama2c(o.tokenizer, s.model->config().vocab_size);
+        types = std::string(kvdecode::to_string(type));
+    }
     if (o.stats)
-        std::fprintf(stderr, "weights: %s, %.2f MB read per token\n", std::string(kvdecode::to_string(o.weights)).c_str(),
+        std::fprintf(stderr, "weights: %s, %.2f MB read per token\n", types.c_str(),
                      static_cast<double>(s.model->weights().bytes_per_token()) / 1e6);
-    s.prompt = o.prompt_ids ? *o.prompt_ids
-               : o.prompt   ? s.tok->encode(*o.prompt)
-                            : std::vector<token_id>{kvdecode::tokenizer::bos_id};
-    s.eos = o.eos ? *o.eos : std::vector<token_id>{s.tok ? s.tok->eos() : 2};
+    if (o.prompt && !s.tok) throw usage_error(no_vocabulary);
+    if (s.tok) bos = s.tok->find_bos(), eos = s.tok->find_eos();
+    if (o.prompt_ids) s.prompt = *o.prompt_ids;
+    else if (o.prompt) s.prompt = s.tok->encode(*o.prompt);
+    else if (bos) s.prompt = {*bos};
+    else throw usage_error("the model names no BOS token to start from: give --prompt or --prompt-ids");
+    if (s.prompt.empty()) throw usage_error("the prompt encodes to no tokens (the vocabulary adds no BOS): give a longer --prompt");
+    if (o.eos) s.eos = *o.eos;
+    else if (s.tok) s.eos = s.tok->end_of_generation();
+    else if (eos) s.eos = {*eos};
     s.text = s.tok && !o.print_ids;
     return s;
 }
@@ -518,6 +575,7 @@ kvdecode::reward_function make_reward(const cli_options& o, const session& s) {
             };
         }
         case reward_spec::kind::contains: {
+            if (!s.tok) throw usage_error("--reward contains:TEXT needs the model's vocabulary");
             const std::string text = o.reward.text;
             const kvdecode::tokenizer* tok = &*s.tok;
             return [prompt, text, tok](std::span<const token_id> x) {
@@ -566,7 +624,7 @@ int run(const cli_options& o) {
 
 int main(int argc, char** argv) {
     cli_options options;
-    CLI::App app("Decodes a llama2.c checkpoint: greedy, sampling, beam search or MaxEnt-TS tree search.",
+    CLI::App app("Decodes a GGUF file or a llama2.c checkpoint: greedy, sampling, beam search or MaxEnt-TS tree search.",
                  "kvdecode-generate");
     app.get_formatter()->column_width(28);
     add_options(app, options);

@@ -413,9 +413,9 @@ private:
             case weight_type::f32: return f32_layout().elements() * sizeof(T);
             case weight_type::f16:
             case weight_type::bf16: return half_layout().elements() * sizeof(std::uint16_t);
-            case weight_type::q8_0: break;
+            default: break;
         }
-        // Block types: rows of whole blocks, the last one padded with zeros.
+        // Block types: rows of whole blocks (Q8_0's last one may be padded with zeros).
         const std::size_t per_block = block_values(type_);
         return out_dim_ * ((in_dim_ + per_block - 1) / per_block) * block_bytes(type_);
     }
