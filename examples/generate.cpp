@@ -334,6 +334,16 @@ void add_options(CLI::App& app, cli_options& o) {
     output.flag("--stats", o.stats, "print token counts, speed and KV-cache use to stderr (tree mode: the tree's)");
 }
 
+// Whether the file starts with GGUF's magic (anything else is read as llama2.c).
+bool is_gguf(const std::string& path) {
+    char magic[4] = {};
+    std::FILE* f = std::fopen(path.c_str(), "rb");
+    if (f == nullptr) return false;  // the reader reports why
+    const bool gguf = std::fread(magic, 1, 4, f) == 4 && std::string_view(magic, 4) == "GGUF";
+    std::fclose(f);
+    return gguf;
+}
+
 // Checks between options, and the defaults that depend on others.
 void complete(cli_options& o) {
     if (o.model.empty()) {  // the model the project trains and ships
@@ -341,6 +351,8 @@ void complete(cli_options& o) {
         if (o.tokenizer.empty()) o.tokenizer = std::string(KVDECODE_DEFAULT_MODEL_DIR) + "/kjv_tok1024.bin";
     }
     if (o.prompt && o.prompt_ids) throw usage_error("give --prompt or --prompt-ids, not both");
+    if (o.prompt && o.tokenizer.empty() && !is_gguf(o.model))
+        throw usage_error("--prompt needs --tokenizer (or use --prompt-ids)");
     if (o.reward.what == reward_spec::kind::contains && o.tokenizer.empty() && !is_gguf(o.model))
         throw usage_error("--reward contains:TEXT needs --tokenizer");
 }
@@ -379,16 +391,6 @@ struct session {
     std::vector<token_id> eos;
     bool text = false;  // print text (a tokenizer is loaded and --print-ids is off)
 };
-
-// Whether the file starts with GGUF's magic (anything else is read as llama2.c).
-bool is_gguf(const std::string& path) {
-    char magic[4] = {};
-    std::FILE* f = std::fopen(path.c_str(), "rb");
-    if (f == nullptr) return false;  // the reader reports why
-    const bool gguf = std::fread(magic, 1, 4, f) == 4 && std::string_view(magic, 4) == "GGUF";
-    std::fclose(f);
-    return gguf;
-}
 
 // "q5_0 x23, q4_k x2, q8_0 x3": the storage types of a GGUF file's matrices.
 std::string matrix_types(const kvdecode::gguf_file& file) {

@@ -31,6 +31,10 @@
 //     0.044; on the Q4_0 and K-quant files (measured on trial merges with the legacy
 //     and kquants branches): differences at margins 0.0002 and 0.0051, top-5 within
 //     0.118, no-cache within 0.030. Bounds: margin 0.05, top-5 0.2, no-cache 0.1.
+//     A step may also differ where llama.cpp's margin is below twice that step's
+//     measured top-5 deviation (the two sets of logits are that far apart there, so
+//     such a margin can flip): on the CI-like machine with VNNI kernels the Q5_0/Q4_K
+//     file diverged once at margin 0.065 with deviation 0.040 there.
 //     Much of the Q8_0 part is ggml's x86 activation quantiser, which scales by
 //     127 / amax and rounds half to even where kvdecode's (the format's reference)
 //     uses 1 / d and rounds half away from zero: with ggml's variant the largest
@@ -187,13 +191,14 @@ struct agreement {
     double margin_there = 0;
     std::size_t differences = 0;       // steps whose argmax differs (teacher forced)
     double largest_margin_differing = 0;
+    bool unexplained_difference = false;  // a differing step whose margin exceeds tol.margin and 2 x its deviation
     double top5_error = 0;             // max |logit - llama.cpp's| over the top-5 of every step
     double deviation_there = 0;        // the same at the first differing step
     double reference_error = 0;        // max relative error, cached vs no-cache
     std::string error;
 };
 
-agreement compare_entry(const loaded_model& m, const kvtest::json& entry) {
+agreement compare_entry(const loaded_model& m, const kvtest::json& entry, double margin_tolerance) {
     agreement a;
     a.file = entry["file"].get<std::string>();
     a.prompt = entry["prompt"].get<std::string>();
@@ -217,6 +222,9 @@ agreement compare_entry(const loaded_model& m, const kvtest::json& entry) {
             if (!a.first_difference) a.first_difference = step, a.margin_there = margins[step], a.deviation_there = deviation;
             ++a.differences;
             a.largest_margin_differing = std::max(a.largest_margin_differing, margins[step]);
+            // Our logits and llama.cpp's differ by at most `deviation` on the top 5, so a
+            // margin below twice that can flip the argmax whatever the bound says.
+            if (margins[step] >= std::max(margin_tolerance, 2 * deviation)) a.unexplained_difference = true;
         }
     }
     // The no-cache reference over the same tokens, every position in one pass.
@@ -259,7 +267,8 @@ void check_greedy_file(const std::string& folder) {
             ++skipped;
             continue;
         }
-        const agreement a = compare_entry(m, entry);
+        const tolerances tol = tolerance_for(m.kind);
+        const agreement a = compare_entry(m, entry, tol.margin);
         ++entries;
         table << file << " | " << entry["prompt"] << " | ";
         if (!a.first_difference) table << "equal (" << a.steps << " steps)";
@@ -268,8 +277,8 @@ void check_greedy_file(const std::string& folder) {
                   << " (top-5 deviation there " << a.deviation_there << "; " << a.differences << " of " << a.steps
                   << " steps differ, largest margin " << a.largest_margin_differing << ")";
         table << " | " << a.top5_error << " | " << a.reference_error << "\n";
-        const tolerances tol = tolerance_for(m.kind);
-        CHECK(a.largest_margin_differing < tol.margin);
+        CAPTURE(a.largest_margin_differing, a.deviation_there);
+        CHECK_FALSE(a.unexplained_difference);
         CHECK(a.top5_error <= tol.top5);
         CHECK(a.reference_error <= tol.reference);
     }
@@ -505,4 +514,16 @@ TEST_CASE("GGUF models the loader cannot use are errors naming the problem", "[i
                             g.set("general.architecture", std::string("qwen2"));
                         })),
                         Contains("tensor 'blk.0.attn_q.bias'") && Contains("missing"));
+}
+
+TEST_CASE("a token id of 0xFFFFFFFF means none, as llama.cpp writes it", "[io][gguf][model]") {
+    // llama.cpp's converter writes tokenizer.ggml.padding_token_id = 0xFFFFFFFF (its null token).
+    const auto file = kvtest::shared_file("fixtures/gguf/kjv-f32.gguf");
+    if (!file) return;
+    const gguf_file f = gguf_file::open(*file);
+    REQUIRE(f.uint("tokenizer.ggml.padding_token_id") == 0xFFFFFFFFu);
+    const gguf_token_ids ids = gguf_special_tokens(f);
+    CHECK_FALSE(ids.padding.has_value());
+    CHECK(ids.bos == token_id{1});
+    CHECK(ids.eos == token_id{2});
 }

@@ -200,8 +200,9 @@ public:
         gguf_token_ids ids;
         auto id = [&](const char* k) -> std::optional<token_id> {
             const std::string full = std::string("tokenizer.ggml.") + k;
-            const auto v = file_.find_uint(full);
-            if (!v) return std::nullopt;
+            // llama.cpp writes 0xFFFFFFFF (its null token, -1) for "none", e.g. a padding id.
+            const auto v = file_.has(full) && file_.int_(full) == -1 ? std::nullopt : file_.find_uint(full);
+            if (!v || *v == 0xFFFFFFFFu) return std::nullopt;
             if (*v >= vocab_size)
                 fail("key '" + full + "'", "is " + std::to_string(*v) + ", not a token id (vocabulary of " +
                                                std::to_string(vocab_size) + ")");
