@@ -397,7 +397,8 @@ std::string matrix_types(const kvdecode::gguf_file& file) {
     std::vector<std::pair<std::string, std::size_t>> counts;
     for (const auto& t : file.tensors()) {
         if (t.shape.size() < 2) continue;
-        const std::string name(kvdecode::to_string(t.type));
+        const auto type = kvdecode::weight_type_of(t.type);  // our lowercase names where we have the type
+        const std::string name = type ? std::string(kvdecode::to_string(*type)) : std::string(kvdecode::to_string(t.type));
         auto it = std::find_if(counts.begin(), counts.end(), [&](const auto& c) { return c.first == name; });
         if (it == counts.end()) counts.emplace_back(name, 1);
         else ++it->second;

@@ -42,7 +42,7 @@ TEST_CASE("cache_options_for: known answers", "[decode][cache_sizing]") {
         beam_options o{.num_beams = 4, .generation = {.max_new_tokens = 30}};
         // 5 + 29 = 34 tokens: 5 blocks of 8 per beam.
         auto k = cache_options_for(c, prompts_t{{1, 2, 3, 4, 5}}, o, 8);
-        REQUIRE(k.capacity_tokens == 4 * 5 * 8);
+        REQUIRE(k.capacity_tokens == (4 * 5 + 4) * 8);  // and each parent's partial block copied on write
         REQUIRE(k.max_sequences == 8);
         o.cache_policy = beam_cache_policy::copy;
         k = cache_options_for(c, prompts_t{{1, 2, 3, 4, 5}, {6}}, o, 8);
@@ -108,6 +108,17 @@ TEST_CASE("a cache made by cache_options_for holds every decoder's worst case", 
                     REQUIRE(r.stats.peak_blocks_used <= cache.stats().blocks_total);
                     REQUIRE(r.hypotheses[2][0].tokens.size() == 256);
                 }
+            // A short generation from a one-block prompt: the children copy the shared
+            // partial block while the prompt's sequence still holds it (this ran out of
+            // blocks when the bound counted the beams' own blocks only).
+            for (std::size_t beams : {2, 3, 6}) {
+                const beam_options o{.num_beams = beams, .generation = {.max_new_tokens = 6, .eos = {}}};
+                const prompts_t short_prompt = {{1, 2, 3, 4, 5, 6, 7, 8}};
+                auto cache = model.make_cache(cache_options_for(shape, short_prompt, o, block));
+                CAPTURE(beams);
+                const auto r = beam_search(ctx, cache, short_prompt, o);
+                REQUIRE(r.stats.peak_blocks_used <= cache.stats().blocks_total);
+            }
         }
         SECTION("MaxEnt-TS, shared and recomputed, batched") {
             const std::vector<token_id> prompt = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};

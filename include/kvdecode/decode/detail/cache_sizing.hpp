@@ -57,16 +57,19 @@ inline cache_need generate_cache_need(std::span<const std::vector<token_id>> pro
 }
 
 // Beam search, per prompt: a step forks up to num_beams children from the running
-// beams before releasing them (2 x num_beams handles). Every block in use belongs
-// to some live beam, so with shared blocks the beams' own block counts bound the
-// total; with private copies parents and children hold theirs at once.
+// beams before releasing them (2 x num_beams handles). With shared blocks the
+// children's own block counts bound the total, plus, during a step, the partial last
+// block of each parent that a child copied on write (at most num_beams of them: e.g.
+// 3 beams forked from a one-block prompt need 4 blocks); with private copies parents
+// and children hold theirs at once.
 inline cache_need beam_cache_need(std::span<const std::vector<token_id>> prompts, const beam_options& o,
                                   const model_config& c, std::size_t block_size) {
     const std::size_t holders = o.cache_policy == beam_cache_policy::copy ? 2 : 1;
     cache_need need{.sequences = need_mul(need_mul(2, o.num_beams), prompts.size())};
     for (const auto& p : prompts) {
         const std::size_t beam = blocks_for(fed_tokens(p.size(), o.generation.max_new_tokens, c), block_size);
-        need.blocks = need_add(need.blocks, need_mul(need_mul(holders, o.num_beams), beam));
+        const std::size_t copied_on_write = holders == 1 ? o.num_beams : 0;
+        need.blocks = need_add(need.blocks, need_add(need_mul(need_mul(holders, o.num_beams), beam), copied_on_write));
     }
     return need;
 }
