@@ -15,30 +15,27 @@
 //     it is an error naming the problem.
 //
 // Tolerances (tolerance_for below), from measurements on these fixtures (the table
-// the test prints), by what the file's matrices are:
+// and the summary per kind the test prints), by what the file's matrices are:
 //   f32 only (kjv-f32, rand256-f32 through its llama2.c checkpoint, the four *-f32
-//     conversions): every step's id equal; top-5 logits within 6e-6 of llama.cpp's;
-//     cached vs no-cache within 2.1e-6. Bounds: margin 0.01 (the README counts 39 of
-//     2,776 steps below it), top-5 1e-4, no-cache 1e-4 (the suite's usual bound).
-//   f16/bf16 (kjv-f16): llama.cpp rounds the activations to f16 before the product,
-//     kvdecode multiplies them in float: ids equal, top-5 within 3.2e-3, no-cache
-//     1.6e-6. Bounds: margin 0.01, top-5 1e-2, no-cache 1e-4.
-//   block types: activations are quantised per block on both sides (Q8_0, Q8_1 or
-//     Q8_K), so a float rounding difference upstream can move an int8 activation by
-//     one step (up to 1/127 of its block's largest value) and a logit by much more
-//     than rounding. Measured on the Q8_0 files: the first differing ids at margins
-//     0.0026 to 0.040, top-5 within 0.115, no-cache (float activations there) within
-//     0.044; on the Q4_0 and K-quant files (measured on trial merges with the legacy
-//     and kquants branches): differences at margins 0.0002 and 0.0051, top-5 within
-//     0.118, no-cache within 0.030. Bounds: margin 0.05, top-5 0.2, no-cache 0.1.
-//     A step may also differ where llama.cpp's margin is below twice that step's
-//     measured top-5 deviation (the two sets of logits are that far apart there, so
-//     such a margin can flip): on the CI-like machine with VNNI kernels the Q5_0/Q4_K
-//     file diverged once at margin 0.065 with deviation 0.040 there.
+//     conversions; 25 runs, 1,053 steps): every id equal; top-5 logits within 6e-6
+//     of llama.cpp's; cached vs no-cache within 2.1e-6. Bounds: margin 0.01 (the
+//     README counts 39 of 2,776 steps below it), top-5 1e-4, no-cache 1e-4 (the
+//     suite's usual bound).
+//   f16/bf16 (kjv-f16; 6 runs, 141 steps): llama.cpp rounds the activations to f16
+//     before the product, kvdecode multiplies them in float: every id equal, top-5
+//     within 3.3e-3, no-cache 1.6e-6. Bounds: margin 0.01, top-5 1e-2, no-cache 1e-4.
+//   block types (Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K; 79 runs, 3,082 steps):
+//     activations are quantised per block on both sides (Q8_0, Q8_1 or Q8_K), so a
+//     float rounding difference upstream can move an int8 activation by one step (up
+//     to 1/127 of its block's largest value) and a logit by far more than rounding:
+//     top-5 logits within 0.118 of llama.cpp's, and a flip between llama.cpp's top
+//     two needs our two logits to move by its margin in total. Measured: ids differ
+//     at 12 steps (in 10 runs), at margins up to 0.065; cached vs no-cache (float
+//     activations there) within 0.044. Bounds: margin 0.1, top-5 0.2, no-cache 0.1.
 //     Much of the Q8_0 part is ggml's x86 activation quantiser, which scales by
 //     127 / amax and rounds half to even where kvdecode's (the format's reference)
-//     uses 1 / d and rounds half away from zero: with ggml's variant the largest
-//     margin at a difference measured 0.0061 and top-5 0.056.
+//     uses 1 / d and rounds half away from zero: with ggml's variant on the Q8_0
+//     files, the largest margin at a difference measured 0.0061 and top-5 0.056.
 
 #include <algorithm>
 #include <cmath>
@@ -98,7 +95,7 @@ tolerances tolerance_for(arithmetic a) {
     switch (a) {
         case arithmetic::f32: return {0.01, 1e-4, 1e-4};
         case arithmetic::half: return {0.01, 1e-2, 1e-4};
-        case arithmetic::quantized: return {0.05, 0.2, 0.1};
+        case arithmetic::quantized: return {0.1, 0.2, 0.1};
     }
     return {};
 }
@@ -191,14 +188,13 @@ struct agreement {
     double margin_there = 0;
     std::size_t differences = 0;       // steps whose argmax differs (teacher forced)
     double largest_margin_differing = 0;
-    bool unexplained_difference = false;  // a differing step whose margin exceeds tol.margin and 2 x its deviation
     double top5_error = 0;             // max |logit - llama.cpp's| over the top-5 of every step
     double deviation_there = 0;        // the same at the first differing step
     double reference_error = 0;        // max relative error, cached vs no-cache
     std::string error;
 };
 
-agreement compare_entry(const loaded_model& m, const kvtest::json& entry, double margin_tolerance) {
+agreement compare_entry(const loaded_model& m, const kvtest::json& entry) {
     agreement a;
     a.file = entry["file"].get<std::string>();
     a.prompt = entry["prompt"].get<std::string>();
@@ -222,9 +218,6 @@ agreement compare_entry(const loaded_model& m, const kvtest::json& entry, double
             if (!a.first_difference) a.first_difference = step, a.margin_there = margins[step], a.deviation_there = deviation;
             ++a.differences;
             a.largest_margin_differing = std::max(a.largest_margin_differing, margins[step]);
-            // Our logits and llama.cpp's differ by at most `deviation` on the top 5, so a
-            // margin below twice that can flip the argmax whatever the bound says.
-            if (margins[step] >= std::max(margin_tolerance, 2 * deviation)) a.unexplained_difference = true;
         }
     }
     // The no-cache reference over the same tokens, every position in one pass.
@@ -250,6 +243,11 @@ void check_greedy_file(const std::string& folder) {
           << "file | prompt | ids | top-5 max |error| | cached vs no-cache\n";
     std::size_t entries = 0, skipped = 0, failed = 0;
     std::set<std::string> failed_files;
+    struct summary {
+        std::size_t entries = 0, diverged = 0, steps = 0, differing_steps = 0;
+        double largest_margin_differing = 0, top5 = 0, reference = 0;
+    };
+    std::map<arithmetic, summary> summaries;
     for (const auto& entry : doc["results"]) {
         const std::string file = entry["file"].get<std::string>();
         auto it = models.find(file);
@@ -267,8 +265,7 @@ void check_greedy_file(const std::string& folder) {
             ++skipped;
             continue;
         }
-        const tolerances tol = tolerance_for(m.kind);
-        const agreement a = compare_entry(m, entry, tol.margin);
+        const agreement a = compare_entry(m, entry);
         ++entries;
         table << file << " | " << entry["prompt"] << " | ";
         if (!a.first_difference) table << "equal (" << a.steps << " steps)";
@@ -277,11 +274,24 @@ void check_greedy_file(const std::string& folder) {
                   << " (top-5 deviation there " << a.deviation_there << "; " << a.differences << " of " << a.steps
                   << " steps differ, largest margin " << a.largest_margin_differing << ")";
         table << " | " << a.top5_error << " | " << a.reference_error << "\n";
-        CAPTURE(a.largest_margin_differing, a.deviation_there);
-        CHECK_FALSE(a.unexplained_difference);
+        summary& sum = summaries[m.kind];
+        ++sum.entries;
+        sum.steps += a.steps;
+        sum.differing_steps += a.differences;
+        sum.diverged += a.first_difference ? 1 : 0;
+        sum.largest_margin_differing = std::max(sum.largest_margin_differing, a.largest_margin_differing);
+        sum.top5 = std::max(sum.top5, a.top5_error);
+        sum.reference = std::max(sum.reference, a.reference_error);
+        const tolerances tol = tolerance_for(m.kind);
+        CHECK(a.largest_margin_differing < tol.margin);
         CHECK(a.top5_error <= tol.top5);
         CHECK(a.reference_error <= tol.reference);
     }
+    const char* names[] = {"f32", "f16/bf16", "block types"};
+    for (const auto& [kind, sum] : summaries)
+        table << names[static_cast<int>(kind)] << ": " << sum.entries << " runs, " << sum.diverged << " with a differing id ("
+              << sum.differing_steps << " of " << sum.steps << " steps, largest margin there " << sum.largest_margin_differing
+              << "), top-5 within " << sum.top5 << ", cached vs no-cache within " << sum.reference << "\n";
     WARN(table.str());
     CHECK(entries + skipped + failed == doc["results"].size());
     CHECK(entries > 0);
