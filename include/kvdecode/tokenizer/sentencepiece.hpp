@@ -137,11 +137,17 @@ public:
 
     // llama.cpp's llama_tokenize(text, add_special, parse_special).
     std::vector<token_id> encode(std::string_view text, const encode_options& o = {}) const {
-        return encode(text, o.add_special && options_.add_bos, o.add_special && options_.add_eos, o.parse_special);
+        return encode_with(text, o.add_special && options_.add_bos, o.add_special && options_.add_eos, o.parse_special);
     }
 
-    // BOS and EOS as asked, whatever the vocabulary's add_bos / add_eos say.
-    std::vector<token_id> encode(std::string_view text, bool add_bos, bool add_eos = false, bool parse_special = false) const {
+    // BOS and EOS as asked, whatever the vocabulary's add_bos / add_eos say (the
+    // llama2.c tokenizer's signature; special token texts stay text).
+    std::vector<token_id> encode(std::string_view text, bool add_bos, bool add_eos = false) const {
+        return encode_with(text, add_bos, add_eos, false);
+    }
+
+private:
+    std::vector<token_id> encode_with(std::string_view text, bool add_bos, bool add_eos, bool parse_special) const {
         std::vector<token_id> ids;
         if (add_bos) ids.push_back(bos());
         bool after_special = true;  // the input's start counts as after a special token
@@ -157,6 +163,8 @@ public:
         if (add_eos) ids.push_back(eos());
         return ids;
     }
+
+public:
 
     // The bytes `id` stands for when it follows `previous` (any id; one outside the
     // vocabulary, e.g. -1, stands for none): a byte token is its byte, a normal piece
