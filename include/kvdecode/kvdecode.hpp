@@ -12,6 +12,7 @@
 #include "kvdecode/core/rng.hpp"
 #include "kvdecode/core/thread_pool.hpp"
 #include "kvdecode/io/gguf.hpp"
+#include "kvdecode/io/gguf_convert.hpp"
 #include "kvdecode/io/gguf_model.hpp"
 #include "kvdecode/io/gguf_vocab.hpp"
 #include "kvdecode/io/gguf_writer.hpp"

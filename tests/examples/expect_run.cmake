@@ -1,7 +1,11 @@
 # Runs PROGRAM with ARGS ('|'-separated), then checks its exit status equals
 # EXPECT_RC and that its output (stdout and stderr) matches EXPECT_REGEX. A run
-# that fails must print nothing on stdout (its message goes to stderr).
+# that fails must print nothing on stdout (its message goes to stderr). With
+# EXPECT_ABSENT, that file must not exist afterwards (it is removed first).
 string(REPLACE "|" ";" arg_list "${ARGS}")
+if(EXPECT_ABSENT)
+  file(REMOVE "${EXPECT_ABSENT}")
+endif()
 execute_process(COMMAND ${PROGRAM} ${arg_list} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
 if(NOT "${rc}" STREQUAL "${EXPECT_RC}")
   message(FATAL_ERROR "exit status ${rc}, expected ${EXPECT_RC}\nstdout: ${out}\nstderr: ${err}")
@@ -11,4 +15,7 @@ if(NOT "${EXPECT_RC}" STREQUAL "0" AND NOT "${out}" STREQUAL "")
 endif()
 if(NOT "${out}${err}" MATCHES "${EXPECT_REGEX}")
   message(FATAL_ERROR "output does not match '${EXPECT_REGEX}'\nstdout: ${out}\nstderr: ${err}")
+endif()
+if(EXPECT_ABSENT AND EXISTS "${EXPECT_ABSENT}")
+  message(FATAL_ERROR "${EXPECT_ABSENT} exists after the run")
 endif()
