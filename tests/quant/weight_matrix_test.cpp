@@ -402,6 +402,9 @@ TEST_CASE("weight_matrix stores what each type says: dequantize_row", "[quant][w
                 case weight_type::q4_k: want = k_round_trip(quantize_row_q4_k, row, in_dim); break;
                 case weight_type::q5_k: want = k_round_trip(quantize_row_q5_k, row, in_dim); break;
                 case weight_type::q6_k: want = k_round_trip(quantize_row_q6_k, row, in_dim); break;
+                case weight_type::f32:
+                case weight_type::f16:
+                case weight_type::bf16: break;  // the loop above
             }
             m.dequantize_row(o, got.data());
             CAPTURE(kvdecode::to_string(type), o);
