@@ -79,59 +79,35 @@ std::vector<piece> with_byte_pieces(std::vector<piece> pieces) {
     return pieces;
 }
 
-// GGUF metadata, version 3 and no tensors, written byte by byte: the vocabulary
-// harness's seeds.
+// GGUF metadata and no tensors, through gguf_writer: the vocabulary harness's seeds.
 class gguf_metadata {
 public:
-    enum : std::uint32_t { u32 = 4, i32 = 5, f32 = 6, boolean = 7, string = 8, array = 9 };
-    gguf_metadata& str(const std::string& key, const std::string& v) { return begin(key, string).text(v); }
-    gguf_metadata& uint(const std::string& key, std::uint32_t v) { return begin(key, u32).value(v); }
-    gguf_metadata& flag(const std::string& key, bool v) { return begin(key, boolean).value(static_cast<std::uint8_t>(v)); }
+    gguf_metadata& str(const std::string& key, const std::string& v) { return set(key, kvdecode::gguf_value(v)); }
+    gguf_metadata& uint(const std::string& key, std::uint32_t v) { return set(key, kvdecode::gguf_value(v)); }
+    gguf_metadata& flag(const std::string& key, bool v) { return set(key, kvdecode::gguf_value(v)); }
     gguf_metadata& strings(const std::string& key, const std::vector<std::string>& v) {
-        begin_array(key, string, v.size());
-        for (const auto& x : v) text(x);
+        writer_.set(key, v);
         return *this;
     }
     gguf_metadata& floats(const std::string& key, const std::vector<float>& v) {
-        begin_array(key, f32, v.size());
-        for (float x : v) value(x);
+        writer_.set(key, v);
         return *this;
     }
     gguf_metadata& ints(const std::string& key, const std::vector<std::int32_t>& v) {
-        begin_array(key, i32, v.size());
-        for (std::int32_t x : v) value(x);
+        writer_.set(key, v);
         return *this;
     }
     bytes file() const {
-        bytes out = {'G', 'G', 'U', 'F'};
-        put(out, std::uint32_t{3});
-        put(out, std::uint64_t{0});
-        put(out, count_);
-        out.insert(out.end(), kv_.begin(), kv_.end());
-        out.resize((out.size() + 31) / 32 * 32, 0);
-        return out;
+        const std::vector<std::byte> b = writer_.to_bytes();
+        return bytes(reinterpret_cast<const char*>(b.data()), reinterpret_cast<const char*>(b.data() + b.size()));
     }
 
 private:
-    template <class V>
-    gguf_metadata& value(V v) {
-        put(kv_, v);
+    gguf_metadata& set(const std::string& key, kvdecode::gguf_value v) {
+        writer_.set(key, std::move(v));
         return *this;
     }
-    gguf_metadata& text(const std::string& v) {
-        put(kv_, static_cast<std::uint64_t>(v.size()));
-        kv_.insert(kv_.end(), v.begin(), v.end());
-        return *this;
-    }
-    gguf_metadata& begin(const std::string& key, std::uint32_t type) {
-        ++count_;
-        return text(key).value(type);
-    }
-    void begin_array(const std::string& key, std::uint32_t type, std::size_t n) {
-        begin(key, array).value(type).value(static_cast<std::uint64_t>(n));
-    }
-    bytes kv_;
-    std::uint64_t count_ = 0;
+    kvdecode::gguf_writer writer_;
 };
 
 // A llama2.c tokenizer file as GGUF's llama vocabulary (as llama.cpp's converter
