@@ -63,6 +63,7 @@
 #include "kvdecode/model/reference_model.hpp"
 #include "support/json.hpp"
 #include "support/models.hpp"
+#include "support/temp_dir.hpp"
 #include "support/test_data.hpp"
 #include "support/tiny_gguf.hpp"
 
@@ -100,17 +101,7 @@ tolerances tolerance_for(arithmetic a) {
     return {};
 }
 
-// A scratch folder removed at the end of the test.
-struct temp_dir {
-    std::filesystem::path path;
-    temp_dir() : path(std::filesystem::temp_directory_path() / ("kvdecode_gguf_model_" + std::to_string(::getpid()))) {
-        std::filesystem::create_directories(path);
-    }
-    ~temp_dir() {
-        std::error_code ignored;
-        std::filesystem::remove_all(path, ignored);
-    }
-};
+using kvtest::temp_dir;
 
 // Every step's logits (one row per generated token: the logits that chose it) of the
 // cached model, the prompt in one call and then llama.cpp's ids one at a time.

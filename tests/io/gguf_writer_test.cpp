@@ -19,22 +19,14 @@
 
 #include "kvdecode/io/gguf.hpp"
 #include "kvdecode/io/gguf_writer.hpp"
+#include "support/temp_dir.hpp"
 #include "support/test_data.hpp"
 
 using namespace kvdecode;
 
 namespace {
 
-struct temp_dir {
-    std::filesystem::path path;
-    temp_dir() {
-        path = std::filesystem::temp_directory_path() /
-               ("kvdecode_gguf_writer_" + std::to_string(reinterpret_cast<std::uintptr_t>(this)) + "_" +
-                std::to_string(::getpid()));
-        std::filesystem::create_directories(path);
-    }
-    ~temp_dir() { std::filesystem::remove_all(path); }
-};
+using kvtest::temp_dir;
 
 std::vector<std::byte> read_all(const std::filesystem::path& p) {
     std::ifstream in(p, std::ios::binary);

@@ -15,22 +15,14 @@
 
 #include "kvdecode/io/llama2c_checkpoint.hpp"
 #include "kvdecode/model/random_weights.hpp"
+#include "support/temp_dir.hpp"
 #include "support/test_data.hpp"
 
 using namespace kvdecode;
 
 namespace {
 
-struct temp_dir {
-    std::filesystem::path path;
-    temp_dir() {
-        path = std::filesystem::temp_directory_path() /
-               ("kvdecode_test_" + std::to_string(reinterpret_cast<std::uintptr_t>(this)) + "_" +
-                std::to_string(::getpid()));
-        std::filesystem::create_directories(path);
-    }
-    ~temp_dir() { std::filesystem::remove_all(path); }
-};
+using kvtest::temp_dir;
 
 std::vector<char> header(std::vector<std::int32_t> fields) {
     std::vector<char> bytes(fields.size() * 4);
