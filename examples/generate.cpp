@@ -96,6 +96,7 @@ struct cli_options {
     std::string tokenizer;
     std::size_t threads = 1;
     std::optional<kvdecode::weight_type> weights;  // llama2.c only; default f32
+    kvdecode::kv_type kv_type = kvdecode::kv_type::f32;
     // generation
     std::optional<std::string> prompt;
     std::optional<std::vector<token_id>> prompt_ids;
@@ -190,6 +191,20 @@ kvdecode::beam_stopping parse_early_stopping(const std::string& v) {
     throw usage_error("--early-stopping must be true, false or never, got '" + v + "'");
 }
 
+// The cache a decoder's sizing asks for, in the storage type --kv-type chose.
+kvdecode::kv_cache_options with_kv_type(const cli_options& o, kvdecode::kv_cache_options c) {
+    c.storage = o.kv_type;
+    return c;
+}
+
+kvdecode::kv_type parse_kv_type(const std::string& v) {
+    try {
+        return kvdecode::parse_kv_type(v);
+    } catch (const std::invalid_argument&) {
+        throw usage_error("--kv-type must be f32, f16 or bf16, got '" + v + "'");
+    }
+}
+
 kvdecode::weight_type parse_weights(const std::string& v) {
     try {
         return kvdecode::parse_weight_type(v);
@@ -280,6 +295,8 @@ void add_options(CLI::App& app, cli_options& o) {
     model.text("--weights", [&](const std::string& v) { o.weights = parse_weights(v); }, "TYPE",
                "a llama2.c checkpoint's weights converted at load to f32 (default), f16, bf16, q8_0, q4_0, q4_1, "
                "q5_0, q5_1 or a K-quant q2_k..q6_k (rows of 256); a GGUF file keeps its own types");
+    model.text("--kv-type", [&](const std::string& v) { o.kv_type = parse_kv_type(v); }, "TYPE",
+               "KV cache storage: f32 (default), f16 or bf16 (half the bytes, rounded once when written)");
 
     option_group gen(app, "Generation");
     gen.text("--prompt", [&](const std::string& v) { o.prompt = v; }, "TEXT",
@@ -508,7 +525,7 @@ int run_generate(const cli_options& o, session& s) {
     const kvdecode::transformer<float>& model = *s.model;
     kvdecode::decode_context<float> ctx(model, {.threads = o.threads});
     const std::vector<std::vector<token_id>> prompts = {s.prompt};
-    auto cache = model.make_cache(kvdecode::cache_options_for(model.config(), prompts, options));
+    auto cache = model.make_cache(with_kv_type(o, kvdecode::cache_options_for(model.config(), prompts, options)));
     const auto result = kvdecode::generate(ctx, cache, prompts, options, make_sampler(o));
     if (s.text) {
         show_prompt();
@@ -523,10 +540,11 @@ int run_generate(const cli_options& o, session& s) {
         std::fprintf(stderr,
                      "prompt tokens: %zu, generated tokens: %zu\n"
                      "prefill: %.1f tokens/s (%.3f s), decode: %.1f tokens/s (%.3f s)\n"
-                     "forward calls: %zu, KV-cache blocks used at most: %zu of %zu (block size %zu)\n",
+                     "forward calls: %zu, KV-cache blocks used at most: %zu of %zu (block size %zu, %s)\n",
                      st.prompt_tokens, st.generated_tokens, st.prompt_tokens / std::max(st.prefill_seconds, 1e-9),
                      st.prefill_seconds, decoded / std::max(st.decode_seconds, 1e-9), st.decode_seconds, st.forward_calls,
-                     st.peak_blocks_used, cache.stats().blocks_total, cache.block_size());
+                     st.peak_blocks_used, cache.stats().blocks_total, cache.block_size(),
+                     std::string(kvdecode::to_string(cache.storage())).c_str());
     }
     return 0;
 }
@@ -536,7 +554,7 @@ int run_beam(const cli_options& o, session& s) {
     const kvdecode::transformer<float>& model = *s.model;
     kvdecode::decode_context<float> ctx(model, {.threads = o.threads});
     const std::vector<std::vector<token_id>> prompts = {s.prompt};
-    auto cache = model.make_cache(kvdecode::cache_options_for(model.config(), prompts, options));
+    auto cache = model.make_cache(with_kv_type(o, kvdecode::cache_options_for(model.config(), prompts, options)));
     const auto start = std::chrono::steady_clock::now();
     const auto result = kvdecode::beam_search(ctx, cache, prompts, options);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -594,7 +612,7 @@ int run_tree(const cli_options& o, session& s) {
     const auto reward = make_reward(o, s);
     const kvdecode::transformer<float>& model = *s.model;
     kvdecode::decode_context<float> ctx(model, {.threads = o.threads});
-    auto cache = model.make_cache(kvdecode::cache_options_for(model.config(), s.prompt, options));
+    auto cache = model.make_cache(with_kv_type(o, kvdecode::cache_options_for(model.config(), s.prompt, options)));
     const auto start = std::chrono::steady_clock::now();
     const auto result = kvdecode::maxent_ts(ctx, cache, s.prompt, reward, options);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

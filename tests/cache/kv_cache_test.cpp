@@ -219,3 +219,65 @@ TEST_CASE("copy duplicates every block and counts every byte", "[cache]") {
     REQUIRE_THROWS_AS(cache.copy(a), cache_full);
     REQUIRE(cache.stats().sequences == 2);
 }
+
+// A 16-bit cache: store_kv rounds each value once (nearest even), the rows read back
+// through key/value and key_at/value_at as those bits, half the bytes per block, and
+// fork, copy-on-write and copy move the stored bits unchanged.
+TEST_CASE("a float16 or bfloat16 cache stores rounded rows and shares them as a float32 one does", "[cache][kv_type]") {
+    using quant::half_format;
+    const auto c = small_config();
+    for (kv_type kv : {kv_type::f16, kv_type::bf16}) {
+        CAPTURE(to_string(kv));
+        kv_cache<float> cache(c, {.capacity_tokens = 64, .block_size = 8, .storage = kv});
+        REQUIRE(cache.storage() == kv);
+        REQUIRE(cache.stats().bytes_per_block == 2 * 2 * 2 * 8 * 8 * 2);  // K+V, layers, kv heads, block, head_dim, 2 bytes
+        auto round = [&](float x) {
+            return kv == kv_type::f16 ? quant::to_half<half_format::f16>(x) : quant::to_half<half_format::bf16>(x);
+        };
+        // Values at and around rounding boundaries, signs, a subnormal-in-f16 and 70000
+        // (infinite in f16, finite in bf16).
+        auto value_of = [](std::size_t pos, std::size_t l, std::size_t h, std::size_t d, float sign) {
+            return sign * (1.0f + float(pos) / 3.0f + float(l * 7 + h * 3) * 0.001f + float(d) * 1e-4f) *
+                   (d % 5 == 0 ? 70000.0f : d % 7 == 0 ? 1e-6f : 1.0f);
+        };
+        const auto parent = cache.create();
+        cache.extend(parent, 13);
+        std::vector<float> k(c.head_dim), v(c.head_dim);
+        auto write = [&](seq_id s, std::size_t from) {
+            for (std::size_t pos = from; pos < cache.length(s); ++pos)
+                for (std::size_t l = 0; l < c.n_layers; ++l)
+                    for (std::size_t h = 0; h < c.n_kv_heads; ++h) {
+                        for (std::size_t d = 0; d < c.head_dim; ++d) k[d] = value_of(pos, l, h, d, 1), v[d] = value_of(pos, l, h, d, -1);
+                        cache.store_kv(l, s, pos, h, k.data(), v.data());
+                    }
+        };
+        auto holds = [&](seq_id s) {
+            const auto blocks = cache.block_list(s);
+            for (std::size_t pos = 0; pos < cache.length(s); ++pos)
+                for (std::size_t l = 0; l < c.n_layers; ++l)
+                    for (std::size_t h = 0; h < c.n_kv_heads; ++h)
+                        for (std::size_t d = 0; d < c.head_dim; ++d) {
+                            const std::size_t at = (pos % 8) * c.head_dim + d;
+                            const std::uint16_t key = cache.key<std::uint16_t>(l, blocks[pos / 8], h)[at];
+                            if (key != round(value_of(pos, l, h, d, 1)) ||
+                                cache.key_at<std::uint16_t>(l, s, pos, h)[d] != key ||
+                                cache.value_at<std::uint16_t>(l, s, pos, h)[d] != round(value_of(pos, l, h, d, -1)))
+                                return false;
+                        }
+            return true;
+        };
+        write(parent, 0);
+        REQUIRE(holds(parent));
+        const auto child = cache.fork(parent);
+        cache.extend(child, 2);  // the shared partial block is copied first
+        write(child, 13);
+        REQUIRE(cache.stats().blocks_copied == 1);
+        REQUIRE(cache.stats().bytes_copied == 2 * 2 * 2 * 5 * 8 * 2);  // K+V, layers, kv heads, 5 rows, head_dim, 2 bytes
+        REQUIRE(holds(parent));
+        REQUIRE(holds(child));
+        const auto copied = cache.copy(child);
+        REQUIRE(holds(copied));
+        cache.truncate(copied, 9);
+        REQUIRE(holds(copied));
+    }
+}

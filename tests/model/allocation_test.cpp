@@ -1,7 +1,9 @@
 // No heap allocation inside forward() once warmed up: decode steps of one
-// sequence and of a batch, forks and releases in between. Counted by replacing
-// the global operator new for this test program (support/allocation_counter.cpp).
+// sequence and of a batch, forks and releases in between, with every KV cache type.
+// Counted by replacing the global operator new for this test program
+// (support/allocation_counter.cpp).
 
+#include <string>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -13,11 +15,12 @@
 using namespace kvdecode;
 
 TEST_CASE("forward allocates nothing after warm-up", "[model][allocation]") {
-    for (const auto& shape : kvtest::awkward_shapes()) {
-        SECTION(shape.name) {
+    for (const auto& shape : kvtest::awkward_shapes())
+    for (kv_type kv : all_kv_types) {
+        SECTION(shape.name + ", " + std::string(to_string(kv)) + " cache") {
             const transformer<float> model(kvtest::random_model(shape.config));
             decode_context<float> ctx(model, {.threads = 3, .min_work_per_thread = 1});  // every product split: the pool allocates nothing per step
-            auto cache = model.make_cache({.capacity_tokens = 256, .block_size = 8, .max_sequences = 16});
+            auto cache = model.make_cache({.capacity_tokens = 256, .block_size = 8, .max_sequences = 16, .storage = kv});
             const std::size_t vocab = shape.config.vocab_size;
             std::vector<float> logits(4 * vocab);
             const std::vector<token_id> prompt = {1, 2, 3, 4, 5};

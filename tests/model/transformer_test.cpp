@@ -1,6 +1,7 @@
 // The cached transformer against the no-cache reference model, on random-weight
 // models at awkward shapes: decode steps, prefill chunks, batches, passes.
 
+#include <string>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -44,6 +45,56 @@ TEST_CASE("cached prefill chunks equal the reference at awkward shapes", "[model
             kvtest::check_chunks_match_reference(w, tokens, {64, 1, 40});
         }
     }
+}
+
+// A 16-bit cache against the reference rounding K and V as the cache stores them, in
+// decode steps and in prefill chunks that read the cache through widened blocks. The
+// same arithmetic but for the order of float additions, which also puts a few K/V
+// values on the other side of a rounding boundary than the reference's: one 16-bit
+// step on one value. Hence 5e-4, not the float32 cache's 1e-4: the worst seen over
+// these shapes is 1.24e-4 (f16), while not rounding at all is off by 2.3e-4 (f16) and
+// 1.6e-3 (bf16) (the next test); attention_test.cpp checks the cache's reads exactly.
+TEST_CASE("a float16 or bfloat16 KV cache equals the reference with K/V rounded alike", "[model][kv_type]") {
+    constexpr double tolerance = 5e-4;
+    for (kv_type kv : {kv_type::f16, kv_type::bf16}) {
+        for (const auto& shape : kvtest::awkward_shapes()) {
+            SECTION(std::string(to_string(kv)) + ", " + shape.name) {
+                const auto w = kvtest::random_model(shape.config);
+                const transformer<float> model(w);
+                kvtest::check_decode_matches_reference(model, w, some_tokens(5, shape.config.vocab_size, 1), 60, tolerance, kv);
+                const auto tokens = some_tokens(100, shape.config.vocab_size, 2);
+                kvtest::check_chunks_match_reference(model, w, tokens, {100}, tolerance, kv);
+                kvtest::check_chunks_match_reference(model, w, tokens, {1, 17, 3, 33, 5}, tolerance, kv);
+            }
+        }
+    }
+}
+
+// What rounding K/V costs against float32: the logits move by a fraction of the
+// 16-bit types' relative steps (f16 2^-11 = 4.9e-4, bf16 2^-8 = 3.9e-3); measured 2.3e-4
+// and 1.6e-3 of the largest logit on this model.
+TEST_CASE("a 16-bit KV cache moves logits by about its rounding step", "[model][kv_type]") {
+    const auto shape = kvtest::awkward_shapes()[1].config;
+    const auto w = kvtest::random_model(shape, 4);
+    const auto tokens = some_tokens(120, shape.vocab_size, 5);
+    const auto exact = kvtest::reference_logits(w, tokens);
+    const auto f16 = kvtest::reference_logits(w, tokens, kv_type::f16);
+    const auto bf16 = kvtest::reference_logits(w, tokens, kv_type::bf16);
+    const double scale = exact.cwiseAbs().maxCoeff();
+    const double f16_error = (f16 - exact).cwiseAbs().maxCoeff() / scale, bf16_error = (bf16 - exact).cwiseAbs().maxCoeff() / scale;
+    CAPTURE(f16_error, bf16_error);
+    CHECK(f16_error > 0);
+    CHECK(f16_error < 2e-3);
+    CHECK(bf16_error < 2e-2);
+    CHECK(bf16_error > f16_error);
+}
+
+TEST_CASE("a double cache stores f32 only", "[model][kv_type][errors]") {
+    const auto shape = kvtest::awkward_shapes()[0].config;
+    const transformer<double> model(kvtest::random_model<double>(shape));
+    REQUIRE_THROWS_WITH(model.make_cache({.storage = kv_type::bf16}), Catch::Contains("bf16 needs float activations"));
+    REQUIRE_THROWS_WITH(reference_model<double>(kvtest::random_model<double>(shape), kv_type::f16),
+                        Catch::Contains("needs float activations"));
 }
 
 TEST_CASE("the float64 model agrees with the float32 model", "[model]") {

@@ -57,19 +57,21 @@ using logits_matrix = typename kvdecode::reference_model<T>::Matrix;
 // The reference's logits after every prefix of `tokens`, in one no-cache pass.
 template <class T>
 logits_matrix<T> reference_logits(std::shared_ptr<const kvdecode::transformer_weights<T>> w,
-                                  const std::vector<token_id>& tokens) {
-    return kvdecode::reference_model<T>(std::move(w)).logits_of_every_position(tokens);
+                                  const std::vector<token_id>& tokens, kvdecode::kv_type kv = kvdecode::kv_type::f32) {
+    return kvdecode::reference_model<T>(std::move(w), kv).logits_of_every_position(tokens);
 }
 
 // Greedy decoding of `steps` tokens with the cached model after a one-chunk
-// prefill; every step's logits must equal the no-cache reference's (on w).
+// prefill; every step's logits must equal the no-cache reference's (on w; with the
+// cache's storage type kv, the reference rounds K and V the same way).
 template <class T>
 void check_decode_matches_reference(const kvdecode::transformer<T>& model,
                                     std::shared_ptr<const kvdecode::transformer_weights<T>> w,
-                                    std::vector<token_id> tokens, std::size_t steps, double tolerance = 1e-4) {
+                                    std::vector<token_id> tokens, std::size_t steps, double tolerance = 1e-4,
+                                    kvdecode::kv_type kv = kvdecode::kv_type::f32) {
     const std::size_t vocab = w->config().vocab_size, prompt = tokens.size();
     kvdecode::decode_context<T> ctx(model);
-    auto cache = model.make_cache();
+    auto cache = model.make_cache({.storage = kv});
     const auto seq = cache.create();
     std::vector<T> logits(vocab);
     std::vector<std::vector<T>> per_step;
@@ -82,7 +84,7 @@ void check_decode_matches_reference(const kvdecode::transformer<T>& model,
         tokens.push_back(next[0]);
     }
     REQUIRE(cache.length(seq) == tokens.size());
-    const auto ref = reference_logits<T>(w, tokens);
+    const auto ref = reference_logits<T>(w, tokens, kv);
     for (std::size_t step = 0; step <= steps; ++step) {
         CAPTURE(step);
         const auto row = ref.row(static_cast<Eigen::Index>(prompt - 1 + step));
@@ -103,11 +105,11 @@ template <class T>
 void check_chunks_match_reference(const kvdecode::transformer<T>& model,
                                   std::shared_ptr<const kvdecode::transformer_weights<T>> w,
                                   const std::vector<token_id>& tokens, const std::vector<std::size_t>& chunks,
-                                  double tolerance = 1e-4) {
+                                  double tolerance = 1e-4, kvdecode::kv_type kv = kvdecode::kv_type::f32) {
     const std::size_t vocab = w->config().vocab_size;
-    const auto ref = reference_logits<T>(w, tokens);
+    const auto ref = reference_logits<T>(w, tokens, kv);
     kvdecode::decode_context<T> ctx(model);
-    auto cache = model.make_cache();
+    auto cache = model.make_cache({.storage = kv});
     const auto seq = cache.create();
     std::size_t at = 0;
     for (std::size_t i = 0; at < tokens.size(); ++i) {

@@ -5,8 +5,9 @@
 // into the sequence's last block, copying that block first only if another
 // sequence shares it (copy-on-write), so a fork costs at most one partial block.
 //
-// Storage, per layer, for K and for V: [block][kv_head][block_size][head_dim].
-// One block id names the same slot in every layer's pool.
+// Storage, per layer, for K and for V: [block][kv_head][block_size][head_dim], of
+// the cache's kv_type (kv_type.hpp): T itself, or float16 / bfloat16 bits, rounded
+// once as store_kv writes a row. One block id names the same slot in every layer's pool.
 //
 // Every operation either succeeds or throws leaving the cache exactly as it was.
 // A cache belongs to one decoding call at a time (no internal locking).
@@ -18,12 +19,15 @@
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "kvdecode/cache/block_pool.hpp"
+#include "kvdecode/cache/kv_type.hpp"
 #include "kvdecode/core/aligned_buffer.hpp"
 #include "kvdecode/core/error.hpp"
 #include "kvdecode/core/model_config.hpp"
+#include "kvdecode/quant/half_vector.hpp"
 
 namespace kvdecode {
 
@@ -31,6 +35,7 @@ struct kv_cache_options {
     std::size_t capacity_tokens = 0;  // K/V rows the cache can hold in all; 0: one full context
     std::size_t block_size = 16;      // tokens per block
     std::size_t max_sequences = 256;  // live sequence handles at once (beams, tree nodes, ...)
+    kv_type storage = kv_type::f32;   // f16 / bf16: half the bytes (float activations only)
 };
 
 struct kv_cache_stats {
@@ -57,9 +62,10 @@ public:
           pool_(ceil_div(options_.capacity_tokens, options_.block_size)),
           sequences_(options_.max_sequences),
           block_tables_(options_.max_sequences * max_blocks_per_sequence_),
+          element_bytes_(kv_element_bytes<T>(options_.storage)),
           block_stride_(config_.n_kv_heads * options_.block_size * config_.head_dim),
           layer_stride_(pool_.total() * block_stride_),
-          keys_(config_.n_layers * layer_stride_), values_(config_.n_layers * layer_stride_) {
+          keys_(config_.n_layers * layer_stride_ * element_bytes_), values_(config_.n_layers * layer_stride_ * element_bytes_) {
         free_slots_.reserve(options_.max_sequences);
         for (std::size_t i = options_.max_sequences; i-- > 0;) free_slots_.push_back(static_cast<seq_id>(i));
     }
@@ -67,6 +73,7 @@ public:
     const model_config& config() const noexcept { return config_; }
     std::size_t block_size() const noexcept { return options_.block_size; }
     std::size_t capacity_tokens() const noexcept { return pool_.total() * options_.block_size; }
+    kv_type storage() const noexcept { return options_.storage; }
 
     // --- Sequence handles -------------------------------------------------------
 
@@ -148,7 +155,7 @@ public:
         st.blocks_used = pool_.used();
         st.blocks_shared = pool_.shared();
         st.blocks_free = pool_.free();
-        st.bytes_per_block = 2 * config_.n_layers * block_stride_ * sizeof(T);
+        st.bytes_per_block = 2 * config_.n_layers * block_stride_ * element_bytes_;
         st.bytes_total = st.blocks_total * st.bytes_per_block;
         st.bytes_used = st.blocks_used * st.bytes_per_block;
         st.sequences = options_.max_sequences - free_slots_.size();
@@ -190,34 +197,67 @@ public:
         seq.length += static_cast<std::uint32_t>(n);
     }
 
-    // K (or V) rows of one block for one layer and kv head: (block_size, head_dim).
-    T* key(std::size_t layer, block_id b, std::size_t kv_head) noexcept {
-        return keys_.data() + offset(layer, b, kv_head);
-    }
-    const T* key(std::size_t layer, block_id b, std::size_t kv_head) const noexcept {
-        return keys_.data() + offset(layer, b, kv_head);
-    }
-    T* value(std::size_t layer, block_id b, std::size_t kv_head) noexcept {
-        return values_.data() + offset(layer, b, kv_head);
-    }
-    const T* value(std::size_t layer, block_id b, std::size_t kv_head) const noexcept {
-        return values_.data() + offset(layer, b, kv_head);
+    // Writes the K and V rows (head_dim values each) of token `pos` of `s` in one layer
+    // and kv head, rounded to the storage type. pos must be below length(s) (the caller
+    // extended the sequence).
+    void store_kv(std::size_t layer, seq_id s, std::size_t pos, std::size_t kv_head, const T* k, const T* v) noexcept {
+        const std::size_t at = row_offset(layer, s, pos, kv_head), hd = config_.head_dim;
+        if constexpr (std::is_same_v<T, float>) {
+            if (options_.storage != kv_type::f32) {
+                auto* keys = reinterpret_cast<std::uint16_t*>(keys_.data()) + at;
+                auto* values = reinterpret_cast<std::uint16_t*>(values_.data()) + at;
+                if (options_.storage == kv_type::f16) {
+                    quant::narrow_half<quant::half_format::f16>(k, keys, hd);
+                    quant::narrow_half<quant::half_format::f16>(v, values, hd);
+                } else {
+                    quant::narrow_half<quant::half_format::bf16>(k, keys, hd);
+                    quant::narrow_half<quant::half_format::bf16>(v, values, hd);
+                }
+                return;
+            }
+        }
+        std::copy_n(k, hd, key_at(layer, s, pos, kv_head));
+        std::copy_n(v, hd, value_at(layer, s, pos, kv_head));
     }
 
-    // The K (or V) row of token `pos` of `s` in one layer and kv head: (head_dim).
-    // The one place that maps a position to its block and the row inside it; pos must
-    // be below length(s) (checked by the caller, who extended the sequence).
-    T* key_at(std::size_t layer, seq_id s, std::size_t pos, std::size_t kv_head) noexcept {
-        return keys_.data() + row_offset(layer, s, pos, kv_head);
+    // K (or V) rows of one block for one layer and kv head: (block_size, head_dim)
+    // values of type E, the storage's: T for kv_type::f32, the 16-bit patterns
+    // (std::uint16_t) for f16 and bf16.
+    template <class E = T>
+    E* key(std::size_t layer, block_id b, std::size_t kv_head) noexcept {
+        return reinterpret_cast<E*>(keys_.data()) + offset(layer, b, kv_head);
     }
-    const T* key_at(std::size_t layer, seq_id s, std::size_t pos, std::size_t kv_head) const noexcept {
-        return keys_.data() + row_offset(layer, s, pos, kv_head);
+    template <class E = T>
+    const E* key(std::size_t layer, block_id b, std::size_t kv_head) const noexcept {
+        return reinterpret_cast<const E*>(keys_.data()) + offset(layer, b, kv_head);
     }
-    T* value_at(std::size_t layer, seq_id s, std::size_t pos, std::size_t kv_head) noexcept {
-        return values_.data() + row_offset(layer, s, pos, kv_head);
+    template <class E = T>
+    E* value(std::size_t layer, block_id b, std::size_t kv_head) noexcept {
+        return reinterpret_cast<E*>(values_.data()) + offset(layer, b, kv_head);
     }
-    const T* value_at(std::size_t layer, seq_id s, std::size_t pos, std::size_t kv_head) const noexcept {
-        return values_.data() + row_offset(layer, s, pos, kv_head);
+    template <class E = T>
+    const E* value(std::size_t layer, block_id b, std::size_t kv_head) const noexcept {
+        return reinterpret_cast<const E*>(values_.data()) + offset(layer, b, kv_head);
+    }
+
+    // The K (or V) row of token `pos` of `s` in one layer and kv head: (head_dim) values
+    // of the storage's type E, as key(). The one place that maps a position to its block
+    // and the row inside it; pos must be below length(s).
+    template <class E = T>
+    E* key_at(std::size_t layer, seq_id s, std::size_t pos, std::size_t kv_head) noexcept {
+        return reinterpret_cast<E*>(keys_.data()) + row_offset(layer, s, pos, kv_head);
+    }
+    template <class E = T>
+    const E* key_at(std::size_t layer, seq_id s, std::size_t pos, std::size_t kv_head) const noexcept {
+        return reinterpret_cast<const E*>(keys_.data()) + row_offset(layer, s, pos, kv_head);
+    }
+    template <class E = T>
+    E* value_at(std::size_t layer, seq_id s, std::size_t pos, std::size_t kv_head) noexcept {
+        return reinterpret_cast<E*>(values_.data()) + row_offset(layer, s, pos, kv_head);
+    }
+    template <class E = T>
+    const E* value_at(std::size_t layer, seq_id s, std::size_t pos, std::size_t kv_head) const noexcept {
+        return reinterpret_cast<const E*>(values_.data()) + row_offset(layer, s, pos, kv_head);
     }
 
 private:
@@ -233,6 +273,9 @@ private:
         if (o.block_size == 0) throw std::invalid_argument("kvdecode: kv_cache: block_size must be positive");
         if (o.max_sequences == 0) throw std::invalid_argument("kvdecode: kv_cache: max_sequences must be positive");
         if (o.capacity_tokens == 0) o.capacity_tokens = c.seq_len;
+        if (!std::is_same_v<T, float> && o.storage != kv_type::f32)
+            throw std::invalid_argument("kvdecode: kv_cache: storage " + std::string(to_string(o.storage)) +
+                                        " needs float activations; a double cache stores f32 (as double)");
         return o;
     }
 
@@ -272,11 +315,12 @@ private:
 
     // The first `rows` K/V rows of block `from`, in every layer and head, into block `to`.
     void copy_rows(block_id from, block_id to, std::size_t rows) {
-        const std::size_t row_bytes = rows * config_.head_dim * sizeof(T);
+        const std::size_t row_bytes = rows * config_.head_dim * element_bytes_;
         for (std::size_t l = 0; l < config_.n_layers; ++l)
             for (std::size_t h = 0; h < config_.n_kv_heads; ++h) {
-                std::memcpy(key(l, to, h), key(l, from, h), row_bytes);
-                std::memcpy(value(l, to, h), value(l, from, h), row_bytes);
+                const std::size_t src = offset(l, from, h) * element_bytes_, dst = offset(l, to, h) * element_bytes_;
+                std::memcpy(keys_.data() + dst, keys_.data() + src, row_bytes);
+                std::memcpy(values_.data() + dst, values_.data() + src, row_bytes);
             }
         ++blocks_copied_;
         bytes_copied_ += 2 * config_.n_layers * config_.n_kv_heads * row_bytes;
@@ -298,9 +342,10 @@ private:
     std::vector<sequence> sequences_;       // indexed by seq_id
     std::vector<block_id> block_tables_;    // (max_sequences, max_blocks_per_sequence)
     std::vector<seq_id> free_slots_;
-    std::size_t block_stride_;  // elements of one block in one layer's K (or V) pool
-    std::size_t layer_stride_;  // elements of one layer's K (or V) pool
-    aligned_buffer<T> keys_, values_;  // (layers, blocks, kv_heads, block_size, head_dim)
+    std::size_t element_bytes_;  // of one stored value: sizeof(T), or 2 for f16 / bf16
+    std::size_t block_stride_;   // values of one block in one layer's K (or V) pool
+    std::size_t layer_stride_;   // values of one layer's K (or V) pool
+    aligned_buffer<std::byte> keys_, values_;  // (layers, blocks, kv_heads, block_size, head_dim) values
     std::size_t blocks_copied_ = 0, bytes_copied_ = 0;
 };
 

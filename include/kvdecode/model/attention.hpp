@@ -1,7 +1,8 @@
 #pragma once
 // Grouped-query attention of consecutive new tokens of one sequence over its paged
 // K/V cache (their own K/V already written). Keys and values are read block by
-// block in place; nothing is gathered into temporaries.
+// block in place; nothing is gathered into temporaries (a 16-bit cache's rows are
+// widened in registers, or for a prefill's matrix products one block at a time).
 //   one token (a decode step): no mask; per kv head, the query heads of its group
 //   each take a dot product per key and an axpy per value;
 //   several tokens (prefill): scores by matrix products per block, then the cached
@@ -12,11 +13,14 @@
 
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <span>
+#include <type_traits>
 
 #include <Eigen/Core>
 
 #include "kvdecode/cache/kv_cache.hpp"
+#include "kvdecode/quant/half_vector.hpp"
 #include "kvdecode/simd/axpy.hpp"
 #include "kvdecode/simd/dot.hpp"
 #include "kvdecode/simd/softmax.hpp"
@@ -39,11 +43,45 @@ struct attention_args {
     std::size_t mask_size = 0;
     std::size_t chunk_row = 0;
     T* scores = nullptr;  // scratch of rows * (start + rows)
+    // Prefill from a 16-bit cache: one block's K or V rows widened (block_size * head_dim).
+    T* kv_rows = nullptr;
 };
 
-// One new token, the query heads of kv head g only.
+namespace detail {
+
+// How attention reads stored K/V rows: the cache's own T, or 16-bit values widened in
+// registers (dot, axpy) or, for a prefill's matrix products, one block at a time into
+// scratch.
 template <class T>
+struct native_rows {
+    using element = T;
+    static T dot(const T* q, const T* k, std::size_t n) noexcept { return simd::dot(q, k, n); }
+    static void axpy(T alpha, const T* v, T* out, std::size_t n) noexcept { simd::axpy(alpha, v, out, n); }
+};
+
+template <quant::half_format F>
+struct half_rows {
+    using element = std::uint16_t;
+    static float dot(const float* q, const std::uint16_t* k, std::size_t n) noexcept { return quant::dot_half<F>(q, k, n); }
+    static void axpy(float alpha, const std::uint16_t* v, float* out, std::size_t n) noexcept {
+        quant::axpy_half<F>(alpha, v, out, n);
+    }
+    static void widen(const std::uint16_t* h, float* out, std::size_t n) noexcept { quant::widen_half<F>(h, out, n); }
+};
+
+// f(Rows{}) with the reader of the cache's storage type.
+template <class T, class F>
+void with_rows(kv_type storage, F&& f) {
+    if constexpr (std::is_same_v<T, float>) {
+        if (storage == kv_type::f16) return f(half_rows<quant::half_format::f16>{});
+        if (storage == kv_type::bf16) return f(half_rows<quant::half_format::bf16>{});
+    }
+    f(native_rows<T>{});
+}
+
+template <class T, class Rows>
 void attend_one_token(const kv_cache<T>& cache, const attention_args<T>& a, std::size_t g) {
+    using E = typename Rows::element;
     const model_config& c = cache.config();
     const std::size_t hd = c.head_dim, bs = cache.block_size(), keys = a.start + 1;
     const std::span<const block_id> blocks = cache.block_list(a.seq);
@@ -51,24 +89,24 @@ void attend_one_token(const kv_cache<T>& cache, const attention_args<T>& a, std:
     for (std::size_t h = g * c.group_size(); h < (g + 1) * c.group_size(); ++h) {
         const T* q = a.q + h * hd;
         for (std::size_t b = 0, j = 0; j < keys; ++b) {
-            const T* k = cache.key(a.layer, blocks[b], g);
-            for (std::size_t end = std::min(keys, j + bs); j < end; ++j, k += hd) a.scores[j] = simd::dot(q, k, hd) * scale;
+            const E* k = cache.template key<E>(a.layer, blocks[b], g);
+            for (std::size_t end = std::min(keys, j + bs); j < end; ++j, k += hd) a.scores[j] = Rows::dot(q, k, hd) * scale;
         }
         simd::softmax(a.scores, keys);
         T* out = a.out + h * hd;
         std::fill(out, out + hd, T(0));
         for (std::size_t b = 0, j = 0; j < keys; ++b) {
-            const T* v = cache.value(a.layer, blocks[b], g);
-            for (std::size_t end = std::min(keys, j + bs); j < end; ++j, v += hd) simd::axpy(a.scores[j], v, out, hd);
+            const E* v = cache.template value<E>(a.layer, blocks[b], g);
+            for (std::size_t end = std::min(keys, j + bs); j < end; ++j, v += hd) Rows::axpy(a.scores[j], v, out, hd);
         }
     }
 }
 
-// Rows of a prefill chunk, every head.
-template <class T>
+template <class T, class Rows>
 void attend_rows(const kv_cache<T>& cache, const attention_args<T>& a) {
     using Matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
     using Strided = Eigen::OuterStride<>;
+    using E = typename Rows::element;
     const model_config& c = cache.config();
     const std::size_t hd = c.head_dim, bs = cache.block_size(), keys = a.start + a.rows;
     const std::span<const block_id> blocks = cache.block_list(a.seq);
@@ -80,13 +118,21 @@ void attend_rows(const kv_cache<T>& cache, const attention_args<T>& a) {
     Eigen::Map<Matrix> s(a.scores, m, n);
     const Eigen::Map<const Matrix> mask(a.mask, static_cast<Eigen::Index>(a.mask_size),
                                         static_cast<Eigen::Index>(a.mask_size));
+    // A block's count x head_dim rows as T: in place, or widened into a.kv_rows.
+    auto rows_of = [&](const E* stored, Eigen::Index count) -> const T* {
+        if constexpr (std::is_same_v<E, T>) return stored;
+        else {
+            Rows::widen(stored, a.kv_rows, static_cast<std::size_t>(count) * hd);
+            return a.kv_rows;
+        }
+    };
     for (std::size_t h = 0; h < c.n_heads; ++h) {
         const std::size_t g = h / c.group_size();
         const Eigen::Map<const Matrix, 0, Strided> q(a.q + h * hd, m, d, Strided(static_cast<Eigen::Index>(a.q_stride)));
         Eigen::Map<Matrix, 0, Strided> out(a.out + h * hd, m, d, Strided(static_cast<Eigen::Index>(a.out_stride)));
         for (std::size_t b = 0; b * bs < keys; ++b) {
             const auto count = static_cast<Eigen::Index>(std::min(bs, keys - b * bs));
-            const Eigen::Map<const Matrix> k(cache.key(a.layer, blocks[b], g), count, d);
+            const Eigen::Map<const Matrix> k(rows_of(cache.template key<E>(a.layer, blocks[b], g), count), count, d);
             s.middleCols(static_cast<Eigen::Index>(b * bs), count).noalias() = q * k.transpose();
         }
         s *= scale;
@@ -95,10 +141,24 @@ void attend_rows(const kv_cache<T>& cache, const attention_args<T>& a) {
         out.setZero();
         for (std::size_t b = 0; b * bs < keys; ++b) {
             const auto count = static_cast<Eigen::Index>(std::min(bs, keys - b * bs));
-            const Eigen::Map<const Matrix> v(cache.value(a.layer, blocks[b], g), count, d);
+            const Eigen::Map<const Matrix> v(rows_of(cache.template value<E>(a.layer, blocks[b], g), count), count, d);
             out.noalias() += s.middleCols(static_cast<Eigen::Index>(b * bs), count) * v;
         }
     }
+}
+
+}  // namespace detail
+
+// One new token, the query heads of kv head g only.
+template <class T>
+void attend_one_token(const kv_cache<T>& cache, const attention_args<T>& a, std::size_t g) {
+    detail::with_rows<T>(cache.storage(), [&]<class Rows>(Rows) { detail::attend_one_token<T, Rows>(cache, a, g); });
+}
+
+// Rows of a prefill chunk, every head. A 16-bit cache needs a.kv_rows.
+template <class T>
+void attend_rows(const kv_cache<T>& cache, const attention_args<T>& a) {
+    detail::with_rows<T>(cache.storage(), [&]<class Rows>(Rows) { detail::attend_rows<T, Rows>(cache, a); });
 }
 
 }  // namespace kvdecode

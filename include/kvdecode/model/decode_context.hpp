@@ -88,6 +88,7 @@ public:
             throw cache_full("kvdecode: forward: the batch needs " + std::to_string(blocks_needed) +
                              " free cache blocks, " + std::to_string(cache.free_blocks()) + " are free");
         ws_.reserve_keys(longest, c.seq_len);                                            // may throw bad_alloc: nothing changed yet
+        if (cache.storage() != kv_type::f32) ws_.reserve_kv_rows(cache.block_size() * c.head_dim);  // the same
         for (const sequence_tokens& e : batch) cache.extend(e.seq, e.tokens.size());  // cannot fail now
 
         // Fill passes of at most max_rows rows, splitting an entry across passes if needed.
@@ -215,10 +216,7 @@ private:
                 const std::size_t pos = p.start + i;
                 model_->rope().apply(q, c.n_heads, pos);
                 model_->rope().apply(k, c.n_kv_heads, pos);
-                for (std::size_t g = 0; g < c.n_kv_heads; ++g) {
-                    std::copy_n(k + g * hd, hd, cache.key_at(layer, p.seq, pos, g));
-                    std::copy_n(v + g * hd, hd, cache.value_at(layer, p.seq, pos, g));
-                }
+                for (std::size_t g = 0; g < c.n_kv_heads; ++g) cache.store_kv(layer, p.seq, pos, g, k + g * hd, v + g * hd);
             }
         }
     }
@@ -250,8 +248,10 @@ private:
             if (p.rows == 1) continue;
             const T* mask = ws_.masks.get(p.rows);  // built once per chunk length, before the threads read it
             const std::size_t work = 8 * p.rows * (p.start + p.rows) * c.q_dim();
-            pool_->parallel_parts(p.rows, [&](std::size_t, std::size_t begin, std::size_t end) {
-                attend_rows(cache, args(layer, p, begin, end - begin, mask, ws_.scores_row(begin)));
+            pool_->parallel_parts(p.rows, [&](std::size_t part, std::size_t begin, std::size_t end) {
+                attention_args<T> a = args(layer, p, begin, end - begin, mask, ws_.scores_row(begin));
+                a.kv_rows = ws_.kv_rows_for(part);
+                attend_rows(cache, a);
             }, parts_for(work));
         }
     }

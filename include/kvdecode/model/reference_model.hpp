@@ -3,17 +3,24 @@
 // recomputes each sequence from its whole token history, with no cache, no mask
 // cache, no fused-kernel shortcuts — plain loops and separate q, k, v products.
 // Slow by design (quadratic per step); the tests compare the fast path against it.
+// With a 16-bit kv_type it rounds every K and V value as such a cache stores them
+// (the oracle of the cached path with that cache type).
 
 #include <cmath>
 #include <cstddef>
 #include <limits>
 #include <memory>
 #include <span>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
 #include <vector>
 
 #include <Eigen/Core>
 
+#include "kvdecode/cache/kv_type.hpp"
 #include "kvdecode/model/batch.hpp"
+#include "kvdecode/quant/kernels_half.hpp"
 #include "kvdecode/model/rope_table.hpp"
 #include "kvdecode/model/token_history.hpp"
 #include "kvdecode/model/weights.hpp"
@@ -26,8 +33,12 @@ public:
     using scalar_type = T;
     using cache_type = token_history;
 
-    explicit reference_model(std::shared_ptr<const transformer_weights<T>> weights)
-        : weights_(std::move(weights)), rope_(weights_->config()) {}
+    explicit reference_model(std::shared_ptr<const transformer_weights<T>> weights, kv_type kv = kv_type::f32)
+        : weights_(std::move(weights)), rope_(weights_->config()), kv_(kv) {
+        if (!std::is_same_v<T, float> && kv != kv_type::f32)
+            throw std::invalid_argument("kvdecode: reference_model: K/V rounded to " + std::string(to_string(kv)) +
+                                        " needs float activations");
+    }
 
     const model_config& config() const noexcept { return weights_->config(); }
     token_history make_cache(kv_cache_options = {}) const { return {}; }
@@ -79,6 +90,8 @@ public:
                 rope_.apply(q.row(t).data(), c.n_heads, static_cast<std::size_t>(t));
                 rope_.apply(k.row(t).data(), c.n_kv_heads, static_cast<std::size_t>(t));
             }
+            round_as_stored(k);
+            round_as_stored(v);
             Matrix attended = Matrix::Zero(n, c.q_dim());
             std::vector<T> p(static_cast<std::size_t>(n));
             const T scale = T(1) / std::sqrt(static_cast<T>(c.head_dim));
@@ -112,6 +125,18 @@ public:
     }
 
 private:
+    // K or V values as a cache of type kv_ holds them.
+    void round_as_stored(Matrix& m) const {
+        if constexpr (std::is_same_v<T, float>) {
+            using quant::half_format;
+            for (Eigen::Index i = 0; i < m.size(); ++i) {
+                T& x = m.data()[i];
+                if (kv_ == kv_type::f16) x = quant::from_half<half_format::f16>(quant::to_half<half_format::f16>(x));
+                if (kv_ == kv_type::bf16) x = quant::from_half<half_format::bf16>(quant::to_half<half_format::bf16>(x));
+            }
+        }
+    }
+
     Matrix rms_norm(const Matrix& x, const T* gain) const {
         Matrix out(x.rows(), x.cols());
         for (Eigen::Index i = 0; i < x.rows(); ++i) {
@@ -125,6 +150,7 @@ private:
 
     std::shared_ptr<const transformer_weights<T>> weights_;
     rope_table<T> rope_;
+    kv_type kv_;
 };
 
 }  // namespace kvdecode

@@ -29,7 +29,7 @@ struct workspace {
     static constexpr std::size_t initial_score_keys = 2048;
 
     workspace(const model_config& c, std::size_t max_rows, std::size_t threads)
-        : max_rows(max_rows), score_rows(std::max(max_rows, threads)), tokens(max_rows), row_scale(max_rows),
+        : max_rows(max_rows), threads(threads), score_rows(std::max(max_rows, threads)), tokens(max_rows), row_scale(max_rows),
           x(max_rows * c.dim), xb(max_rows * c.dim), qkv(max_rows * c.qkv_dim()), attended(max_rows * c.q_dim()),
           gate_up(max_rows * 2 * c.hidden_dim), hidden(max_rows * c.hidden_dim) {
         pieces.reserve(max_rows);  // every piece holds at least one row
@@ -46,7 +46,17 @@ struct workspace {
     }
     T* scores_row(std::size_t r) noexcept { return scores.data() + r * score_stride; }
 
+    // Makes room for `values` widened K/V values per thread (a prefill from a 16-bit
+    // cache: one block's rows); 0 needs none.
+    void reserve_kv_rows(std::size_t values) {
+        if (values <= kv_rows_stride) return;
+        kv_rows = aligned_buffer<T>(threads * values);
+        kv_rows_stride = values;
+    }
+    T* kv_rows_for(std::size_t part) noexcept { return kv_rows_stride ? kv_rows.data() + part * kv_rows_stride : nullptr; }
+
     std::size_t max_rows;
+    std::size_t threads;
     std::size_t score_rows;        // max(max_rows, threads)
     std::size_t score_stride = 0;  // keys per scores row
     std::vector<token_id> tokens;  // (max_rows)
@@ -60,6 +70,8 @@ struct workspace {
     aligned_buffer<T> hidden;      // (max_rows, hidden) SwiGLU output
     aligned_buffer<T> scores;      // (score_rows, score_stride) attention scores: a row per
                                    // prefill row, or a row per thread in decode steps
+    aligned_buffer<T> kv_rows;     // (threads, kv_rows_stride) K or V rows widened from a 16-bit cache
+    std::size_t kv_rows_stride = 0;
     std::vector<chunk_piece> pieces;
     mask_cache<T> masks;
 };
