@@ -206,10 +206,14 @@ private:
     void (*run_)(const void*, std::size_t, std::size_t, std::size_t) = nullptr;
     std::size_t n_ = 0, parts_ = 0;
     std::uint64_t generation_ = 0;  // the caller's only
-    std::atomic<std::uint64_t> ticket_{0};
-    std::atomic<std::size_t> remaining_{0};
-    std::atomic<std::size_t> next_chunk_{0};  // parallel_chunks' counter
-    std::atomic<bool> stopping_{false};
+    // A cache line each: waiting workers poll the ticket while finished ones count
+    // down `remaining_` and busy ones take chunks, and a write to a shared line would
+    // pull it away from every poller (64 bytes: x86's line; the standard's
+    // hardware_destructive_interference_size varies with compiler flags, so headers avoid it).
+    alignas(64) std::atomic<std::uint64_t> ticket_{0};
+    alignas(64) std::atomic<std::size_t> remaining_{0};
+    alignas(64) std::atomic<std::size_t> next_chunk_{0};  // parallel_chunks' counter
+    alignas(64) std::atomic<bool> stopping_{false};
 };
 
 }  // namespace kvdecode
