@@ -1,8 +1,12 @@
 // How close the cached transformer runs to the machine's limits.
 //   decode/...: one token through the model (context 16 to 144), as a fraction of the
-//     bandwidth limit: tokens/s / (read bandwidth / weight bytes per token);
+//     bandwidth limit: tokens/s / (read bandwidth / bytes read per token), the bytes
+//     being the weights' and the KV cache's (layers x 2 x kv_heads x head_dim x
+//     context x element size);
 //   decode/110M/TYPE/...: the same with the weights stored as TYPE (bf16, q8_0, ...),
 //     quantised at load from the same random weights;
+//   decode/110M/TYPE/context:C/...: the same at context C (C - 7 to C + 8), where at
+//     long contexts the cache is most of the bytes;
 //   step/...: one forward of W sequences of one token each (W beams or rollouts
 //     forked from one 128-token prompt), to compare with W = 1;
 //   prefill/...: a 128-token chunk, in GFLOP/s, beside gemm_eigen/...: the same
@@ -15,6 +19,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "kvdecode/model/decode_context.hpp"
@@ -25,29 +33,69 @@ namespace {
 
 using namespace kvdecode;
 
+// A sequence of the 110M shape prefilled to `context` - 8 tokens, kept for the program's
+// life: a prefill of 2048 tokens takes seconds, and Google Benchmark calls decode()
+// several times per repetition.
+struct prefilled {
+    kv_cache<float> cache;
+    seq_id seq;
+};
+
+prefilled& prefilled_for(const kvbench::shape& s, weight_type type, const transformer<float>& model,
+                         std::size_t prefix, std::size_t longest, std::size_t threads) {
+    static std::map<std::string, std::unique_ptr<prefilled>> built;
+    auto& p = built[s.name + "/" + std::string(to_string(type)) + "/" + std::to_string(prefix)];
+    if (!p) {
+        auto cache = model.make_cache({.capacity_tokens = longest});
+        const seq_id seq = cache.create();
+        decode_context<float> ctx(model, {.threads = threads});
+        std::vector<float> logits(s.config.vocab_size);
+        ctx.forward(std::vector{sequence_tokens{seq, kvbench::tokens(prefix, s.config.vocab_size)}}, cache, logits);
+        p = std::make_unique<prefilled>(prefilled{std::move(cache), seq});
+    }
+    return *p;
+}
+
+// context 0: contexts 16 .. 144 (cycled); otherwise context - 7 .. context + 8.
 void decode(benchmark::State& state, const kvbench::shape& s, std::size_t threads,
-            weight_type type = weight_type::f32) {
+            weight_type type = weight_type::f32, std::size_t context = 0) {
     const transformer<float> model(kvbench::packed_weights_for(s, type));
     decode_context<float> ctx(model, {.threads = threads, .max_rows_per_pass = 16});
-    auto cache = model.make_cache({.capacity_tokens = 256});
-    const seq_id seq = cache.create();
-    const std::size_t prompt = 16, longest = 144;
+    const std::size_t prompt = context ? context - 8 : 16, longest = context ? context + 8 : 144;
+    std::optional<kv_cache<float>> own;
+    kv_cache<float>* cache;
+    seq_id seq;
     std::vector<float> logits(s.config.vocab_size);
-    ctx.forward(std::vector{sequence_tokens{seq, kvbench::tokens(prompt, s.config.vocab_size)}}, cache, logits);
+    if (context) {
+        prefilled& p = prefilled_for(s, type, model, prompt, longest, threads);
+        cache = &p.cache, seq = p.seq;
+        cache->truncate(seq, prompt);
+    } else {
+        own.emplace(model.make_cache({.capacity_tokens = 256}));
+        cache = &*own, seq = cache->create();
+        ctx.forward(std::vector{sequence_tokens{seq, kvbench::tokens(prompt, s.config.vocab_size)}}, *cache, logits);
+    }
     std::vector<token_id> next = {3};
     const std::vector<sequence_tokens> batch = {{seq, next}};
+    // K and V of one context token over all layers: layers x 2 x kv_heads x head_dim x
+    // the cache's element size. A step reads the whole context's.
+    const kv_cache_stats st = cache->stats();
+    const double kv_bytes_per_position = static_cast<double>(st.bytes_per_block) / static_cast<double>(cache->block_size());
+    const double weight_bytes = static_cast<double>(model.weights().bytes_per_token());
     // The machines are shared and the bandwidth a neighbour leaves drifts from minute
     // to minute, so the limit is measured during the run: a 1 GiB read pass before it
     // and after every 100 ms of decoding, outside the timed steps; their median.
     std::vector<double> bandwidths = {kvbench::measure_read_bandwidth(threads, 1)};
-    double since_probe = 0;
+    double since_probe = 0, total_seconds = 0, positions = 0;
     for (auto _ : state) {
         const auto t0 = std::chrono::steady_clock::now();
-        ctx.forward(batch, cache, logits);
+        ctx.forward(batch, *cache, logits);
         const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         state.SetIterationTime(seconds);
+        total_seconds += seconds;
+        positions += static_cast<double>(cache->length(seq));  // attention read every position, the new one too
         next[0] = static_cast<token_id>((next[0] * 31 + 7) % s.config.vocab_size);
-        if (cache.length(seq) == longest) cache.truncate(seq, prompt);  // contexts 16 .. 144
+        if (cache->length(seq) == longest) cache->truncate(seq, prompt);
         benchmark::DoNotOptimize(logits.data());
         if ((since_probe += seconds) > 0.1) {
             bandwidths.push_back(kvbench::measure_read_bandwidth(threads, 1));
@@ -56,15 +104,20 @@ void decode(benchmark::State& state, const kvbench::shape& s, std::size_t thread
     }
     std::sort(bandwidths.begin(), bandwidths.end());
     const double bandwidth = bandwidths[bandwidths.size() / 2];
-    const double bytes = static_cast<double>(model.weights().bytes_per_token());
+    const double tokens = static_cast<double>(state.iterations());
+    const double kv_bytes = kv_bytes_per_position * positions / tokens;  // per token, mean over the steps
+    const double bytes = weight_bytes + kv_bytes;
     state.SetItemsProcessed(state.iterations());  // tokens
     state.counters["threads"] = static_cast<double>(threads);
-    state.counters["weight_MB_per_token"] = bytes / 1e6;
+    state.counters["context"] = positions / tokens;
+    state.counters["tokens_per_s"] = tokens / total_seconds;
+    state.counters["weight_MB_per_token"] = weight_bytes / 1e6;
+    state.counters["kv_MB_per_token"] = kv_bytes / 1e6;
+    state.counters["MB_per_token"] = bytes / 1e6;
     state.counters["bandwidth_GBps"] = bandwidth / 1e9;
     state.counters["bandwidth_probes"] = static_cast<double>(bandwidths.size());
     state.counters["limit_tokens_per_s"] = bandwidth / bytes;
-    // (tokens / s) * bytes / bandwidth
-    state.counters["fraction_of_limit"] = benchmark::Counter(bytes / bandwidth, benchmark::Counter::kIsIterationInvariantRate);
+    state.counters["fraction_of_limit"] = (tokens / total_seconds) * bytes / bandwidth;
 }
 
 void step(benchmark::State& state, const kvbench::shape& s, std::size_t width, std::size_t threads) {
@@ -175,6 +228,20 @@ int main(int argc, char** argv) {
                             benchmark::RegisterBenchmark(("decode/" + s.name + "/" + std::string(to_string(type)) +
                                                           "/threads:" + std::to_string(t)).c_str(),
                                                          [&s, t, type](benchmark::State& st) { decode(st, s, t, type); })
+                                ->UseManualTime()
+                                ->Unit(benchmark::kMicrosecond);
+        if (s.name == "110M")
+            // Decode at long contexts: there the KV cache, not the weights, is most of the bytes.
+            for (weight_type type : {weight_type::f32, weight_type::q8_0})
+                for (std::size_t context : {64, 512, 2048})
+                    for (std::size_t t : kvbench::thread_counts())
+                        if (t <= 2)
+                            benchmark::RegisterBenchmark(("decode/" + s.name + "/" + std::string(to_string(type)) +
+                                                          "/context:" + std::to_string(context) + "/threads:" +
+                                                          std::to_string(t)).c_str(),
+                                                         [&s, t, type, context](benchmark::State& st) {
+                                                             decode(st, s, t, type, context);
+                                                         })
                                 ->UseManualTime()
                                 ->Unit(benchmark::kMicrosecond);
         for (std::size_t t : kvbench::thread_counts())

@@ -25,7 +25,7 @@ inline kvdecode::model_config llama(std::size_t dim, std::size_t hidden, std::si
     kvdecode::model_config c;
     c.dim = dim, c.hidden_dim = hidden, c.n_layers = layers, c.n_heads = heads, c.n_kv_heads = kv_heads;
     c.vocab_size = vocab;
-    c.seq_len = 1024;  // room for every context length the suites use
+    c.seq_len = 4096;  // room for every context length the suites use (decode at 2048 + 8)
     return kvdecode::validated(c);
 }
 
