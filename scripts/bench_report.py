@@ -1,7 +1,10 @@
-"""Summarises scripts/bench's JSON (medians of the repetitions) as the README's tables.
+"""Summarises scripts/bench's JSON (medians of the repetitions) as the README's tables,
+and with --charts draws them as PNG figures (needs matplotlib: scripts/setup charts).
 
-    python3 scripts/bench_report.py build/bench
+    python3 scripts/bench_report.py build/bench                          # markdown tables
+    python3 scripts/bench_report.py build/bench --charts docs/figures    # and the figures
 """
+import argparse
 import json
 import os
 import re
@@ -39,33 +42,82 @@ def speed_tables(folder):
               "medians of repetitions.\n")
     threads = sorted({int(b["threads"]) for b in list(bw.values()) + list(speed.values()) if "threads" in b})
     if bw:
-        print("### Read bandwidth (1 GiB, STREAM-like sum)\n")
+        print("### Read bandwidth (1 GiB; the probe: 8 interleaved streams per thread)\n")
         print("| threads | " + " | ".join(str(t) for t in threads) + " |")
         print("|---|" + "---:|" * len(threads))
         cells = []
         for t in threads:
             b = bw.get(f"bandwidth/read_1GiB/threads:{t}/manual_time")
             cells.append(f"{b['bytes_per_second'] / 1e9:.1f} GB/s" if b else "-")
-        print("| read | " + " | ".join(cells) + " |\n")
+        print("| read (the probe) | " + " | ".join(cells) + " |")
+        for streams in [1, 2, 4, 8, 16]:
+            cells = []
+            for t in threads:
+                b = bw.get(f"bandwidth/streams:{streams}/threads:{t}/manual_time")
+                cells.append(f"{b['bytes_per_second'] / 1e9:.1f} GB/s" if b else "-")
+            if any(c != "-" for c in cells):
+                print(f"| {streams} stream{'s' if streams > 1 else ''} per thread | " + " | ".join(cells) + " |")
+        print()
     if any(k.startswith("decode/") for k in speed):
         print("### Decode: tokens/s and fraction of the bandwidth limit\n")
         print("One token through the model at contexts 16 to 144. Limit = read bandwidth (median of 1 GiB read")
-        print("passes made during the run, between timed steps) / weight bytes read per token; fraction =")
-        print("tokens/s / limit.\n")
-        print("| shape | weights read per token | " + " | ".join(f"{t} thread{'s' if t > 1 else ''}" for t in threads) + " |")
+        print("passes made during the run, between timed steps) / bytes read per token (weights and KV cache);")
+        print("fraction = tokens/s / limit.\n")
+        print("| shape | weights + KV read per token | " + " | ".join(f"{t} thread{'s' if t > 1 else ''}" for t in threads) + " |")
         print("|---|---:|" + "---:|" * len(threads))
         for s in shapes:
             cells, mb = [], None
             for t in threads:
                 b = speed.get(f"decode/{s}/threads:{t}/manual_time") or speed.get(f"decode/{s}/threads:{t}")
                 if b:
-                    mb = b["weight_MB_per_token"]
+                    mb = mb or b.get("MB_per_token", b["weight_MB_per_token"])
                     cells.append(f"{b['items_per_second']:.0f}/s, {b['fraction_of_limit'] * 100:.0f}% "
                                  f"({b['bandwidth_GBps']:.0f} GB/s)")
                 else:
                     cells.append("-")
             if mb is not None:
                 print(f"| {s} | {mb:.1f} MB | " + " | ".join(cells) + " |")
+        print()
+    typed = {}
+    for name, b in speed.items():
+        m = re.match(r"decode/110M/(?:([a-z0-9_]+)/)?threads:(\d+)(?:/manual_time)?$", name)
+        if m:
+            typed[(m.group(1) or "f32", int(m.group(2)))] = b
+    if len({k for k, _ in typed}) > 1:
+        print("### Decode by weight type (110M shape)\n")
+        print("The same random weights stored as each type; contexts 16 to 144.\n")
+        type_threads = sorted({t for _, t in typed})
+        print("| type | MB read per token | " + " | ".join(f"{t} thread{'s' if t > 1 else ''}" for t in type_threads) + " |")
+        print("|---|---:|" + "---:|" * len(type_threads))
+        order = ["f32", "f16", "bf16", "q8_0", "q6_k", "q5_1", "q5_0", "q4_1", "q4_0", "q4_k", "q3_k", "q2_k"]
+        for kind in sorted({k for k, _ in typed}, key=lambda k: order.index(k) if k in order else 99):
+            cells, mb = [], None
+            for t in type_threads:
+                b = typed.get((kind, t))
+                if b:
+                    mb = mb or b.get("MB_per_token", b["weight_MB_per_token"])
+                    cells.append(f"{b['items_per_second']:.1f}/s, {b['fraction_of_limit'] * 100:.0f}%")
+                else:
+                    cells.append("-")
+            print(f"| {kind} | {mb:.1f} | " + " | ".join(cells) + " |")
+        print()
+    by_context = {}
+    for name, b in speed.items():
+        m = re.match(r"decode/110M/([a-z0-9_]+)/context:(\d+)/threads:(\d+)(?:/manual_time)?$", name)
+        if m:
+            by_context[(m.group(1), int(m.group(3)), int(m.group(2)))] = b
+    if by_context:
+        print("### Decode by context (110M shape): tokens/s, fraction of the limit, MB read per token (weights + KV)\n")
+        contexts = sorted({c for _, _, c in by_context})
+        print("| type | threads | " + " | ".join(f"context {c}" for c in contexts) + " |")
+        print("|---|---:|" + "---:|" * len(contexts))
+        for kind, t in sorted({(k, t) for k, t, _ in by_context}):
+            cells = []
+            for c in contexts:
+                b = by_context.get((kind, t, c))
+                cells.append(f"{b['items_per_second']:.1f}/s, {b['fraction_of_limit'] * 100:.0f}% "
+                             f"({b['weight_MB_per_token']:.0f} + {b['kv_MB_per_token']:.0f} MB)" if b else "-")
+            print(f"| {kind} | {t} | " + " | ".join(cells) + " |")
         print()
     if any(k.startswith("step/") for k in speed):
         print("### Batched steps: W sequences of one token each (beams, rollouts) vs one\n")
@@ -227,4 +279,19 @@ def main(folder):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "build/bench")
+    parser = argparse.ArgumentParser(description="Tables (and with --charts, PNG figures) from scripts/bench's JSON.")
+    parser.add_argument("folder", nargs="?", default="build/bench", help="where scripts/bench wrote *.json")
+    parser.add_argument("--charts", metavar="DIR", help="also draw the figures into DIR (PNG; needs matplotlib)")
+    parser.add_argument("--machine", help="the machine's name in the figures (default: the JSON's cpu context, "
+                                          "which scripts/bench records, else its CPU count and clock)")
+    parser.add_argument("--no-tables", action="store_true", help="figures only")
+    args = parser.parse_args()
+    if not args.no_tables:
+        main(args.folder)
+    if args.charts:
+        try:
+            import bench_charts
+        except ImportError as e:
+            sys.exit(f"bench_report.py: --charts needs matplotlib ({e}); on Debian: scripts/setup charts")
+        for path in bench_charts.draw_all(args.folder, args.charts, args.machine):
+            print(f"wrote {path}", file=sys.stderr)
