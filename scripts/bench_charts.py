@@ -12,10 +12,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from bench_report import medians, seconds  # noqa: E402
-
-# Storage types from most to fewest bytes per weight (bench_decode_speed's names).
-TYPES = ["f32", "f16", "bf16", "q8_0", "q6_k", "q5_1", "q5_0", "q4_1", "q4_0", "q4_k", "q3_k", "q2_k"]
+from bench_report import TYPES, medians, seconds, type_rank  # noqa: E402
 COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
 
 
@@ -103,8 +100,7 @@ def batched_steps(speed, ctx, out, machine, shape="110M"):
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     widths = sorted({w for v in runs.values() for w in v})
     ax.plot(widths, widths, color="0.75", linestyle=":", label="W separate steps")
-    for i, ((kind, t), v) in enumerate(sorted(runs.items(), key=lambda kv: (TYPES.index(kv[0][0])
-                                                                             if kv[0][0] in TYPES else 99, kv[0][1]))):
+    for i, ((kind, t), v) in enumerate(sorted(runs.items(), key=lambda kv: (type_rank(kv[0][0]), kv[0][1]))):
         ws = sorted(v)
         ax.plot(ws, [seconds(v[w]) / seconds(v[1]) for w in ws], marker="o", color=COLORS[i % len(COLORS)],
                 linestyle="-" if t == 1 else "--",
@@ -169,7 +165,7 @@ def decode_by_context(speed, ctx, out, machine, shape="110M"):
     if not runs:
         return None
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.8), gridspec_kw={"width_ratios": [3, 2]})
-    keys = sorted(runs, key=lambda k: (TYPES.index(k[0]) if k[0] in TYPES else 99, k[1]))
+    keys = sorted(runs, key=lambda k: (type_rank(k[0]), k[1]))
     contexts = sorted({c for v in runs.values() for c in v})
     for i, (kind, t) in enumerate(keys):
         v = runs[(kind, t)]

@@ -29,6 +29,21 @@ def seconds(b):
     return b["real_time"] * scale
 
 
+# Storage types from most to fewest bytes per weight (bench_decode_speed's names).
+TYPES = ["f32", "f16", "bf16", "q8_0", "q6_k", "q5_1", "q5_0", "q4_1", "q4_0", "q4_k", "q3_k", "q2_k"]
+
+
+def type_rank(kind):
+    return TYPES.index(kind) if kind in TYPES else len(TYPES)
+
+
+def decode_cells(runs, cell):
+    """One table cell per decode run (None: "-"), and the first run's MB read per token."""
+    present = [b for b in runs if b]
+    mb = present[0].get("MB_per_token", present[0]["weight_MB_per_token"]) if present else None
+    return [cell(b) if b else "-" for b in runs], mb
+
+
 def speed_tables(folder):
     """decode_speed.json and bandwidth.json: the bandwidth limit, batched steps, prefill."""
     shapes = ["stories260K", "15M", "110M"]
@@ -66,15 +81,9 @@ def speed_tables(folder):
         print("| shape | weights + KV read per token | " + " | ".join(f"{t} thread{'s' if t > 1 else ''}" for t in threads) + " |")
         print("|---|---:|" + "---:|" * len(threads))
         for s in shapes:
-            cells, mb = [], None
-            for t in threads:
-                b = speed.get(f"decode/{s}/threads:{t}/manual_time") or speed.get(f"decode/{s}/threads:{t}")
-                if b:
-                    mb = mb or b.get("MB_per_token", b["weight_MB_per_token"])
-                    cells.append(f"{b['items_per_second']:.0f}/s, {b['fraction_of_limit'] * 100:.0f}% "
-                                 f"({b['bandwidth_GBps']:.0f} GB/s)")
-                else:
-                    cells.append("-")
+            runs = [speed.get(f"decode/{s}/threads:{t}/manual_time") for t in threads]
+            cells, mb = decode_cells(runs, lambda b: f"{b['items_per_second']:.0f}/s, {b['fraction_of_limit'] * 100:.0f}% "
+                                                     f"({b['bandwidth_GBps']:.0f} GB/s)")
             if mb is not None:
                 print(f"| {s} | {mb:.1f} MB | " + " | ".join(cells) + " |")
         print()
@@ -89,16 +98,9 @@ def speed_tables(folder):
         type_threads = sorted({t for _, t in typed})
         print("| type | MB read per token | " + " | ".join(f"{t} thread{'s' if t > 1 else ''}" for t in type_threads) + " |")
         print("|---|---:|" + "---:|" * len(type_threads))
-        order = ["f32", "f16", "bf16", "q8_0", "q6_k", "q5_1", "q5_0", "q4_1", "q4_0", "q4_k", "q3_k", "q2_k"]
-        for kind in sorted({k for k, _ in typed}, key=lambda k: order.index(k) if k in order else 99):
-            cells, mb = [], None
-            for t in type_threads:
-                b = typed.get((kind, t))
-                if b:
-                    mb = mb or b.get("MB_per_token", b["weight_MB_per_token"])
-                    cells.append(f"{b['items_per_second']:.1f}/s, {b['fraction_of_limit'] * 100:.0f}%")
-                else:
-                    cells.append("-")
+        for kind in sorted({k for k, _ in typed}, key=type_rank):
+            cells, mb = decode_cells([typed.get((kind, t)) for t in type_threads],
+                                     lambda b: f"{b['items_per_second']:.1f}/s, {b['fraction_of_limit'] * 100:.0f}%")
             print(f"| {kind} | {mb:.1f} | " + " | ".join(cells) + " |")
         print()
     by_context = {}
