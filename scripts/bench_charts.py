@@ -224,12 +224,12 @@ def bandwidth_probe(bw, ctx, out, machine):
         if probe:
             b = next(iter(probe.values()))
             ax.plot([b["streams"]], [b["bytes_per_second"] / 1e9], marker="*", markersize=12, linestyle="none",
-                    color=COLORS[i % len(COLORS)], label="the probe" if i == 0 else None)
+                    color=COLORS[i % len(COLORS)], label="the probe (measured apart)" if i == 0 else None)
     ax.set_xscale("log", base=2)
     ss = sorted({s for v in runs.values() for s in v})
     ax.set_xticks(ss)
     ax.set_xticklabels([str(s) for s in ss])
-    ax.set_ylim(bottom=0)
+    ax.set_ylim(0, max(line.get_ydata().max() for line in ax.get_lines()) * 1.12)
     ax.set_xlabel("streams per thread (regions read in lockstep)")
     ax.set_ylabel("GB/s read")
     ax.set_title("Read bandwidth over 1 GiB by streams per thread", fontsize=10)

@@ -75,6 +75,7 @@ void decode(benchmark::State& state, const kvbench::shape& s, std::size_t thread
         cache = &*own, seq = cache->create();
         ctx.forward(std::vector{sequence_tokens{seq, kvbench::tokens(prompt, s.config.vocab_size)}}, *cache, logits);
     }
+    ctx.reserve(longest);  // scores for every key before the timed steps
     std::vector<token_id> next = {3};
     const std::vector<sequence_tokens> batch = {{seq, next}};
     // K and V of one context token over all layers: layers x 2 x kv_heads x head_dim x
