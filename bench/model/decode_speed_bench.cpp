@@ -33,9 +33,9 @@ namespace {
 
 using namespace kvdecode;
 
-// A sequence of the 110M shape prefilled to `context` - 8 tokens, kept for the program's
-// life: a prefill of 2048 tokens takes seconds, and Google Benchmark calls decode()
-// several times per repetition.
+// A sequence prefilled with `prefix` tokens, one per shape, type and length, kept for
+// the program's life: a prefill of 2040 tokens takes seconds, and Google Benchmark calls
+// decode() several times per repetition.
 struct prefilled {
     kv_cache<float> cache;
     seq_id seq;
