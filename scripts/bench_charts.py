@@ -12,7 +12,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from bench_report import TYPES, medians, seconds, type_rank  # noqa: E402
+from bench_report import TYPES, find, medians, seconds, type_rank  # noqa: E402
 COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
 
 
@@ -36,17 +36,6 @@ def finish(fig, path, ctx, machine, note=None):
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
-
-def find(results, pattern):
-    """{match groups: benchmark} for every name matching pattern (a '/manual_time' tail allowed)."""
-    rx = re.compile(pattern + r"(?:/manual_time|/real_time)?$")
-    out = {}
-    for name, b in results.items():
-        m = rx.match(name)
-        if m:
-            out[m.groups()] = b
-    return out
 
 
 def decode_by_type(speed, ctx, out, machine, shape="110M"):

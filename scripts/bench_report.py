@@ -24,6 +24,12 @@ def medians(path):
     return out, data.get("context", {})
 
 
+def find(results, pattern):
+    """{match groups: benchmark} for every name matching pattern (a '/manual_time' tail allowed)."""
+    rx = re.compile(pattern + r"(?:/manual_time|/real_time)?$")
+    return {m.groups(): b for name, b in results.items() if (m := rx.match(name))}
+
+
 def seconds(b):
     scale = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}[b.get("time_unit", "ns")]
     return b["real_time"] * scale
@@ -87,11 +93,7 @@ def speed_tables(folder):
             if mb is not None:
                 print(f"| {s} | {mb:.1f} MB | " + " | ".join(cells) + " |")
         print()
-    typed = {}
-    for name, b in speed.items():
-        m = re.match(r"decode/110M/(?:([a-z0-9_]+)/)?threads:(\d+)(?:/manual_time)?$", name)
-        if m:
-            typed[(m.group(1) or "f32", int(m.group(2)))] = b
+    typed = {(kind or "f32", int(t)): b for (kind, t), b in find(speed, r"decode/110M/(?:([a-z0-9_]+)/)?threads:(\d+)").items()}
     if len({k for k, _ in typed}) > 1:
         print("### Decode by weight type (110M shape)\n")
         print("The same random weights stored as each type; contexts 16 to 144.\n")
@@ -103,11 +105,8 @@ def speed_tables(folder):
                                      lambda b: f"{b['items_per_second']:.1f}/s, {b['fraction_of_limit'] * 100:.0f}%")
             print(f"| {kind} | {mb:.1f} | " + " | ".join(cells) + " |")
         print()
-    by_context = {}
-    for name, b in speed.items():
-        m = re.match(r"decode/110M/([a-z0-9_]+)/context:(\d+)/threads:(\d+)(?:/manual_time)?$", name)
-        if m:
-            by_context[(m.group(1), int(m.group(3)), int(m.group(2)))] = b
+    by_context = {(kind, int(t), int(c)): b
+                  for (kind, c, t), b in find(speed, r"decode/110M/([a-z0-9_]+)/context:(\d+)/threads:(\d+)").items()}
     if by_context:
         print("### Decode by context (110M shape): tokens/s, fraction of the limit, MB read per token (weights + KV)\n")
         contexts = sorted({c for _, _, c in by_context})
