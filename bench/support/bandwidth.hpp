@@ -3,7 +3,8 @@
 // share of a 1 GiB float array (far larger than any cache) as several interleaved
 // streams, each into its own SIMD accumulator held in a register. One stream leaves
 // the hardware prefetchers and the line-fill buffers half idle, and one add chain can
-// set the pace instead of the loads: either under-reports by 15-50 %. The best of
+// set the pace instead of the loads: either under-reports (by 8-25 % on this
+// workplace's Xeon, pass for pass; issue 14 saw up to 50 %). The best of
 // `passes` passes is the machine's read bandwidth, the denominator of every decode
 // benchmark's "fraction of the bandwidth limit" (best, as STREAM reports: the fraction
 // is then a lower bound).
