@@ -6,7 +6,7 @@
 //   decode/110M/TYPE/...: the same with the weights stored as TYPE (bf16, q8_0, ...),
 //     quantised at load from the same random weights;
 //   decode/110M/TYPE/context:C/...: the same at context C (C - 7 to C + 8), where at
-//     long contexts the cache is most of the bytes;
+//     long contexts the cache is most of the bytes; TYPE_kv_bf16 with a bfloat16 cache;
 //   step/...: one forward of W sequences of one token each (W beams or rollouts
 //     forked from one 128-token prompt), to compare with W = 1;
 //   prefill/...: a 128-token chunk, in GFLOP/s, beside gemm_eigen/...: the same
@@ -41,12 +41,13 @@ struct prefilled {
     seq_id seq;
 };
 
-prefilled& prefilled_for(const kvbench::shape& s, weight_type type, const transformer<float>& model,
+prefilled& prefilled_for(const kvbench::shape& s, weight_type type, kv_type kv, const transformer<float>& model,
                          std::size_t prefix, std::size_t longest, std::size_t threads) {
     static std::map<std::string, std::unique_ptr<prefilled>> built;
-    auto& p = built[s.name + "/" + std::string(to_string(type)) + "/" + std::to_string(prefix)];
+    auto& p = built[s.name + "/" + std::string(to_string(type)) + "/" + std::string(to_string(kv)) + "/" +
+                    std::to_string(prefix)];
     if (!p) {
-        auto cache = model.make_cache({.capacity_tokens = longest});
+        auto cache = model.make_cache({.capacity_tokens = longest, .storage = kv});
         const seq_id seq = cache.create();
         decode_context<float> ctx(model, {.threads = threads});
         std::vector<float> logits(s.config.vocab_size);
@@ -58,7 +59,7 @@ prefilled& prefilled_for(const kvbench::shape& s, weight_type type, const transf
 
 // context 0: contexts 16 .. 144 (cycled); otherwise context - 7 .. context + 8.
 void decode(benchmark::State& state, const kvbench::shape& s, std::size_t threads,
-            weight_type type = weight_type::f32, std::size_t context = 0) {
+            weight_type type = weight_type::f32, std::size_t context = 0, kv_type kv = kv_type::f32) {
     const transformer<float> model(kvbench::packed_weights_for(s, type));
     decode_context<float> ctx(model, {.threads = threads, .max_rows_per_pass = 16});
     const std::size_t prompt = context ? context - 8 : 16, longest = context ? context + 8 : 144;
@@ -67,7 +68,7 @@ void decode(benchmark::State& state, const kvbench::shape& s, std::size_t thread
     seq_id seq;
     std::vector<float> logits(s.config.vocab_size);
     if (context) {
-        prefilled& p = prefilled_for(s, type, model, prompt, longest, threads);
+        prefilled& p = prefilled_for(s, type, kv, model, prompt, longest, threads);
         cache = &p.cache, seq = p.seq;
         cache->truncate(seq, prompt);
     } else {
@@ -232,19 +233,20 @@ int main(int argc, char** argv) {
                                 ->UseManualTime()
                                 ->Unit(benchmark::kMicrosecond);
         if (s.name == "110M")
-            // Decode at long contexts: there the KV cache, not the weights, is most of the bytes.
-            for (weight_type type : {weight_type::f32, weight_type::q8_0})
-                for (std::size_t context : {64, 512, 2048})
-                    for (std::size_t t : kvbench::thread_counts())
-                        if (t <= 2)
-                            benchmark::RegisterBenchmark(("decode/" + s.name + "/" + std::string(to_string(type)) +
-                                                          "/context:" + std::to_string(context) + "/threads:" +
-                                                          std::to_string(t)).c_str(),
-                                                         [&s, t, type, context](benchmark::State& st) {
-                                                             decode(st, s, t, type, context);
-                                                         })
-                                ->UseManualTime()
-                                ->Unit(benchmark::kMicrosecond);
+            // Decode at long contexts: there the KV cache, not the weights, is most of the bytes;
+            // a bfloat16 cache halves them (named TYPE_kv_bf16, beside TYPE's float32 cache).
+            for (weight_type type : {weight_type::f32, weight_type::q8_0, weight_type::q4_0})
+                for (kv_type kv : {kv_type::f32, kv_type::bf16})
+                    for (std::size_t context : {64, 512, 2048})
+                        for (std::size_t t : kvbench::thread_counts())
+                            if (t <= 2 && !(type == weight_type::f32 && kv != kv_type::f32))
+                                benchmark::RegisterBenchmark(
+                                    ("decode/" + s.name + "/" + std::string(to_string(type)) +
+                                     (kv == kv_type::f32 ? "" : "_kv_" + std::string(to_string(kv))) + "/context:" +
+                                     std::to_string(context) + "/threads:" + std::to_string(t)).c_str(),
+                                    [&s, t, type, context, kv](benchmark::State& st) { decode(st, s, t, type, context, kv); })
+                                    ->UseManualTime()
+                                    ->Unit(benchmark::kMicrosecond);
         for (std::size_t t : kvbench::thread_counts())
             if (t <= 2)
                 for (std::size_t width : {1, 2, 4, 8, 10, 16})
