@@ -24,6 +24,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "kvdecode/quant/k_quants.hpp"
 #include "kvdecode/quant/kernel_isa.hpp"
@@ -36,6 +37,7 @@
 namespace kvdecode::quant {
 
 inline constexpr std::size_t k_unit_outputs = 32;  // outputs per work unit
+inline constexpr std::size_t k_prefetch_bytes = 2048;  // how far ahead each weight row is asked for
 
 // A matrix: out_dim rows of k_blocks(in_dim) blocks.
 template <class Block>
@@ -211,20 +213,28 @@ inline __m256i spread_scales_avx2(__m256i scale_bytes, int first, int second) no
     return _mm256_srai_epi16(_mm256_shuffle_epi8(scale_bytes, control), 8);
 }
 
-// The integers from the int32 lanes of sum_j scale_j * sum q * x and the row's bsums:
-// both horizontal sums in one pass.
+// The offset's part taken off the lanes of sum_j scale_j * sum q * x, and the min's
+// lanes, from the row's bsums: each integer of k_block_sums as 8 int32 lanes.
 template <class Block>
-inline k_block_sums finish_sums(__m256i acc, const k_block_tail& t, const block_q8_k& x) noexcept {
+inline void finish_partials(__m256i acc, const k_block_tail& t, const block_q8_k& x, __m256i& isum, __m256i& msum) noexcept {
     const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.bsums));
     if constexpr (k_format<Block>::offset != 0) acc = _mm256_sub_epi32(acc, _mm256_madd_epi16(bsums, t.bias));
-    const __m256i mins = k_format<Block>::has_min ? _mm256_madd_epi16(bsums, t.min) : _mm256_setzero_si256();
-    const __m256i pairs = _mm256_hadd_epi32(acc, mins);  // a01 a23 m01 m23 | a45 a67 m45 m67
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(pairs), _mm256_extracti128_si256(pairs, 1));
-    s = _mm_hadd_epi32(s, s);  // isum, msum, isum, msum
-    k_block_sums out;
-    out.isum = _mm_cvtsi128_si32(s);
-    out.msum = _mm_extract_epi32(s, 1);
-    return out;
+    isum = acc;
+    if constexpr (k_format<Block>::has_min) msum = _mm256_madd_epi16(bsums, t.min);
+}
+
+// Lane k: the sum of a[k]'s 8 lanes (exact: the integers of one block fit int32).
+inline __m256i lane_totals_avx2(const __m256i* a) noexcept {
+    const __m256i h01 = _mm256_hadd_epi32(a[0], a[1]), h23 = _mm256_hadd_epi32(a[2], a[3]);
+    const __m256i h45 = _mm256_hadd_epi32(a[4], a[5]), h67 = _mm256_hadd_epi32(a[6], a[7]);
+    const __m256i h03 = _mm256_hadd_epi32(h01, h23), h47 = _mm256_hadd_epi32(h45, h67);  // a0..a3 | a4..a7, low and high halves
+    return _mm256_add_epi32(_mm256_permute2x128_si256(h03, h47, 0x20), _mm256_permute2x128_si256(h03, h47, 0x31));
+}
+
+// v rounded to float in a register, as detail::rounded: no fused multiply-add across it.
+inline __m256 rounded_avx2(__m256 v) noexcept {
+    __asm__("" : "+x"(v));
+    return v;
 }
 
 template <class Block>
@@ -244,13 +254,13 @@ struct k_avx2 {
         out.tail = tail_avx2<Block>(s);
         out.d = s.d, out.dmin = s.dmin;
     }
-    static k_block_sums sums(const decoded& w, const block_q8_k& x) noexcept {
+    static void partials(const decoded& w, const block_q8_k& x, __m256i& isum, __m256i& msum) noexcept {
         __m256i acc = _mm256_setzero_si256();
         for (int j = 0; j < 8; ++j) {
             const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs + 32 * j));
             acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(w.q[j], xv), w.scale[j]));
         }
-        return finish_sums<Block>(acc, w.tail, x);
+        finish_partials<Block>(acc, w.tail, x, isum, msum);
     }
 };
 #endif
@@ -285,7 +295,7 @@ struct k_avx512 {
         out.tail = tail_avx2<Block>(s);
         out.d = s.d, out.dmin = s.dmin;
     }
-    static k_block_sums sums(const decoded& w, const block_q8_k& x) noexcept {
+    static void partials(const decoded& w, const block_q8_k& x, __m256i& isum, __m256i& msum) noexcept {
         __m512i acc = _mm512_setzero_si512();
         for (int c = 0; c < 4; ++c) {
             const __m512i xv = _mm512_loadu_si512(x.qs + 64 * c);
@@ -297,7 +307,7 @@ struct k_avx512 {
 #endif
         }
         const __m256i half = _mm256_add_epi32(_mm512_castsi512_si256(acc), _mm512_extracti64x4_epi64(acc, 1));
-        return finish_sums<Block>(half, w.tail, x);
+        finish_partials<Block>(half, w.tail, x, isum, msum);
     }
 };
 #endif
@@ -308,7 +318,7 @@ inline void prefetch_k_weights(const void* block, std::size_t row) noexcept {
     if (row == 0) __builtin_prefetch(static_cast<const char*>(block) + 8192, 0, 3);
 }
 
-// Output o for activation rows [row, row + Tile): each weight block decoded once.
+// Scalar: output o for activation rows [row, row + Tile), each weight block unpacked once.
 template <class Block, class Isa, std::size_t Tile>
 void k_tile(const k_matrix<Block>& m, const matrix_product<float>& p, const std::byte* scratch, std::size_t row_bytes,
             std::size_t o, std::size_t row) noexcept {
@@ -337,6 +347,85 @@ void k_remainder_tile(const k_matrix<Block>& m, const matrix_product<float>& p, 
     }
 }
 
+template <class Block>
+void k_matmul_scalar(const k_matrix<Block>& m, const matrix_product<float>& p, const std::byte* scratch, std::size_t o_begin,
+                     std::size_t o_end) noexcept {
+    using isa = k_scalar<Block>;
+    constexpr std::size_t tile = isa::max_tile;
+    const std::size_t row_bytes = q8_k_activations{m.in_dim}.row_bytes();
+    for (std::size_t o = o_begin; o < o_end; ++o) {
+        std::size_t row = 0;
+        for (; row + tile <= p.rows; row += tile) k_tile<Block, isa, tile>(m, p, scratch, row_bytes, o, row);
+        k_remainder_tile<Block, isa, tile - 1>(m, p, scratch, row_bytes, o, row, p.rows - row);
+    }
+}
+
+#if defined(KVDECODE_QUANT_AVX2)
+inline constexpr std::size_t k_lanes = 8;  // (output, row) pairs per step: the float lanes of one __m256
+
+// Outputs [o, o + G) x activation rows [row, row + R), G = 8 / R, pair (g, r) in float
+// lane g R + r: per weight block, each of the G blocks decoded once and multiplied with
+// the R rows' blocks into int32 lanes, the 8 pairs' lanes summed together (lane_totals),
+// then each pair's float part added in its own lane, with the scalar reference's
+// operations (add_block), so a pair's result does not depend on its lane or the tile.
+// Outputs past o_end (the matrix's last unit) repeat the last output, not stored.
+template <class Block, class Isa, std::size_t R>
+void k_lane_tile(const k_matrix<Block>& m, const matrix_product<float>& p, const std::byte* scratch, std::size_t row_bytes,
+                 std::size_t o, std::size_t o_end, std::size_t row) noexcept {
+    constexpr std::size_t G = k_lanes / R;
+    constexpr bool has_min = k_format<Block>::has_min;
+    const std::size_t nb = m.blocks_per_row();
+    const Block* w[G];
+    for (std::size_t g = 0; g < G; ++g) w[g] = m.blocks + std::min(o + g, o_end - 1) * nb;
+    const block_q8_k* x[R];
+    for (std::size_t r = 0; r < R; ++r) x[r] = reinterpret_cast<const block_q8_k*>(scratch + (row + r) * row_bytes);
+    __m256 sum = _mm256_setzero_ps();
+    __m256i isum[k_lanes], msum[k_lanes];
+    for (std::size_t l = G * R; l < k_lanes; ++l) isum[l] = msum[l] = _mm256_setzero_si256();
+    alignas(32) float d[k_lanes] = {}, dmin[k_lanes] = {}, xd[k_lanes] = {};
+    typename Isa::decoded dec;
+    for (std::size_t b = 0; b < nb; ++b) {
+        for (std::size_t g = 0; g < G; ++g) {
+            __builtin_prefetch(reinterpret_cast<const char*>(w[g] + b) + k_prefetch_bytes, 0, 3);
+            Isa::decode(w[g][b], dec);
+            for (std::size_t r = 0; r < R; ++r) {
+                Isa::partials(dec, x[r][b], isum[g * R + r], msum[g * R + r]);
+                d[g * R + r] = dec.d, dmin[g * R + r] = dec.dmin, xd[g * R + r] = x[r][b].d;
+            }
+        }
+        const __m256 xdv = _mm256_load_ps(xd);
+        const __m256 scale = _mm256_mul_ps(_mm256_load_ps(d), xdv);
+        sum = _mm256_add_ps(sum, rounded_avx2(_mm256_mul_ps(_mm256_cvtepi32_ps(lane_totals_avx2(isum)), scale)));
+        if constexpr (has_min) {
+            const __m256 min_scale = _mm256_mul_ps(_mm256_load_ps(dmin), xdv);
+            sum = _mm256_sub_ps(sum, rounded_avx2(_mm256_mul_ps(_mm256_cvtepi32_ps(lane_totals_avx2(msum)), min_scale)));
+        }
+    }
+    alignas(32) float out[k_lanes];
+    _mm256_store_ps(out, sum);
+    for (std::size_t g = 0; g < G && o + g < o_end; ++g)
+        for (std::size_t r = 0; r < R; ++r) store_outputs(p, row + r, o + g, 1, &out[g * R + r]);
+}
+
+template <class Block, class Isa, std::size_t R>
+void k_lane_rows(const k_matrix<Block>& m, const matrix_product<float>& p, const std::byte* scratch, std::size_t row_bytes,
+                 std::size_t o_begin, std::size_t o_end, std::size_t row, std::size_t rows) noexcept {
+    if constexpr (R > 1) {
+        if (rows < R) return k_lane_rows<Block, Isa, R - 1>(m, p, scratch, row_bytes, o_begin, o_end, row, rows);
+    }
+    constexpr std::size_t G = k_lanes / R;
+    for (std::size_t o = o_begin; o < o_end; o += G) k_lane_tile<Block, Isa, R>(m, p, scratch, row_bytes, o, o_end, row);
+}
+
+template <class Block, template <class> class Isa>
+void k_matmul_lanes(const k_matrix<Block>& m, const matrix_product<float>& p, const std::byte* scratch, std::size_t o_begin,
+                    std::size_t o_end) noexcept {
+    const std::size_t row_bytes = q8_k_activations{m.in_dim}.row_bytes();
+    for (std::size_t row = 0; row < p.rows; row += k_lanes)
+        k_lane_rows<Block, Isa<Block>, k_lanes>(m, p, scratch, row_bytes, o_begin, o_end, row, std::min(k_lanes, p.rows - row));
+}
+#endif
+
 }  // namespace detail
 
 // Units [unit_begin, unit_end) (32 outputs each) of the product, the activations
@@ -345,15 +434,12 @@ void k_remainder_tile(const k_matrix<Block>& m, const matrix_product<float>& p, 
 template <class Block, template <class> class Isa>
 void k_matmul(const k_matrix<Block>& m, const matrix_product<float>& p, const std::byte* scratch, std::size_t unit_begin,
               std::size_t unit_end) noexcept {
-    using isa = Isa<Block>;
-    constexpr std::size_t tile = isa::max_tile;
-    const std::size_t row_bytes = q8_k_activations{m.in_dim}.row_bytes();
-    const std::size_t o_end = std::min(unit_end * k_unit_outputs, m.out_dim);
-    for (std::size_t o = unit_begin * k_unit_outputs; o < o_end; ++o) {
-        std::size_t row = 0;
-        for (; row + tile <= p.rows; row += tile) detail::k_tile<Block, isa, tile>(m, p, scratch, row_bytes, o, row);
-        detail::k_remainder_tile<Block, isa, tile - 1>(m, p, scratch, row_bytes, o, row, p.rows - row);
-    }
+    const std::size_t o_begin = unit_begin * k_unit_outputs, o_end = std::min(unit_end * k_unit_outputs, m.out_dim);
+    if (o_begin >= o_end) return;
+    if constexpr (std::is_same_v<Isa<Block>, detail::k_scalar<Block>>) detail::k_matmul_scalar(m, p, scratch, o_begin, o_end);
+#if defined(KVDECODE_QUANT_AVX2)
+    else detail::k_matmul_lanes<Block, Isa>(m, p, scratch, o_begin, o_end);
+#endif
 }
 
 }  // namespace kvdecode::quant
