@@ -1,12 +1,14 @@
 // K-quants (Q2_K .. Q6_K) and Q8_K: block layouts; dequantisation of hand-built blocks
 // (known answers for every scale packing and bit order); Q8_K quantisation on known
 // vectors; quantise -> dequantise error; and every kernel on every instruction set this
-// machine runs, over rows 1..R+1 and sizes in_dim 256, 768, 2304 x out_dim 1, 31, 33,
-// 100, with random block bytes (every bit pattern, random finite float16 scales) and
-// with quantised random floats, against a float64 sum over the exact integers of the
-// blocks and the quantised activations, and bit for bit against the scalar reference
-// dot (the kernels add each block's float part in the same order: see
-// kernels_k_quants.hpp).
+// machine runs, over rows 1..9, 16, 17, 33 and sizes in_dim 256, 768, 2304 x out_dim 1,
+// 31, 33, 100 (and every in_dim from 256 to 4096 with out_dim 37), with random block
+// bytes (every bit pattern, random finite float16 scales) and with quantised random
+// floats, against a float64 sum over the exact integers of the blocks and the quantised
+// activations, and bit for bit against the scalar reference dot (the kernels add each
+// block's float part in the same order: see kernels_k_quants.hpp); and bit for bit
+// between a product split into units at odd points and unsplit, and between a row
+// multiplied alone and inside many rows.
 //
 // Tolerance against float64: each block's part is two products rounded to float and
 // one float sum per block, so |got - want| <= 4 (blocks + 2) eps (sum of |terms|),
@@ -435,17 +437,18 @@ void run_kernel(kernel_isa isa, const k_matrix<Block>& m, const matrix_product<f
     }
 }
 
-std::size_t max_tile(kernel_isa isa) { return isa == kernel_isa::avx512 ? 8 : 4; }
+// Rows 1..9 (every tile shape of the kernels: 8 (output, row) lanes, up to 8 rows a
+// tile) and 16, 17, 33 (several tiles and a remainder).
+const std::vector<std::size_t> all_row_counts = {1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17, 33};
 
 template <class Block>
-void check_kernels(const std::vector<Block>& w, std::size_t out_dim, std::size_t in_dim, std::uint64_t seed) {
+void check_kernels(const std::vector<Block>& w, std::size_t out_dim, std::size_t in_dim, std::uint64_t seed,
+                   const std::vector<std::size_t>& row_counts = all_row_counts) {
     const k_matrix<Block> m{w.data(), out_dim, in_dim};
     const std::size_t nb = in_dim / qk_k, row_bytes = q8_k_activations{in_dim}.row_bytes();
     const double eps = std::numeric_limits<float>::epsilon();
     const auto isas = isas_here();
-    std::size_t most_rows = 0;
-    for (kernel_isa isa : isas) most_rows = std::max(most_rows, max_tile(isa) + 1);
-    for (std::size_t rows = 1; rows <= most_rows; ++rows) {
+    for (std::size_t rows : row_counts) {
         const auto x = random_row(rows * in_dim, seed + rows);
         kvdecode::aligned_buffer<std::byte> scratch(rows * row_bytes);
         for (std::size_t r = 0; r < rows; ++r) prepare_q8_k_row(x.data() + r * in_dim, in_dim, scratch.data() + r * row_bytes);
@@ -494,6 +497,51 @@ void check_kernels(const std::vector<Block>& w, std::size_t out_dim, std::size_t
     }
 }
 
+// Bit for bit, on every instruction set, with row scales and accumulation: the product
+// split into units at odd points equals it in one call, and each row of a many-row
+// product equals that row multiplied alone (rows = 1), whatever tile it fell in.
+template <class Block>
+void check_splits_and_rows(const std::vector<Block>& w, std::size_t out_dim, std::size_t in_dim, std::size_t rows,
+                           std::uint64_t seed) {
+    const k_matrix<Block> m{w.data(), out_dim, in_dim};
+    const std::size_t row_bytes = q8_k_activations{in_dim}.row_bytes(), units = (out_dim + k_unit_outputs - 1) / k_unit_outputs;
+    const auto x = random_row(rows * in_dim, seed);
+    const auto row_scale = random_row(rows, seed + 1);
+    const auto before = random_row(rows * out_dim, seed + 2);
+    kvdecode::aligned_buffer<std::byte> scratch(rows * row_bytes);
+    for (std::size_t r = 0; r < rows; ++r) prepare_q8_k_row(x.data() + r * in_dim, in_dim, scratch.data() + r * row_bytes);
+    auto same_bits = [](const std::vector<float>& a, const std::vector<float>& b) {
+        for (std::size_t i = 0; i < a.size(); ++i)
+            if (std::bit_cast<std::uint32_t>(a[i]) != std::bit_cast<std::uint32_t>(b[i])) return false;
+        return true;
+    };
+    for (kernel_isa isa : isas_here())
+        for (bool accumulate : {false, true}) {
+            CAPTURE(kvdecode::to_string(isa), sizeof(Block), out_dim, in_dim, rows, accumulate);
+            auto product = [&](std::size_t first_row, std::size_t count, const std::vector<std::size_t>& cuts) {
+                std::vector<float> out(before.begin() + first_row * out_dim, before.begin() + (first_row + count) * out_dim);
+                const matrix_product<float> p{.in = x.data() + first_row * in_dim, .in_stride = in_dim, .rows = count,
+                                              .row_scale = row_scale.data() + first_row, .out = out.data(),
+                                              .out_stride = out_dim, .accumulate = accumulate};
+                const std::byte* s = scratch.data() + first_row * row_bytes;
+                std::size_t begin = 0;
+                for (std::size_t cut : cuts) run_kernel(isa, m, p, s, begin, cut), begin = cut;
+                run_kernel(isa, m, p, s, begin, units);
+                return out;
+            };
+            const std::vector<float> whole = product(0, rows, {});
+            std::vector<std::size_t> odd_cuts;  // units 1, 2 and 4 and the one before the last, where there are
+            for (std::size_t cut : {std::size_t{1}, std::size_t{2}, std::size_t{4}, units - 1})
+                if (cut > 0 && cut < units && (odd_cuts.empty() || cut > odd_cuts.back())) odd_cuts.push_back(cut);
+            REQUIRE(same_bits(product(0, rows, odd_cuts), whole));
+            for (std::size_t r = 0; r < rows; ++r) {
+                CAPTURE(r);
+                const std::vector<float> alone = product(r, 1, {});
+                REQUIRE(same_bits(alone, std::vector<float>(whole.begin() + r * out_dim, whole.begin() + (r + 1) * out_dim)));
+            }
+        }
+}
+
 template <class Block>
 void check_kernels_every_size() {
     for (std::size_t in_dim : {256, 768, 2304})
@@ -502,6 +550,14 @@ void check_kernels_every_size() {
             check_kernels(random_blocks<Block>(out_dim * in_dim / qk_k, in_dim + out_dim), out_dim, in_dim, 5);
             check_kernels(quantized_blocks<Block>(out_dim, in_dim, 3 * in_dim + out_dim), out_dim, in_dim, 6);
         }
+    // Every row length a GGUF K-quant row may have up to 4096, fewer row counts each.
+    for (std::size_t in_dim = 256; in_dim <= 4096; in_dim += 256) {
+        CAPTURE(in_dim);
+        check_kernels(random_blocks<Block>(37 * in_dim / qk_k, 7 * in_dim), 37, in_dim, 8, {1, 7, 8, 9, 17});
+    }
+    for (std::size_t out_dim : {37, 100, 161})
+        for (std::size_t rows : {1, 7, 8, 9, 16, 17, 33})
+            check_splits_and_rows(random_blocks<Block>(out_dim * 768 / qk_k, out_dim + rows), out_dim, 768, rows, 40 + rows);
 }
 
 }  // namespace

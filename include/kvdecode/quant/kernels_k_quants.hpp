@@ -64,6 +64,15 @@ inline void prepare_q8_k_row(const float* x, std::size_t in_dim, std::byte* dst)
 
 namespace detail {
 
+// One output stored or added, its product with the row's scale rounded first (no fused
+// multiply-add, which a compiler may or may not form depending on the code around the
+// call): a row's outputs are the same bits in every tile shape and on every instruction set.
+inline void store_k_output(const matrix_product<float>& p, std::size_t row, std::size_t o, float sum) noexcept {
+    const float v = p.row_scale ? rounded(sum * p.row_scale[row]) : sum;
+    float* out = p.out + row * p.out_stride + o;
+    *out = p.accumulate ? *out + v : v;
+}
+
 // The scalar steps: k_quants.hpp's reference, one block unpacked for the whole tile.
 template <class Block>
 struct k_scalar {
@@ -231,6 +240,28 @@ inline __m256i lane_totals_avx2(const __m256i* a) noexcept {
     return _mm256_add_epi32(_mm256_permute2x128_si256(h03, h47, 0x20), _mm256_permute2x128_si256(h03, h47, 0x31));
 }
 
+// The float16 d (and dmin) of the blocks at first + offset[l] bytes, as floats per lane:
+// one 32-bit gather, d's bytes (and dmin's after them) or, where d ends the block, the
+// two bytes before it and d (no load past the block).
+struct block_scales_avx2 {
+    __m256 d, dmin;
+};
+
+template <class Block>
+inline block_scales_avx2 gather_block_scales(const Block* first, __m256i offset) noexcept {
+    constexpr std::size_t at = offsetof(Block, d);
+    constexpr bool d_last = at + 2 == sizeof(Block);
+    const auto* base = reinterpret_cast<const int*>(reinterpret_cast<const char*>(first) + (d_last ? at - 2 : at));
+    const __m256i both = _mm256_i32gather_epi32(base, offset, 1);
+    const __m256i low = _mm256_and_si256(both, _mm256_set1_epi32(0xFFFF)), high = _mm256_srli_epi32(both, 16);
+    // Per 128 bits: low 0..3, high 0..3 | low 4..7, high 4..7; then low 0..7 | high 0..7.
+    const __m256i halves = _mm256_permute4x64_epi64(_mm256_packus_epi32(low, high), 0xD8);
+    const __m256 first_half = _mm256_cvtph_ps(_mm256_castsi256_si128(halves));
+    const __m256 second_half = _mm256_cvtph_ps(_mm256_extracti128_si256(halves, 1));
+    if constexpr (d_last) return {second_half, _mm256_setzero_ps()};
+    else return {first_half, second_half};
+}
+
 // v rounded to float in a register, as detail::rounded: no fused multiply-add across it.
 inline __m256 rounded_avx2(__m256 v) noexcept {
     __asm__("" : "+x"(v));
@@ -246,7 +277,7 @@ struct k_avx2 {
         k_block_tail tail;
         float d, dmin;
     };
-    static void decode(const Block& b, decoded& out) noexcept {
+    [[gnu::always_inline]] static void decode(const Block& b, decoded& out) noexcept {
         const k_scales_avx2 s = k_decode_avx2<Block>::scales(b);
         k_decode_avx2<Block>::quants(b, out.q);
         const __m256i scale_bytes = _mm256_broadcastsi128_si256(s.scale);
@@ -254,7 +285,7 @@ struct k_avx2 {
         out.tail = tail_avx2<Block>(s);
         out.d = s.d, out.dmin = s.dmin;
     }
-    static void partials(const decoded& w, const block_q8_k& x, __m256i& isum, __m256i& msum) noexcept {
+    [[gnu::always_inline]] static void partials(const decoded& w, const block_q8_k& x, __m256i& isum, __m256i& msum) noexcept {
         __m256i acc = _mm256_setzero_si256();
         for (int j = 0; j < 8; ++j) {
             const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs + 32 * j));
@@ -276,7 +307,7 @@ struct k_avx512 {
         k_block_tail tail;
         float d, dmin;
     };
-    static void decode(const Block& b, decoded& out) noexcept {
+    [[gnu::always_inline]] static void decode(const Block& b, decoded& out) noexcept {
         const k_scales_avx2 s = k_decode_avx2<Block>::scales(b);
         __m256i q[8];
         k_decode_avx2<Block>::quants(b, q);
@@ -295,7 +326,7 @@ struct k_avx512 {
         out.tail = tail_avx2<Block>(s);
         out.d = s.d, out.dmin = s.dmin;
     }
-    static void partials(const decoded& w, const block_q8_k& x, __m256i& isum, __m256i& msum) noexcept {
+    [[gnu::always_inline]] static void partials(const decoded& w, const block_q8_k& x, __m256i& isum, __m256i& msum) noexcept {
         __m512i acc = _mm512_setzero_si512();
         for (int c = 0; c < 4; ++c) {
             const __m512i xv = _mm512_loadu_si512(x.qs + 64 * c);
@@ -335,7 +366,7 @@ void k_tile(const k_matrix<Block>& m, const matrix_product<float>& p, const std:
         for (std::size_t r = 0; r < Tile; ++r)
             sum[r] = add_block<k_format<Block>::has_min>(sum[r], Isa::sums(dec, x[r][b]), dec.d, dec.dmin, x[r][b].d);
     }
-    for (std::size_t r = 0; r < Tile; ++r) store_outputs(p, row + r, o, 1, &sum[r]);
+    for (std::size_t r = 0; r < Tile; ++r) store_k_output(p, row + r, o, sum[r]);
 }
 
 template <class Block, class Isa, std::size_t Tile>
@@ -379,32 +410,38 @@ void k_lane_tile(const k_matrix<Block>& m, const matrix_product<float>& p, const
     for (std::size_t g = 0; g < G; ++g) w[g] = m.blocks + std::min(o + g, o_end - 1) * nb;
     const block_q8_k* x[R];
     for (std::size_t r = 0; r < R; ++r) x[r] = reinterpret_cast<const block_q8_k*>(scratch + (row + r) * row_bytes);
+    // Per lane: its weight row's offset from w[0] and its activation row's from x[0] in
+    // bytes, for the gathers of d, dmin and the rows' scales.
+    alignas(32) std::int32_t w_offset[k_lanes], x_offset[k_lanes];
+    for (std::size_t l = 0; l < k_lanes; ++l) {
+        w_offset[l] = static_cast<std::int32_t>(reinterpret_cast<const char*>(w[std::min(l / R, G - 1)]) -
+                                                reinterpret_cast<const char*>(w[0]));
+        x_offset[l] = static_cast<std::int32_t>((l % R) * row_bytes);
+    }
+    const __m256i w_index = _mm256_load_si256(reinterpret_cast<const __m256i*>(w_offset));
+    const __m256i x_index = _mm256_load_si256(reinterpret_cast<const __m256i*>(x_offset));
     __m256 sum = _mm256_setzero_ps();
     __m256i isum[k_lanes], msum[k_lanes];
     for (std::size_t l = G * R; l < k_lanes; ++l) isum[l] = msum[l] = _mm256_setzero_si256();
-    alignas(32) float d[k_lanes] = {}, dmin[k_lanes] = {}, xd[k_lanes] = {};
     typename Isa::decoded dec;
     for (std::size_t b = 0; b < nb; ++b) {
         for (std::size_t g = 0; g < G; ++g) {
             __builtin_prefetch(reinterpret_cast<const char*>(w[g] + b) + k_prefetch_bytes, 0, 3);
             Isa::decode(w[g][b], dec);
-            for (std::size_t r = 0; r < R; ++r) {
-                Isa::partials(dec, x[r][b], isum[g * R + r], msum[g * R + r]);
-                d[g * R + r] = dec.d, dmin[g * R + r] = dec.dmin, xd[g * R + r] = x[r][b].d;
-            }
+            for (std::size_t r = 0; r < R; ++r) Isa::partials(dec, x[r][b], isum[g * R + r], msum[g * R + r]);
         }
-        const __m256 xdv = _mm256_load_ps(xd);
-        const __m256 scale = _mm256_mul_ps(_mm256_load_ps(d), xdv);
-        sum = _mm256_add_ps(sum, rounded_avx2(_mm256_mul_ps(_mm256_cvtepi32_ps(lane_totals_avx2(isum)), scale)));
+        const __m256 xd = _mm256_i32gather_ps(&x[0][b].d, x_index, 1);
+        const block_scales_avx2 d = gather_block_scales<Block>(w[0] + b, w_index);
+        sum = _mm256_add_ps(sum, rounded_avx2(_mm256_mul_ps(_mm256_cvtepi32_ps(lane_totals_avx2(isum)), _mm256_mul_ps(d.d, xd))));
         if constexpr (has_min) {
-            const __m256 min_scale = _mm256_mul_ps(_mm256_load_ps(dmin), xdv);
+            const __m256 min_scale = _mm256_mul_ps(d.dmin, xd);
             sum = _mm256_sub_ps(sum, rounded_avx2(_mm256_mul_ps(_mm256_cvtepi32_ps(lane_totals_avx2(msum)), min_scale)));
         }
     }
     alignas(32) float out[k_lanes];
     _mm256_store_ps(out, sum);
     for (std::size_t g = 0; g < G && o + g < o_end; ++g)
-        for (std::size_t r = 0; r < R; ++r) store_outputs(p, row + r, o + g, 1, &out[g * R + r]);
+        for (std::size_t r = 0; r < R; ++r) store_k_output(p, row + r, o + g, out[g * R + r]);
 }
 
 template <class Block, class Isa, std::size_t R>
