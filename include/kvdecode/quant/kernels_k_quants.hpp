@@ -275,7 +275,8 @@ inline __m256 rounded_avx2(__m256 v) noexcept {
 
 template <class Block>
 struct k_avx2 {
-    static constexpr std::size_t max_tile = 4;
+    using ivec = __m256i;  // a pair's int32 lanes of isum
+    static __m256i lane_totals(const ivec* a) noexcept { return lane_totals_avx2(a); }
     struct decoded {
         __m256i q[8];
         __m256i scale[8];  // int16 lanes: the scale of sub-block 2 j (low 128 bits) and 2 j + 1 (high)
@@ -305,9 +306,27 @@ struct k_avx2 {
 
 #if defined(KVDECODE_QUANT_AVX512)
 // The AVX2 decode, two vectors joined per 64 bytes; the products in 512-bit registers.
+// Lane k: the sum of a[k]'s 16 lanes. Per 128 bits, pairs then fours of vectors
+// interleaved and added (a, b, c, d in each 128 bits of abcd), then the four 128-bit
+// parts added across.
+inline __m256i lane_totals_avx512(const __m512i* a) noexcept {
+    __m512i two[4], four[2];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i)
+        two[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(a[2 * i], a[2 * i + 1]), _mm512_unpackhi_epi32(a[2 * i], a[2 * i + 1]));
+#pragma GCC unroll 2
+    for (int i = 0; i < 2; ++i)
+        four[i] = _mm512_add_epi32(_mm512_unpacklo_epi64(two[2 * i], two[2 * i + 1]), _mm512_unpackhi_epi64(two[2 * i], two[2 * i + 1]));
+    // abcd parts 0 + 2 and 1 + 3 | efgh's the same, then the two halves' parts added.
+    const __m512i w = _mm512_add_epi32(_mm512_shuffle_i32x4(four[0], four[1], 0x44), _mm512_shuffle_i32x4(four[0], four[1], 0xEE));
+    const __m256i low = _mm512_castsi512_si256(w), high = _mm512_extracti64x4_epi64(w, 1);
+    return _mm256_add_epi32(_mm256_permute2x128_si256(low, high, 0x20), _mm256_permute2x128_si256(low, high, 0x31));
+}
+
 template <class Block>
 struct k_avx512 {
-    static constexpr std::size_t max_tile = 8;
+    using ivec = __m512i;
+    static __m256i lane_totals(const ivec* a) noexcept { return lane_totals_avx512(a); }
     struct decoded {
         __m512i q[4];
         __m512i scale[4];  // int16 lanes: scales of sub-blocks 4 c .. 4 c + 3, one per 128 bits
@@ -334,7 +353,7 @@ struct k_avx512 {
         out.tail = tail_avx2<Block>(s);
         out.d = s.d, out.dmin = s.dmin;
     }
-    [[gnu::always_inline]] static void partials(const decoded& w, const block_q8_k& x, __m256i& isum, __m256i& msum) noexcept {
+    [[gnu::always_inline]] static void partials(const decoded& w, const block_q8_k& x, __m512i& isum, __m256i& msum) noexcept {
         __m512i acc = _mm512_setzero_si512();
         #pragma GCC unroll 16
         for (int c = 0; c < 4; ++c) {
@@ -346,8 +365,9 @@ struct k_avx512 {
             acc = _mm512_add_epi32(acc, _mm512_madd_epi16(pairs, w.scale[c]));
 #endif
         }
-        const __m256i half = _mm256_add_epi32(_mm512_castsi512_si256(acc), _mm512_extracti64x4_epi64(acc, 1));
-        finish_partials<Block>(half, w.tail, x, isum, msum);
+        __m256i offset_part = _mm256_setzero_si256();
+        finish_partials<Block>(offset_part, w.tail, x, offset_part, msum);
+        isum = k_format<Block>::offset != 0 ? _mm512_add_epi32(acc, _mm512_zextsi256_si512(offset_part)) : acc;
     }
 };
 #endif
@@ -436,8 +456,9 @@ void k_lane_tile(const k_matrix<Block>& m, const matrix_product<float>& p, const
     const __m256i w_index = _mm256_load_si256(reinterpret_cast<const __m256i*>(w_offset));
     const __m256i x_index = _mm256_load_si256(reinterpret_cast<const __m256i*>(x_offset));
     __m256 sum = _mm256_setzero_ps();
-    __m256i isum[k_lanes], msum[k_lanes];
-    for (std::size_t l = G * R; l < k_lanes; ++l) isum[l] = msum[l] = _mm256_setzero_si256();
+    typename Isa::ivec isum[k_lanes];
+    __m256i msum[k_lanes];
+    for (std::size_t l = G * R; l < k_lanes; ++l) isum[l] = typename Isa::ivec{}, msum[l] = _mm256_setzero_si256();
     typename Isa::decoded dec;
     for (std::size_t b = 0; b < nb; ++b) {
         #pragma GCC unroll 16
@@ -449,7 +470,7 @@ void k_lane_tile(const k_matrix<Block>& m, const matrix_product<float>& p, const
         }
         const __m256 xd = _mm256_i32gather_ps(&x[0][b].d, x_index, 1);
         const block_scales_avx2 d = gather_block_scales<Block>(w[0] + b, w_index);
-        sum = _mm256_add_ps(sum, rounded_avx2(_mm256_mul_ps(_mm256_cvtepi32_ps(lane_totals_avx2(isum)), _mm256_mul_ps(d.d, xd))));
+        sum = _mm256_add_ps(sum, rounded_avx2(_mm256_mul_ps(_mm256_cvtepi32_ps(Isa::lane_totals(isum)), _mm256_mul_ps(d.d, xd))));
         if constexpr (has_min) {
             const __m256 min_scale = _mm256_mul_ps(d.dmin, xd);
             sum = _mm256_sub_ps(sum, rounded_avx2(_mm256_mul_ps(_mm256_cvtepi32_ps(lane_totals_avx2(msum)), min_scale)));
