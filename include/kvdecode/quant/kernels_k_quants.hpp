@@ -87,7 +87,7 @@ struct k_scalar {
 #if defined(KVDECODE_QUANT_AVX2)
 // Each type's quants as 8 vectors of 32 bytes, vector t holding values 32 t .. 32 t + 31
 // (the orders k_format's unpack_quants writes).
-inline void two_bit_planes_avx2(const std::uint8_t* qs, __m256i* q) noexcept {
+[[gnu::always_inline]] inline void two_bit_planes_avx2(const std::uint8_t* qs, __m256i* q) noexcept {
     const __m256i three = _mm256_set1_epi8(3);
     #pragma GCC unroll 16
     for (int h = 0; h < 2; ++h) {
@@ -99,7 +99,7 @@ inline void two_bit_planes_avx2(const std::uint8_t* qs, __m256i* q) noexcept {
     }
 }
 
-inline void nibbles_avx2(const std::uint8_t* qs, __m256i* q) noexcept {
+[[gnu::always_inline]] inline void nibbles_avx2(const std::uint8_t* qs, __m256i* q) noexcept {
     const __m256i low = _mm256_set1_epi8(0x0F);
     #pragma GCC unroll 16
     for (int j = 0; j < 4; ++j) {
@@ -110,7 +110,7 @@ inline void nibbles_avx2(const std::uint8_t* qs, __m256i* q) noexcept {
 }
 
 // `value` or'ed into q[t] where bit t of the byte is set (Q3_K's hmask, Q5_K's qh).
-inline void bit_planes_avx2(const std::uint8_t* bits, std::uint8_t value, __m256i* q) noexcept {
+[[gnu::always_inline]] inline void bit_planes_avx2(const std::uint8_t* bits, std::uint8_t value, __m256i* q) noexcept {
     const __m256i all = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bits));
     const __m256i v = _mm256_set1_epi8(static_cast<char>(value));
     #pragma GCC unroll 16
@@ -134,8 +134,8 @@ struct k_decode_avx2;
 
 template <>
 struct k_decode_avx2<block_q2_k> {
-    static void quants(const block_q2_k& b, __m256i* q) noexcept { two_bit_planes_avx2(b.qs, q); }
-    static k_scales_avx2 scales(const block_q2_k& b) noexcept {
+    [[gnu::always_inline]] static void quants(const block_q2_k& b, __m256i* q) noexcept { two_bit_planes_avx2(b.qs, q); }
+    [[gnu::always_inline]] static k_scales_avx2 scales(const block_q2_k& b) noexcept {
         const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));
         const __m128i low = _mm_set1_epi8(0x0F);
         return {_mm_and_si128(packed, low), _mm_and_si128(_mm_srli_epi16(packed, 4), low), _cvtsh_ss(b.d), _cvtsh_ss(b.dmin)};
@@ -143,21 +143,27 @@ struct k_decode_avx2<block_q2_k> {
 };
 template <>
 struct k_decode_avx2<block_q3_k> {
-    static void quants(const block_q3_k& b, __m256i* q) noexcept {
+    [[gnu::always_inline]] static void quants(const block_q3_k& b, __m256i* q) noexcept {
         two_bit_planes_avx2(b.qs, q);
         bit_planes_avx2(b.hmask, 4, q);
     }
-    static k_scales_avx2 scales(const block_q3_k& b) noexcept {
-        alignas(16) std::int8_t scale[16];
-        #pragma GCC unroll 16
-        for (std::size_t j = 0; j < 16; ++j) scale[j] = static_cast<std::int8_t>(q3_k_scale(b.scales, j) - 32);
-        return {_mm_load_si128(reinterpret_cast<const __m128i*>(scale)), _mm_setzero_si128(), _cvtsh_ss(b.d), 0.0f};
+    // q3_k_scale in vectors: low nibbles of bytes 0-7 then their high nibbles (scales
+    // 0-15), or'ed with bits 2 (j / 4) of byte 8 + j % 4 moved to bits 4-5.
+    [[gnu::always_inline]] static k_scales_avx2 scales(const block_q3_k& b) noexcept {
+        const __m128i low4 = _mm_set1_epi8(0x0F);
+        const __m128i packed = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.scales));
+        const __m128i lows = _mm_unpacklo_epi64(_mm_and_si128(packed, low4), _mm_and_si128(_mm_srli_epi16(packed, 4), low4));
+        std::int32_t high_bytes;
+        std::memcpy(&high_bytes, b.scales + 8, 4);
+        const __m128i shifted = _mm_srlv_epi32(_mm_set1_epi32(high_bytes), _mm_setr_epi32(0, 2, 4, 6));
+        const __m128i highs = _mm_and_si128(_mm_slli_epi16(shifted, 4), _mm_set1_epi8(0x30));
+        return {_mm_sub_epi8(_mm_or_si128(lows, highs), _mm_set1_epi8(32)), _mm_setzero_si128(), _cvtsh_ss(b.d), 0.0f};
     }
 };
 
 // Q4_K and Q5_K's 12 scale bytes as 8 scale bytes then 8 min bytes (the 6-bit fields
 // of scale_min_k4 moved into place with 32-bit masks), each byte given twice.
-inline k_scales_avx2 scales_k4_avx2(const std::uint8_t* packed, std::uint16_t d, std::uint16_t dmin) noexcept {
+[[gnu::always_inline]] inline k_scales_avx2 scales_k4_avx2(const std::uint8_t* packed, std::uint16_t d, std::uint16_t dmin) noexcept {
     std::uint32_t u[3];
     std::memcpy(u, packed, 12);
     const std::uint32_t six = 0x3f3f3f3f, four = 0x0f0f0f0f, two = 0x03030303;
@@ -171,22 +177,22 @@ inline k_scales_avx2 scales_k4_avx2(const std::uint8_t* packed, std::uint16_t d,
 
 template <>
 struct k_decode_avx2<block_q4_k> {
-    static void quants(const block_q4_k& b, __m256i* q) noexcept { nibbles_avx2(b.qs, q); }
-    static k_scales_avx2 scales(const block_q4_k& b) noexcept { return scales_k4_avx2(b.scales, b.d, b.dmin); }
+    [[gnu::always_inline]] static void quants(const block_q4_k& b, __m256i* q) noexcept { nibbles_avx2(b.qs, q); }
+    [[gnu::always_inline]] static k_scales_avx2 scales(const block_q4_k& b) noexcept { return scales_k4_avx2(b.scales, b.d, b.dmin); }
 };
 template <>
 struct k_decode_avx2<block_q5_k> {
-    static void quants(const block_q5_k& b, __m256i* q) noexcept {
+    [[gnu::always_inline]] static void quants(const block_q5_k& b, __m256i* q) noexcept {
         nibbles_avx2(b.qs, q);
         bit_planes_avx2(b.qh, 16, q);
     }
-    static k_scales_avx2 scales(const block_q5_k& b) noexcept { return scales_k4_avx2(b.scales, b.d, b.dmin); }
+    [[gnu::always_inline]] static k_scales_avx2 scales(const block_q5_k& b) noexcept { return scales_k4_avx2(b.scales, b.d, b.dmin); }
 };
 template <>
 struct k_decode_avx2<block_q6_k> {
     // Half h: ql bytes 64 h .. 64 h + 63 give the low nibbles of values 128 h + 0..63 and
     // the high nibbles of 128 h + 64..127; qh[32 h + l] bits 2 t the top bits of 128 h + 32 t + l.
-    static void quants(const block_q6_k& b, __m256i* q) noexcept {
+    [[gnu::always_inline]] static void quants(const block_q6_k& b, __m256i* q) noexcept {
         const __m256i low = _mm256_set1_epi8(0x0F), top = _mm256_set1_epi8(0x30);
         #pragma GCC unroll 16
         for (int h = 0; h < 2; ++h) {
@@ -200,7 +206,7 @@ struct k_decode_avx2<block_q6_k> {
                 _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low), _mm256_and_si256(_mm256_srli_epi16(hi, 2), top));
         }
     }
-    static k_scales_avx2 scales(const block_q6_k& b) noexcept {
+    [[gnu::always_inline]] static k_scales_avx2 scales(const block_q6_k& b) noexcept {
         return {_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)), _mm_setzero_si128(), _cvtsh_ss(b.d), 0.0f};
     }
 };
@@ -214,7 +220,7 @@ struct k_block_tail {
 };
 
 template <class Block>
-inline k_block_tail tail_avx2(const k_scales_avx2& s) noexcept {
+[[gnu::always_inline]] inline k_block_tail tail_avx2(const k_scales_avx2& s) noexcept {
     k_block_tail t{_mm256_setzero_si256(), _mm256_setzero_si256(), s.d, s.dmin};
     if constexpr (k_format<Block>::offset != 0)
         t.bias = _mm256_mullo_epi16(_mm256_cvtepi8_epi16(s.scale), _mm256_set1_epi16(k_format<Block>::offset));
@@ -224,7 +230,7 @@ inline k_block_tail tail_avx2(const k_scales_avx2& s) noexcept {
 
 // Scale bytes picked by a byte shuffle twice into each word (b * 257), the word shifted
 // right arithmetically: the scale as int16, sign included, one shuffle per vector.
-inline __m256i spread_scales_avx2(__m256i scale_bytes, int first, int second) noexcept {
+[[gnu::always_inline]] inline __m256i spread_scales_avx2(__m256i scale_bytes, int first, int second) noexcept {
     const __m256i control = _mm256_setr_m128i(_mm_set1_epi8(static_cast<char>(first)), _mm_set1_epi8(static_cast<char>(second)));
     return _mm256_srai_epi16(_mm256_shuffle_epi8(scale_bytes, control), 8);
 }
@@ -232,7 +238,7 @@ inline __m256i spread_scales_avx2(__m256i scale_bytes, int first, int second) no
 // The offset's part taken off the lanes of sum_j scale_j * sum q * x, and the min's
 // lanes, from the row's bsums: each integer of k_block_sums as 8 int32 lanes.
 template <class Block>
-inline void finish_partials(__m256i acc, const k_block_tail& t, const block_q8_k& x, __m256i& isum, __m256i& msum) noexcept {
+[[gnu::always_inline]] inline void finish_partials(__m256i acc, const k_block_tail& t, const block_q8_k& x, __m256i& isum, __m256i& msum) noexcept {
     const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.bsums));
     if constexpr (k_format<Block>::offset != 0) acc = _mm256_sub_epi32(acc, _mm256_madd_epi16(bsums, t.bias));
     isum = acc;
@@ -240,7 +246,7 @@ inline void finish_partials(__m256i acc, const k_block_tail& t, const block_q8_k
 }
 
 // Lane k: the sum of a[k]'s 8 lanes (exact: the integers of one block fit int32).
-inline __m256i lane_totals_avx2(const __m256i* a) noexcept {
+[[gnu::always_inline]] inline __m256i lane_totals_avx2(const __m256i* a) noexcept {
     const __m256i h01 = _mm256_hadd_epi32(a[0], a[1]), h23 = _mm256_hadd_epi32(a[2], a[3]);
     const __m256i h45 = _mm256_hadd_epi32(a[4], a[5]), h67 = _mm256_hadd_epi32(a[6], a[7]);
     const __m256i h03 = _mm256_hadd_epi32(h01, h23), h47 = _mm256_hadd_epi32(h45, h67);  // a0..a3 | a4..a7, low and high halves
@@ -255,7 +261,7 @@ struct block_scales_avx2 {
 };
 
 template <class Block>
-inline block_scales_avx2 gather_block_scales(const Block* first, __m256i offset) noexcept {
+[[gnu::always_inline]] inline block_scales_avx2 gather_block_scales(const Block* first, __m256i offset) noexcept {
     constexpr std::size_t at = offsetof(Block, d);
     constexpr bool d_last = at + 2 == sizeof(Block);
     const auto* base = reinterpret_cast<const int*>(reinterpret_cast<const char*>(first) + (d_last ? at - 2 : at));
@@ -270,7 +276,7 @@ inline block_scales_avx2 gather_block_scales(const Block* first, __m256i offset)
 }
 
 // v rounded to float in a register, as detail::rounded: no fused multiply-add across it.
-inline __m256 rounded_avx2(__m256 v) noexcept {
+[[gnu::always_inline]] inline __m256 rounded_avx2(__m256 v) noexcept {
     __asm__("" : "+x"(v));
     return v;
 }
@@ -278,7 +284,7 @@ inline __m256 rounded_avx2(__m256 v) noexcept {
 template <class Block>
 struct k_avx2 {
     using ivec = __m256i;  // a pair's int32 lanes of isum
-    static __m256i lane_totals(const ivec* a) noexcept { return lane_totals_avx2(a); }
+    [[gnu::always_inline]] static __m256i lane_totals(const ivec* a) noexcept { return lane_totals_avx2(a); }
     struct decoded {
         __m256i q[8];
         __m256i scale[8];  // int16 lanes: the scale of sub-block 2 j (low 128 bits) and 2 j + 1 (high)
@@ -311,7 +317,7 @@ struct k_avx2 {
 // Lane k: the sum of a[k]'s 16 lanes. Per 128 bits, pairs then fours of vectors
 // interleaved and added (a, b, c, d in each 128 bits of abcd), then the four 128-bit
 // parts added across.
-inline __m256i lane_totals_avx512(const __m512i* a) noexcept {
+[[gnu::always_inline]] inline __m256i lane_totals_avx512(const __m512i* a) noexcept {
     __m512i two[4], four[2];
 #pragma GCC unroll 4
     for (int i = 0; i < 4; ++i)
@@ -328,7 +334,7 @@ inline __m256i lane_totals_avx512(const __m512i* a) noexcept {
 template <class Block>
 struct k_avx512 {
     using ivec = __m512i;
-    static __m256i lane_totals(const ivec* a) noexcept { return lane_totals_avx512(a); }
+    [[gnu::always_inline]] static __m256i lane_totals(const ivec* a) noexcept { return lane_totals_avx512(a); }
     struct decoded {
         __m512i q[4];
         __m512i scale[4];  // int16 lanes: scales of sub-blocks 4 c .. 4 c + 3, one per 128 bits
