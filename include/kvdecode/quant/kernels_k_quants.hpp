@@ -89,7 +89,7 @@ struct k_scalar {
 // (the orders k_format's unpack_quants writes).
 [[gnu::always_inline]] inline void two_bit_planes_avx2(const std::uint8_t* qs, __m256i* q) noexcept {
     const __m256i three = _mm256_set1_epi8(3);
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int h = 0; h < 2; ++h) {
         const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * h));
         q[4 * h + 0] = _mm256_and_si256(bytes, three);
@@ -101,7 +101,7 @@ struct k_scalar {
 
 [[gnu::always_inline]] inline void nibbles_avx2(const std::uint8_t* qs, __m256i* q) noexcept {
     const __m256i low = _mm256_set1_epi8(0x0F);
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int j = 0; j < 4; ++j) {
         const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * j));
         q[2 * j] = _mm256_and_si256(bytes, low);
@@ -113,7 +113,7 @@ struct k_scalar {
 [[gnu::always_inline]] inline void bit_planes_avx2(const std::uint8_t* bits, std::uint8_t value, __m256i* q) noexcept {
     const __m256i all = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bits));
     const __m256i v = _mm256_set1_epi8(static_cast<char>(value));
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int t = 0; t < 8; ++t) {
         const __m256i bit = _mm256_set1_epi8(static_cast<char>(1u << t));
         const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(all, bit), bit);
@@ -194,7 +194,7 @@ struct k_decode_avx2<block_q6_k> {
     // the high nibbles of 128 h + 64..127; qh[32 h + l] bits 2 t the top bits of 128 h + 32 t + l.
     [[gnu::always_inline]] static void quants(const block_q6_k& b, __m256i* q) noexcept {
         const __m256i low = _mm256_set1_epi8(0x0F), top = _mm256_set1_epi8(0x30);
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (int h = 0; h < 2; ++h) {
             const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.ql + 64 * h));
             const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.ql + 64 * h + 32));
@@ -295,25 +295,35 @@ struct k_avx2 {
         const k_scales_avx2 s = k_decode_avx2<Block>::scales(b);
         k_decode_avx2<Block>::quants(b, out.q);
         const __m256i scale_bytes = _mm256_broadcastsi128_si256(s.scale);
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (int j = 0; j < 8; ++j) out.scale[j] = spread_scales_avx2(scale_bytes, 2 * j, 2 * j + 1);
         out.tail = tail_avx2<Block>(s);
         out.d = s.d, out.dmin = s.dmin;
     }
-    [[gnu::always_inline]] static void partials(const decoded& w, const block_q8_k& x, __m256i& isum, __m256i& msum) noexcept {
-        __m256i acc = _mm256_setzero_si256();
-        #pragma GCC unroll 16
+    // R activation rows' blocks x[r] with one decoded block: each vector of quants and
+    // scales read once for all R rows (AVX2's 16 registers cannot hold the whole block
+    // beside R accumulators).
+    template <std::size_t R>
+    [[gnu::always_inline]] static void partials(const decoded& w, const block_q8_k* const* x, __m256i* isum, __m256i* msum) noexcept {
+        __m256i acc[R];
+#pragma GCC unroll 16
+        for (std::size_t r = 0; r < R; ++r) acc[r] = _mm256_setzero_si256();
+#pragma GCC unroll 16
         for (int j = 0; j < 8; ++j) {
-            const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs + 32 * j));
-            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(w.q[j], xv), w.scale[j]));
+            const __m256i q = w.q[j], scale = w.scale[j];
+#pragma GCC unroll 16
+            for (std::size_t r = 0; r < R; ++r) {
+                const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[r]->qs + 32 * j));
+                acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(_mm256_maddubs_epi16(q, xv), scale));
+            }
         }
-        finish_partials<Block>(acc, w.tail, x, isum, msum);
+#pragma GCC unroll 16
+        for (std::size_t r = 0; r < R; ++r) finish_partials<Block>(acc[r], w.tail, *x[r], isum[r], msum[r]);
     }
 };
 #endif
 
 #if defined(KVDECODE_QUANT_AVX512)
-// The AVX2 decode, two vectors joined per 64 bytes; the products in 512-bit registers.
 // Lane k: the sum of a[k]'s 16 lanes. Per 128 bits, pairs then fours of vectors
 // interleaved and added (a, b, c, d in each 128 bits of abcd), then the four 128-bit
 // parts added across.
@@ -331,6 +341,7 @@ struct k_avx2 {
     return _mm256_add_epi32(_mm256_permute2x128_si256(low, high, 0x20), _mm256_permute2x128_si256(low, high, 0x31));
 }
 
+// The AVX2 decode, two vectors joined per 64 bytes; the products in 512-bit registers.
 template <class Block>
 struct k_avx512 {
     using ivec = __m512i;
@@ -346,7 +357,7 @@ struct k_avx512 {
         __m256i q[8];
         k_decode_avx2<Block>::quants(b, q);
         const __m512i scale_bytes = _mm512_broadcast_i32x4(s.scale);
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (int c = 0; c < 4; ++c) {
             out.q[c] = _mm512_inserti64x4(_mm512_castsi256_si512(q[2 * c]), q[2 * c + 1], 1);
             // 128-bit lane k: scale 4 c + k in all 8 of its words (as spread_scales_avx2).
@@ -361,21 +372,29 @@ struct k_avx512 {
         out.tail = tail_avx2<Block>(s);
         out.d = s.d, out.dmin = s.dmin;
     }
-    [[gnu::always_inline]] static void partials(const decoded& w, const block_q8_k& x, __m512i& isum, __m256i& msum) noexcept {
-        __m512i acc = _mm512_setzero_si512();
-        #pragma GCC unroll 16
+    template <std::size_t R>
+    [[gnu::always_inline]] static void partials(const decoded& w, const block_q8_k* const* x, __m512i* isum, __m256i* msum) noexcept {
+        __m512i acc[R];
+#pragma GCC unroll 16
+        for (std::size_t r = 0; r < R; ++r) acc[r] = _mm512_setzero_si512();
+#pragma GCC unroll 16
         for (int c = 0; c < 4; ++c) {
-            const __m512i xv = _mm512_loadu_si512(x.qs + 64 * c);
-            const __m512i pairs = _mm512_maddubs_epi16(w.q[c], xv);
+#pragma GCC unroll 16
+            for (std::size_t r = 0; r < R; ++r) {
+                const __m512i pairs = _mm512_maddubs_epi16(w.q[c], _mm512_loadu_si512(x[r]->qs + 64 * c));
 #if defined(KVDECODE_QUANT_AVX512_VNNI)
-            acc = _mm512_dpwssd_epi32(acc, pairs, w.scale[c]);
+                acc[r] = _mm512_dpwssd_epi32(acc[r], pairs, w.scale[c]);
 #else
-            acc = _mm512_add_epi32(acc, _mm512_madd_epi16(pairs, w.scale[c]));
+                acc[r] = _mm512_add_epi32(acc[r], _mm512_madd_epi16(pairs, w.scale[c]));
 #endif
+            }
         }
-        __m256i offset_part = _mm256_setzero_si256();
-        finish_partials<Block>(offset_part, w.tail, x, offset_part, msum);
-        isum = k_format<Block>::offset != 0 ? _mm512_add_epi32(acc, _mm512_zextsi256_si512(offset_part)) : acc;
+#pragma GCC unroll 16
+        for (std::size_t r = 0; r < R; ++r) {
+            __m256i offset_part = _mm256_setzero_si256();
+            finish_partials<Block>(offset_part, w.tail, *x[r], offset_part, msum[r]);
+            isum[r] = k_format<Block>::offset != 0 ? _mm512_add_epi32(acc[r], _mm512_zextsi256_si512(offset_part)) : acc[r];
+        }
     }
 };
 #endif
@@ -394,18 +413,18 @@ void k_tile(const k_matrix<Block>& m, const matrix_product<float>& p, const std:
     const Block* w = m.blocks + o * nb;
     const block_q8_k* x[Tile];
     float sum[Tile];
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (std::size_t r = 0; r < Tile; ++r)
         x[r] = reinterpret_cast<const block_q8_k*>(scratch + (row + r) * row_bytes), sum[r] = 0.0f;
     typename Isa::decoded dec;
     for (std::size_t b = 0; b < nb; ++b) {
         prefetch_k_weights(w + b, row);
         Isa::decode(w[b], dec);
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (std::size_t r = 0; r < Tile; ++r)
             sum[r] = add_block<k_format<Block>::has_min>(sum[r], Isa::sums(dec, x[r][b]), dec.d, dec.dmin, x[r][b].d);
     }
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (std::size_t r = 0; r < Tile; ++r) store_k_output(p, row + r, o, sum[r]);
 }
 
@@ -456,15 +475,15 @@ void k_lane_tile(const k_matrix<Block>& m, const matrix_product<float>& p, const
     constexpr bool has_min = k_format<Block>::has_min;
     const std::size_t nb = m.blocks_per_row();
     const Block* w[G];
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (std::size_t g = 0; g < G; ++g) w[g] = m.blocks + std::min(o + g, o_end - 1) * nb;
     const block_q8_k* x[R];
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (std::size_t r = 0; r < R; ++r) x[r] = reinterpret_cast<const block_q8_k*>(scratch + (row + r) * row_bytes);
     // Per lane: its weight row's offset from w[0] and its activation row's from x[0] in
     // bytes, for the gathers of d, dmin and the rows' scales.
     alignas(32) std::int32_t w_offset[k_lanes], x_offset[k_lanes];
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (std::size_t l = 0; l < k_lanes; ++l) {
         w_offset[l] = static_cast<std::int32_t>(reinterpret_cast<const char*>(w[std::min(l / R, G - 1)]) -
                                                 reinterpret_cast<const char*>(w[0]));
@@ -478,12 +497,14 @@ void k_lane_tile(const k_matrix<Block>& m, const matrix_product<float>& p, const
     for (std::size_t l = G * R; l < k_lanes; ++l) isum[l] = typename Isa::ivec{}, msum[l] = _mm256_setzero_si256();
     typename Isa::decoded dec;
     for (std::size_t b = 0; b < nb; ++b) {
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (std::size_t g = 0; g < G; ++g) {
             prefetch_block(w[g] + b);
             Isa::decode(w[g][b], dec);
-            #pragma GCC unroll 16
-            for (std::size_t r = 0; r < R; ++r) Isa::partials(dec, x[r][b], isum[g * R + r], msum[g * R + r]);
+            const block_q8_k* xb[R];
+#pragma GCC unroll 16
+            for (std::size_t r = 0; r < R; ++r) xb[r] = x[r] + b;
+            Isa::template partials<R>(dec, xb, isum + g * R, msum + g * R);
         }
         const __m256 xd = _mm256_i32gather_ps(&x[0][b].d, x_index, 1);
         const block_scales_avx2 d = gather_block_scales<Block>(w[0] + b, w_index);
@@ -496,7 +517,7 @@ void k_lane_tile(const k_matrix<Block>& m, const matrix_product<float>& p, const
     alignas(32) float out[k_lanes];
     _mm256_store_ps(out, sum);
     for (std::size_t g = 0; g < G && o + g < o_end; ++g)
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (std::size_t r = 0; r < R; ++r) store_k_output(p, row + r, o + g, out[g * R + r]);
 }
 
