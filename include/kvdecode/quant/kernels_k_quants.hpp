@@ -8,17 +8,26 @@
 // prepare quantises each activation row into scratch as block_q8_k blocks, rows
 // q8_k_activations::row_bytes() apart (a multiple of 64).
 //
-// Every kernel runs the same steps per weight super-block, shared by all five types:
-//   decode  the block's quants to unsigned bytes (0..63), its 16 scales and mins to
-//           bytes, in vector registers: the only part written per type (AVX2; the
-//           AVX-512 kernels join its vectors in pairs);
-//   sums    per activation row of the tile (up to R rows per block load): the exact
-//           integers of k_quants.hpp, isum = sum_j scale_j * (sum q * x - offset *
-//           bsum_j) and msum = sum_j min_j * bsum_j: bytes multiplied pairwise into
-//           int16 (vpmaddubsw: |q| <= 63, |x| <= 127, no saturation), times the
-//           sub-block's scale into int32 (vpmaddwd, or vpdpwssd with AVX-512 VNNI);
-//   add     the block's float part, detail::add_block, the same on every instruction
-//           set, so every kernel gives exactly the scalar reference's sum.
+// The SIMD kernels (AVX2, AVX-512) step through 8 (output, activation row) pairs at a
+// time, one float lane each: 8 outputs x 1 row, 4 x 2, 2 x 3 or 2 x 4, 1 x 5..8 (a row
+// tile of R rows and G = 8 / R outputs; rows beyond 8 in further tiles). Per weight
+// super-block:
+//   decode  each of the G blocks once: quants to unsigned bytes (0..63), the 16 scales
+//           and mins to bytes, in vector registers: the only part written per type
+//           (AVX2; the AVX-512 kernels join its vectors in pairs);
+//   sums    for each of the R rows, the exact integers of k_quants.hpp as int32 lanes,
+//           isum = sum_j scale_j * (sum q * x - offset * bsum_j) and msum = sum_j
+//           min_j * bsum_j: bytes multiplied pairwise into int16 (vpmaddubsw: |q| <= 63,
+//           |x| <= 127, no saturation), times the sub-block's scale into int32
+//           (vpmaddwd, or vpdpwssd with AVX-512 VNNI);
+//   reduce  the 8 pairs' lanes summed together into one vector of 8 integers (a
+//           transposing add tree: the horizontal sums shared by 8 dots);
+//   add     each pair's float part in its lane with detail::add_block's operations
+//           (d and dmin of the G blocks and the R rows' scales gathered), so each
+//           output is bit for bit the scalar reference's sum, whatever its lane, tile
+//           or instruction set.
+// Measured (bench_weight_matrix): the step shares the reductions and the float work of
+// 8 dots, where one reduction per dot made the kernels compute-bound.
 
 #include <algorithm>
 #include <cstddef>
@@ -126,7 +135,6 @@ struct k_scalar {
 struct k_scales_avx2 {
     __m128i scale;  // int8 [16]
     __m128i min;    // uint8 [16], 0..63 (zero for types without a min)
-    float d, dmin;
 };
 
 template <class Block>
@@ -138,7 +146,7 @@ struct k_decode_avx2<block_q2_k> {
     [[gnu::always_inline]] static k_scales_avx2 scales(const block_q2_k& b) noexcept {
         const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));
         const __m128i low = _mm_set1_epi8(0x0F);
-        return {_mm_and_si128(packed, low), _mm_and_si128(_mm_srli_epi16(packed, 4), low), _cvtsh_ss(b.d), _cvtsh_ss(b.dmin)};
+        return {_mm_and_si128(packed, low), _mm_and_si128(_mm_srli_epi16(packed, 4), low)};
     }
 };
 template <>
@@ -157,13 +165,13 @@ struct k_decode_avx2<block_q3_k> {
         std::memcpy(&high_bytes, b.scales + 8, 4);
         const __m128i shifted = _mm_srlv_epi32(_mm_set1_epi32(high_bytes), _mm_setr_epi32(0, 2, 4, 6));
         const __m128i highs = _mm_and_si128(_mm_slli_epi16(shifted, 4), _mm_set1_epi8(0x30));
-        return {_mm_sub_epi8(_mm_or_si128(lows, highs), _mm_set1_epi8(32)), _mm_setzero_si128(), _cvtsh_ss(b.d), 0.0f};
+        return {_mm_sub_epi8(_mm_or_si128(lows, highs), _mm_set1_epi8(32)), _mm_setzero_si128()};
     }
 };
 
 // Q4_K and Q5_K's 12 scale bytes as 8 scale bytes then 8 min bytes (the 6-bit fields
 // of scale_min_k4 moved into place with 32-bit masks), each byte given twice.
-[[gnu::always_inline]] inline k_scales_avx2 scales_k4_avx2(const std::uint8_t* packed, std::uint16_t d, std::uint16_t dmin) noexcept {
+[[gnu::always_inline]] inline k_scales_avx2 scales_k4_avx2(const std::uint8_t* packed) noexcept {
     std::uint32_t u[3];
     std::memcpy(u, packed, 12);
     const std::uint32_t six = 0x3f3f3f3f, four = 0x0f0f0f0f, two = 0x03030303;
@@ -172,13 +180,13 @@ struct k_decode_avx2<block_q3_k> {
     const std::uint32_t mins_4_7 = ((u[2] >> 4) & four) | (((u[1] >> 6) & two) << 4);
     const __m128i bytes = _mm_setr_epi32(static_cast<int>(scales_0_3), static_cast<int>(scales_4_7), static_cast<int>(mins_0_3),
                                          static_cast<int>(mins_4_7));
-    return {_mm_unpacklo_epi8(bytes, bytes), _mm_unpackhi_epi8(bytes, bytes), _cvtsh_ss(d), _cvtsh_ss(dmin)};
+    return {_mm_unpacklo_epi8(bytes, bytes), _mm_unpackhi_epi8(bytes, bytes)};
 }
 
 template <>
 struct k_decode_avx2<block_q4_k> {
     [[gnu::always_inline]] static void quants(const block_q4_k& b, __m256i* q) noexcept { nibbles_avx2(b.qs, q); }
-    [[gnu::always_inline]] static k_scales_avx2 scales(const block_q4_k& b) noexcept { return scales_k4_avx2(b.scales, b.d, b.dmin); }
+    [[gnu::always_inline]] static k_scales_avx2 scales(const block_q4_k& b) noexcept { return scales_k4_avx2(b.scales); }
 };
 template <>
 struct k_decode_avx2<block_q5_k> {
@@ -186,7 +194,7 @@ struct k_decode_avx2<block_q5_k> {
         nibbles_avx2(b.qs, q);
         bit_planes_avx2(b.qh, 16, q);
     }
-    [[gnu::always_inline]] static k_scales_avx2 scales(const block_q5_k& b) noexcept { return scales_k4_avx2(b.scales, b.d, b.dmin); }
+    [[gnu::always_inline]] static k_scales_avx2 scales(const block_q5_k& b) noexcept { return scales_k4_avx2(b.scales); }
 };
 template <>
 struct k_decode_avx2<block_q6_k> {
@@ -207,21 +215,21 @@ struct k_decode_avx2<block_q6_k> {
         }
     }
     [[gnu::always_inline]] static k_scales_avx2 scales(const block_q6_k& b) noexcept {
-        return {_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)), _mm_setzero_si128(), _cvtsh_ss(b.d), 0.0f};
+        return {_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)), _mm_setzero_si128()};
     }
 };
 
 // What the sums need of a block beyond its quants and scales: the offset's and min's
-// parts per sub-block as int16 vectors (for vpmaddwd with the 16 bsums), d and dmin.
+// parts per sub-block as int16 vectors (for vpmaddwd with the 16 bsums). Its d and
+// dmin are gathered for the 8 lanes of a step at once (gather_block_scales).
 struct k_block_tail {
     __m256i bias;  // offset * scale_j
     __m256i min;   // min_j
-    float d, dmin;
 };
 
 template <class Block>
 [[gnu::always_inline]] inline k_block_tail tail_avx2(const k_scales_avx2& s) noexcept {
-    k_block_tail t{_mm256_setzero_si256(), _mm256_setzero_si256(), s.d, s.dmin};
+    k_block_tail t{_mm256_setzero_si256(), _mm256_setzero_si256()};
     if constexpr (k_format<Block>::offset != 0)
         t.bias = _mm256_mullo_epi16(_mm256_cvtepi8_epi16(s.scale), _mm256_set1_epi16(k_format<Block>::offset));
     if constexpr (k_format<Block>::has_min) t.min = _mm256_cvtepu8_epi16(s.min);
@@ -289,7 +297,6 @@ struct k_avx2 {
         __m256i q[8];
         __m256i scale[8];  // int16 lanes: the scale of sub-block 2 j (low 128 bits) and 2 j + 1 (high)
         k_block_tail tail;
-        float d, dmin;
     };
     [[gnu::always_inline]] static void decode(const Block& b, decoded& out) noexcept {
         const k_scales_avx2 s = k_decode_avx2<Block>::scales(b);
@@ -298,7 +305,6 @@ struct k_avx2 {
 #pragma GCC unroll 16
         for (int j = 0; j < 8; ++j) out.scale[j] = spread_scales_avx2(scale_bytes, 2 * j, 2 * j + 1);
         out.tail = tail_avx2<Block>(s);
-        out.d = s.d, out.dmin = s.dmin;
     }
     // R activation rows' blocks x[r] with one decoded block: each vector of quants and
     // scales read once for all R rows (AVX2's 16 registers cannot hold the whole block
@@ -350,7 +356,6 @@ struct k_avx512 {
         __m512i q[4];
         __m512i scale[4];  // int16 lanes: scales of sub-blocks 4 c .. 4 c + 3, one per 128 bits
         k_block_tail tail;
-        float d, dmin;
     };
     [[gnu::always_inline]] static void decode(const Block& b, decoded& out) noexcept {
         const k_scales_avx2 s = k_decode_avx2<Block>::scales(b);
@@ -370,7 +375,6 @@ struct k_avx512 {
             out.scale[c] = _mm512_srai_epi16(_mm512_shuffle_epi8(scale_bytes, control), 8);
         }
         out.tail = tail_avx2<Block>(s);
-        out.d = s.d, out.dmin = s.dmin;
     }
     template <std::size_t R>
     [[gnu::always_inline]] static void partials(const decoded& w, const block_q8_k* const* x, __m512i* isum, __m256i* msum) noexcept {
