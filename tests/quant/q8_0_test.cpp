@@ -217,6 +217,26 @@ TEST_CASE("Q8_0 activation quantisation (prepare) equals the reference bit for b
     }
 }
 
+TEST_CASE("Q8_0 weights' prepare adds -128 times each block's quant sum, padding zero", "[quant][q8_0]") {
+    for (const auto& x : awkward_rows()) {
+        const q8_0_weight_activations layout{x.size()};
+        kvdecode::aligned_buffer<std::byte> scratch(layout.row_bytes());
+        std::memset(scratch.data(), 0x55, scratch.size());
+        prepare_q8_0_row(x.data(), x.size(), scratch.data());
+        check_prepared(x, scratch.data());
+        std::vector<block_q8_0> want(q8_0_blocks(x.size()));
+        quantize_row_q8_0(x.data(), want.data(), x.size());
+        const auto* terms = reinterpret_cast<const std::int32_t*>(scratch.data() + layout.sums_offset());
+        CAPTURE(x.size());
+        for (std::size_t b = 0; b < layout.q8_0().padded_blocks(); ++b) {
+            std::int32_t sum = 0;
+            if (b < want.size())
+                for (std::int8_t q : want[b].qs) sum += q;
+            REQUIRE(terms[b] == -128 * sum);
+        }
+    }
+}
+
 namespace {
 
 template <class Quantize>

@@ -20,6 +20,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <span>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -348,6 +349,102 @@ TEST_CASE("the scalar Q8_0 kernel computes the reference dot exactly", "[quant][
 
 namespace {
 
+// Outputs of `m` for `rows` rows of x on one instruction set, units split at `cuts`
+// (each cut a unit index, in order), rows prepared in one go.
+std::vector<float> q8_0_product(const weight_matrix<float>& m, kernel_isa isa, const float* x, std::size_t rows,
+                                const std::vector<std::size_t>& cuts = {}) {
+    std::vector<float> out(rows * m.out_dim(), -1.0f);
+    kvdecode::aligned_buffer<std::byte> scratch(m.scratch_bytes(rows));
+    const matrix_product<float> p{.in = x, .in_stride = m.in_dim(), .rows = rows, .out = out.data(), .out_stride = m.out_dim()};
+    m.prepare(p, scratch.data(), 0, rows);
+    std::size_t begin = 0;
+    for (std::size_t cut : cuts) m.multiply_on(isa, p, scratch.data(), begin, cut), begin = cut;
+    m.multiply_on(isa, p, scratch.data(), begin, m.units());
+    return out;
+}
+
+// Every Q8_0 kernel that sums exact block dots in block order (the AVX2 and AVX-512 ones,
+// whatever rows they tile together) gives the scalar kernel's bits; SSE2 sums in its own
+// order and is held to the bounds of the test above.
+void check_q8_0_bits(const weight_matrix<float>& m, const std::vector<float>& x, std::size_t rows) {
+    const std::vector<float> want = q8_0_product(m, kernel_isa::scalar, x.data(), rows);
+    for (kernel_isa isa : {kernel_isa::avx2, kernel_isa::avx512}) {
+        if (!weight_matrix<float>::has_kernel(weight_type::q8_0, isa)) continue;
+        CAPTURE(kvdecode::to_string(isa), rows, m.out_dim(), m.in_dim());
+        REQUIRE(q8_0_product(m, isa, x.data(), rows) == want);
+    }
+}
+
+}  // namespace
+
+TEST_CASE("Q8_0 kernels give the scalar kernel's bits for any rows, in_dim and unit split", "[quant][weight_matrix]") {
+    // 33 outputs: two full groups of 16 (AVX-512) or four of 8 (AVX2), then one output alone.
+    const std::size_t out_dim = 33;
+    SECTION("rows 1 .. 33 of one matrix") {
+        const std::size_t in_dim = 96;
+        const auto w = random_vector<float>(out_dim * in_dim, 21);
+        const weight_matrix<float> m(weight_type::q8_0, w.data(), out_dim, in_dim);
+        for (std::size_t rows : {1, 7, 8, 9, 12, 13, 16, 17, 33}) check_q8_0_bits(m, random_vector<float>(rows * in_dim, rows), rows);
+    }
+    SECTION("in_dim every multiple of 32 up to 4096, and some that end in a partial block") {
+        std::vector<std::size_t> in_dims = {1, 31, 33, 100, 255, 4095};
+        for (std::size_t n = 32; n <= 4096; n += 32) in_dims.push_back(n);
+        for (std::size_t in_dim : in_dims) {
+            const auto w = random_vector<float>(out_dim * in_dim, in_dim);
+            const weight_matrix<float> m(weight_type::q8_0, w.data(), out_dim, in_dim);
+            const std::size_t rows = in_dim % 3 == 0 ? 9 : in_dim % 3 == 1 ? 1 : 17;
+            check_q8_0_bits(m, random_vector<float>(rows * in_dim, in_dim + 1), rows);
+        }
+    }
+    SECTION("a row alone equals the same row inside a tile, and odd unit splits the whole product") {
+        const std::size_t out = 200, in_dim = 160, rows = 13;  // 7 units, the last of 8 outputs
+        const auto w = random_vector<float>(out * in_dim, 22);
+        const auto x = random_vector<float>(rows * in_dim, 23);
+        const weight_matrix<float> m(weight_type::q8_0, w.data(), out, in_dim);
+        for (kernel_isa isa : all_isas) {
+            if (!weight_matrix<float>::has_kernel(weight_type::q8_0, isa)) continue;
+            CAPTURE(kvdecode::to_string(isa));
+            const std::vector<float> all = q8_0_product(m, isa, x.data(), rows);
+            for (std::size_t r = 0; r < rows; ++r) {
+                const std::vector<float> alone = q8_0_product(m, isa, x.data() + r * in_dim, 1);
+                CAPTURE(r);
+                REQUIRE(std::equal(alone.begin(), alone.end(), all.begin() + static_cast<std::ptrdiff_t>(r * out)));
+            }
+            REQUIRE(q8_0_product(m, isa, x.data(), rows, {1, 4, 5}) == all);
+            REQUIRE(q8_0_product(m, isa, x.data(), rows, {3, 6}) == all);
+        }
+    }
+    SECTION("stored blocks with the quant -128 (other quantisers write it), against the exact integer dot") {
+        using kvdecode::quant::block_q8_0;
+        const std::size_t in_dim = 64, rows = 3, nb = 2;
+        std::vector<block_q8_0> blocks(out_dim * nb);
+        kvdecode::rng gen(24);
+        for (block_q8_0& b : blocks) {
+            b.d = kvdecode::quant::f32_to_f16(0.25f);  // a power of two: every product below is exact
+            for (std::int8_t& q : b.qs) q = static_cast<std::int8_t>(gen.normal() > 0 ? -128 : 127);
+        }
+        const weight_matrix<float> m(weight_type::q8_0, std::as_bytes(std::span(blocks)), out_dim, in_dim);
+        // Rows whose blocks quantise to +-127 and d = 1/127 * 2^k: x = +-2^k.
+        std::vector<float> x(rows * in_dim);
+        for (std::size_t i = 0; i < x.size(); ++i) x[i] = (i * 7 % 5 < 2 ? -1.0f : 1.0f) * static_cast<float>(1 << (i / in_dim));
+        check_q8_0_bits(m, x, rows);
+        const std::vector<float> got = q8_0_product(m, kernel_isa::scalar, x.data(), rows);
+        for (std::size_t r = 0; r < rows; ++r)
+            for (std::size_t o = 0; o < out_dim; ++o) {
+                double want = 0;
+                for (std::size_t b = 0; b < nb; ++b) {
+                    const float dx = kvdecode::quant::f16_to_f32(kvdecode::quant::f32_to_f16(static_cast<float>(1 << r) / 127.0f));
+                    for (std::size_t i = 0; i < 32; ++i)
+                        want += 0.25 * dx * blocks[o * nb + b].qs[i] * (x[r * in_dim + b * 32 + i] < 0 ? -127.0 : 127.0);
+                }
+                CAPTURE(r, o);
+                REQUIRE(double(got[r * out_dim + o]) == Approx(want).epsilon(1e-6));
+            }
+    }
+}
+
+namespace {
+
 // A row through a K-quant's reference quantiser and back.
 template <class Block>
 std::vector<float> k_round_trip(void (*quantize)(const float*, Block*, std::size_t) noexcept, const float* row,
@@ -428,7 +525,8 @@ TEST_CASE("weight_matrix sizes: bytes streamed, units, scratch", "[quant][weight
     }
     REQUIRE(f32.scratch_bytes(3) == 0);
     REQUIRE(f16.scratch_bytes(3) == 0);
-    REQUIRE(q8.scratch_bytes(3) == 3 * 128);  // 2 blocks: 64 quants + 16 floats of scales
+    // 2 blocks: 64 quants + 16 floats of scales, then 2 int32 offset terms (a 64-byte line)
+    REQUIRE(q8.scratch_bytes(3) == 3 * 192);
     REQUIRE(q8.scratch_bytes(0) == 0);
     // The legacy types: whole blocks of 32, Q8_0 scratch (Q8_1: and s / 8 per block, 8 times).
     const std::vector<float> w64(100 * 64, 0.5f);

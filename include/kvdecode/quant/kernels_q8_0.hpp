@@ -11,14 +11,21 @@
 // take two blocks (64 bytes) per step and load a block's scale as a full vector.
 // Rows start row_bytes() apart, a multiple of 128 bytes.
 //
-// Per output, the kernels sum over blocks float(block's int32 dot) * d_w * d_x: the
-// 32 products of a block are exact in 32-bit integers (|w|, |x| <= 127, sign trick
-// below), and only the scaling and the sum over blocks round. Each weight block is
-// loaded once for up to R activation rows (8 on AVX-512, 4 on AVX2, 2 on SSE2).
+// For Q8_0 weights prepare_q8_0_row adds each block's -128 * (sum of quants) (the
+// AVX-512 VNNI kernel's offset term, below).
+//
+// Per output, the kernels sum over blocks float(block's int32 dot) * (d_w * d_x): the
+// 32 products of a block are exact in 32-bit integers, and only the scaling and the sum
+// over blocks round. The AVX2 and AVX-512 kernels take 16 or 8 outputs at once (one per
+// lane, weights transposed in registers, see q8_0_avx512) for a tile of up to 8
+// activation rows, with the scalar kernel's arithmetic in its order: all three give the
+// same bits. SSE2 takes one output for 2 rows and sums lanes in its own order.
 //
 // Integer dot of signed w and x where the instruction wants unsigned x signed
-// (vpmaddubsw, vpdpbusd): |w| (unsigned) times x with w's sign moved onto it; x is in
-// [-127, 127], so negating it never overflows, and |-128| read as unsigned is 128.
+// (vpmaddubsw): |w| (unsigned) times x with w's sign moved onto it; x is in [-127, 127],
+// so negating it never overflows, and |-128| read as unsigned is 128. vpdpbusd instead
+// takes w + 128 (w xor 0x80, in [0, 255]) times x, then the offset term 128 * sum(x)
+// comes back out: exact, as the sums stay far inside 32 bits.
 
 #include <algorithm>
 #include <cmath>
@@ -161,24 +168,55 @@ inline void quantize_activation_row(const float* x, std::size_t in_dim, std::byt
     std::fill(scales + 8 * used, scales + 8 * padded, 0.0f);
 }
 
+// What prepare writes for Q8_0 weights: the row quantize_activation_row makes, then
+// for each (padded) block -128 times the sum of its quants, as int32, the term that
+// takes the kernels' +128 offset of the weights back out (see below). Rows start
+// row_bytes() apart, a multiple of 64 bytes.
+struct q8_0_weight_activations {
+    std::size_t in_dim = 0;
+
+    q8_0_activations q8_0() const noexcept { return {in_dim}; }
+    std::size_t sums_offset() const noexcept { return q8_0().row_bytes(); }
+    std::size_t row_bytes() const noexcept {
+        return sums_offset() + (q8_0().padded_blocks() * sizeof(std::int32_t) + 63) / 64 * 64;
+    }
+};
+
+// One activation row x into its prepared form for Q8_0 weights at dst (row_bytes()
+// bytes, 64-byte aligned).
+inline void prepare_q8_0_row(const float* x, std::size_t in_dim, std::byte* dst) noexcept {
+    quantize_activation_row(x, in_dim, dst);
+    const q8_0_weight_activations layout{in_dim};
+    const auto* quants = reinterpret_cast<const std::int8_t*>(dst);
+    auto* sums = reinterpret_cast<std::int32_t*>(dst + layout.sums_offset());
+    for (std::size_t b = 0; b < layout.q8_0().padded_blocks(); ++b) {
+        std::int32_t sum = 0;
+        for (std::size_t i = 0; i < q8_0_block_values; ++i) sum += quants[b * q8_0_block_values + i];
+        sums[b] = -128 * sum;
+    }
+}
+
 namespace detail {
 
 // Where activation row r of the prepared scratch starts.
 struct prepared_rows {
     const std::byte* scratch;
-    q8_0_activations layout;
+    q8_0_weight_activations layout;
 
     const std::int8_t* quants(std::size_t r) const noexcept {
         return reinterpret_cast<const std::int8_t*>(scratch + r * layout.row_bytes());
     }
     const float* scales(std::size_t r) const noexcept {
-        return reinterpret_cast<const float*>(scratch + r * layout.row_bytes() + layout.scales_offset());
+        return reinterpret_cast<const float*>(scratch + r * layout.row_bytes() + layout.q8_0().scales_offset());
+    }
+    const std::int32_t* offset_terms(std::size_t r) const noexcept {
+        return reinterpret_cast<const std::int32_t*>(scratch + r * layout.row_bytes() + layout.sums_offset());
     }
 };
 
 // The weight stream 8 KiB ahead, asked for by the first tile of rows only (later tiles
-// find the row in L1): the hardware prefetcher alone falls behind these kernels, even
-// for one row (measured: a third more bandwidth at 1 row).
+// find the row in L1): the hardware prefetcher alone falls behind the row-at-a-time
+// kernels (kernels_q4_q5.hpp's, SSE2's here), even for one row.
 inline void prefetch_weights(const void* block, std::size_t row) noexcept {
     if (row == 0) __builtin_prefetch(static_cast<const char*>(block) + 8192, 0, 3);
 }
@@ -190,8 +228,9 @@ inline void store_output(const matrix_product<float>& p, std::size_t row, std::s
 }
 
 // The scalar kernel: for each output and row, dot_q8_0's arithmetic in its order.
+// The AVX2 and AVX-512 kernels compute exactly this, bit for bit.
 struct q8_0_scalar {
-    static constexpr std::size_t max_tile = 1;
+    static constexpr std::size_t group = 1, max_tile = 1;
     template <std::size_t Tile>
     static void tile(const q8_0_matrix& m, const matrix_product<float>& p, const prepared_rows& x, std::size_t o,
                      std::size_t row) noexcept {
@@ -212,86 +251,199 @@ struct q8_0_scalar {
     }
 };
 
-#if defined(KVDECODE_QUANT_AVX512)
-// Two blocks per step in a 512-bit register; the block sums of 4 products land in
-// 16 int32 lanes (8 per block), scaled per lane and accumulated in float.
-struct q8_0_avx512 {
-    static constexpr std::size_t max_tile = 8;
+// The SIMD kernels take a group of G outputs (16 on AVX-512, 8 on AVX2) at a time, one
+// output per 32-bit lane: each weight block of the G rows is loaded once and transposed
+// in registers so that register k holds bytes 4k .. 4k+3 of every output's block; an
+// activation row then costs, per block, eight 4-byte broadcasts and integer dots into one
+// register of G exact block sums, and one float scale-and-add for all G outputs (not one
+// per output: a row-at-a-time kernel spends more on that than on the integer dots). The
+// transpose is paid once per block for a tile of up to 8 activation rows. Block sums
+// are exact, then float(sum) * (d_w * d_x) is added block after block as the scalar
+// kernel does, so every kernel gives the same bits however rows are tiled or units split.
+// The group past out_dim repeats the last row and stores only real outputs.
 
-    static __m512i dot(__m512i unsigned_w, __m512i signed_x) noexcept {
-#if defined(KVDECODE_QUANT_AVX512_VNNI)
-        return _mm512_dpbusd_epi32(_mm512_setzero_si512(), unsigned_w, signed_x);
-#else
-        return _mm512_madd_epi16(_mm512_maddubs_epi16(unsigned_w, signed_x), _mm512_set1_epi16(1));
-#endif
+// The rows of a group: row j of the group is output min(o + j, out_dim - 1).
+template <std::size_t G>
+struct group_rows {
+    const block_q8_0* row[G];
+    std::size_t outputs;  // real ones
+
+    group_rows(const q8_0_matrix& m, std::size_t o) noexcept : outputs(std::min(G, m.out_dim - o)) {
+        for (std::size_t j = 0; j < G; ++j) row[j] = m.blocks + std::min(o + j, m.out_dim - 1) * m.blocks_per_row();
+    }
+    // The weight stream ahead, 16 blocks (544 bytes) per row, asked for by the first
+    // tile of rows only (later tiles find the group in L1 or L2).
+    void prefetch(std::size_t b, std::size_t first_row) const noexcept {
+        if (first_row == 0 && b % 2 == 0)  // a 64-byte line holds about 2 blocks
+            for (std::size_t j = 0; j < G; ++j) __builtin_prefetch(row[j] + b + 16, 0, 3);
+    }
+};
+
+// Row `row`'s sums of a group, lane l holding output o + Isa::lane_output(l).
+template <class Isa>
+void store_group(const matrix_product<float>& p, std::size_t row, std::size_t o, const float* sums,
+                 std::size_t outputs) noexcept {
+    for (std::size_t l = 0; l < Isa::group; ++l)
+        if (Isa::lane_output(l) < outputs) store_output(p, row, o + Isa::lane_output(l), sums[l]);
+}
+
+inline std::int32_t load_4_bytes(const std::int8_t* p) noexcept {
+    std::int32_t v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+
+#if defined(KVDECODE_QUANT_AVX512)
+struct q8_0_avx512 {
+    static constexpr std::size_t group = 16, max_tile = 8;
+
+    // After the transpose, lane l holds output lane_output(l) of the group.
+    static constexpr std::size_t lane_output(std::size_t l) noexcept { return l ^ ((l >> 2 ^ l >> 3) & 1) * 12; }
+
+    // The 16 rows' block b into w[k] = bytes 4k .. 4k+3 of each lane's output.
+    static void transpose(const group_rows<16>& g, std::size_t b, __m512i w[8]) noexcept {
+        __m512i z[8], a[8];
+        for (std::size_t i = 0; i < 8; ++i)
+            z[i] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(g.row[i][b].qs))),
+                                      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g.row[i + 8][b].qs)), 1);
+        for (std::size_t i = 0; i < 8; i += 2) {
+            a[i] = _mm512_unpacklo_epi32(z[i], z[i + 1]);
+            a[i + 1] = _mm512_unpackhi_epi32(z[i], z[i + 1]);
+        }
+        // Each 128-bit lane now holds 4 bytes e (or e + 4) of 4 outputs; the last step
+        // gathers lanes 0 and 2 (bytes e) or 1 and 3 (bytes e + 4) of both halves.
+        for (std::size_t e = 0; e < 4; ++e) {
+            const std::size_t lo = e / 2, hi = e % 2;
+            const __m512i first = hi ? _mm512_unpackhi_epi64(a[lo], a[lo + 2]) : _mm512_unpacklo_epi64(a[lo], a[lo + 2]);
+            const __m512i second = hi ? _mm512_unpackhi_epi64(a[lo + 4], a[lo + 6]) : _mm512_unpacklo_epi64(a[lo + 4], a[lo + 6]);
+            w[e] = _mm512_shuffle_i32x4(first, second, _MM_SHUFFLE(2, 0, 2, 0));
+            w[e + 4] = _mm512_shuffle_i32x4(first, second, _MM_SHUFFLE(3, 1, 3, 1));
+        }
     }
 
     template <std::size_t Tile>
     static void tile(const q8_0_matrix& m, const matrix_product<float>& p, const prepared_rows& x, std::size_t o,
                      std::size_t row) noexcept {
         const std::size_t nb = m.blocks_per_row();
-        const block_q8_0* w = m.blocks + o * nb;
+        const group_rows<16> g(m, o);
+        // Each lane's scale: its row's offset from the first, for a gather of d (and 2 quants).
+        alignas(64) std::int32_t offsets[16];
+        for (std::size_t l = 0; l < 16; ++l)
+            offsets[l] = static_cast<std::int32_t>(reinterpret_cast<const char*>(g.row[lane_output(l)]) -
+                                                   reinterpret_cast<const char*>(g.row[0]));
+        const __m512i d_offsets = _mm512_load_si512(offsets);
         const std::int8_t* xq[Tile];
         const float* xd[Tile];
+        const std::int32_t* xo[Tile];
         __m512 acc[Tile];
-        for (std::size_t r = 0; r < Tile; ++r) xq[r] = x.quants(row + r), xd[r] = x.scales(row + r), acc[r] = _mm512_setzero_ps();
-        // Blocks b and b + 1 (b + 1 == nb: a zero block, the activations' padding is zero too).
-        auto step = [&](std::size_t b, bool pair) {
-            prefetch_weights(w + b, row);
-            prefetch_weights(w + b + 1, row);  // 68 bytes a step: sometimes a second line
-            const __m256i first = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs));
-            const __m256i second = pair ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b + 1].qs)) : _mm256_setzero_si256();
-            const __m512i wq = _mm512_inserti64x4(_mm512_castsi256_si512(first), second, 1);
-            const __m512 dw = _mm512_mask_mov_ps(_mm512_set1_ps(_cvtsh_ss(w[b].d)), 0xff00,
-                                                 _mm512_set1_ps(pair ? _cvtsh_ss(w[b + 1].d) : 0.0f));
-            const __mmask64 negative = _mm512_movepi8_mask(wq);
-            const __m512i magnitude = _mm512_abs_epi8(wq);
+        for (std::size_t r = 0; r < Tile; ++r)
+            xq[r] = x.quants(row + r), xd[r] = x.scales(row + r), xo[r] = x.offset_terms(row + r), acc[r] = _mm512_setzero_ps();
+        for (std::size_t b = 0; b < nb; ++b) {
+            g.prefetch(b, row);
+            __m512i w[8];
+            transpose(g, b, w);
+            const __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(d_offsets, g.row[0] + b, 1)));
+#if defined(KVDECODE_QUANT_AVX512_VNNI)
+            // vpdpbusd multiplies unsigned by signed bytes: the weights + 128, and the row's
+            // -128 * (sum of its block's quants) as the sums' starting value.
+            for (__m512i& v : w) v = _mm512_xor_si512(v, _mm512_set1_epi8(-128));
+#else
+            __mmask64 negative[8];
+            for (std::size_t k = 0; k < 8; ++k) negative[k] = _mm512_movepi8_mask(w[k]), w[k] = _mm512_abs_epi8(w[k]);
+#endif
+            // k outer, rows inner: Tile independent chains of integer dots.
+            __m512i sums[Tile];
             for (std::size_t r = 0; r < Tile; ++r) {
-                const __m512i xv = _mm512_loadu_si512(xq[r] + b * q8_0_block_values);
-                const __m512i signed_x = _mm512_mask_sub_epi8(xv, negative, _mm512_setzero_si512(), xv);
-                const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(dot(magnitude, signed_x)), _mm512_loadu_ps(xd[r] + 8 * b));
-                acc[r] = _mm512_fmadd_ps(f, dw, acc[r]);
+#if defined(KVDECODE_QUANT_AVX512_VNNI)
+                sums[r] = _mm512_set1_epi32(xo[r][b]);
+#else
+                sums[r] = _mm512_setzero_si512();
+#endif
             }
-        };
-        std::size_t b = 0;
-        for (; b + 2 <= nb; b += 2) step(b, true);
-        if (b < nb) step(b, false);
-        for (std::size_t r = 0; r < Tile; ++r) store_output(p, row + r, o, _mm512_reduce_add_ps(acc[r]));
+            for (std::size_t k = 0; k < 8; ++k)
+                for (std::size_t r = 0; r < Tile; ++r) {
+                    const __m512i xv = _mm512_set1_epi32(load_4_bytes(xq[r] + b * q8_0_block_values + 4 * k));
+#if defined(KVDECODE_QUANT_AVX512_VNNI)
+                    sums[r] = _mm512_dpbusd_epi32(sums[r], w[k], xv);
+#else
+                    // |w| times x with w's sign moved onto it (kernel header: the sign trick).
+                    const __m512i signed_x = _mm512_mask_sub_epi8(xv, negative[k], _mm512_setzero_si512(), xv);
+                    sums[r] = _mm512_add_epi32(sums[r], _mm512_madd_epi16(_mm512_maddubs_epi16(w[k], signed_x), _mm512_set1_epi16(1)));
+#endif
+                }
+            for (std::size_t r = 0; r < Tile; ++r) {
+                const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(xd[r][8 * b]));
+                acc[r] = _mm512_add_ps(acc[r], _mm512_mul_ps(_mm512_cvtepi32_ps(sums[r]), scale));
+            }
+        }
+        for (std::size_t r = 0; r < Tile; ++r) {
+            alignas(64) float sums[16];
+            _mm512_store_ps(sums, acc[r]);
+            store_group<q8_0_avx512>(p, row + r, o, sums, g.outputs);
+        }
     }
 };
 #endif
 
 #if defined(KVDECODE_QUANT_AVX2)
+// No unsigned-by-signed dot that adds into 32 bits: vpmaddubsw (pairs into 16 bits, which
+// |w| <= 128 times |x| <= 127 cannot overflow) and vpmaddwd, with the sign trick.
 struct q8_0_avx2 {
-    static constexpr std::size_t max_tile = 4;
+    static constexpr std::size_t group = 8, max_tile = 8;
+
+    static constexpr std::size_t lane_output(std::size_t l) noexcept { return l; }
+
+    static void transpose(const group_rows<8>& g, std::size_t b, __m256i w[8]) noexcept {
+        __m256i z[8], a[8];
+        for (std::size_t i = 0; i < 8; ++i) z[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g.row[i][b].qs));
+        for (std::size_t i = 0; i < 8; i += 2) {
+            a[i] = _mm256_unpacklo_epi32(z[i], z[i + 1]);
+            a[i + 1] = _mm256_unpackhi_epi32(z[i], z[i + 1]);
+        }
+        for (std::size_t e = 0; e < 4; ++e) {
+            const std::size_t lo = e / 2, hi = e % 2;
+            const __m256i first = hi ? _mm256_unpackhi_epi64(a[lo], a[lo + 2]) : _mm256_unpacklo_epi64(a[lo], a[lo + 2]);
+            const __m256i second = hi ? _mm256_unpackhi_epi64(a[lo + 4], a[lo + 6]) : _mm256_unpacklo_epi64(a[lo + 4], a[lo + 6]);
+            w[e] = _mm256_permute2x128_si256(first, second, 0x20);
+            w[e + 4] = _mm256_permute2x128_si256(first, second, 0x31);
+        }
+    }
 
     template <std::size_t Tile>
     static void tile(const q8_0_matrix& m, const matrix_product<float>& p, const prepared_rows& x, std::size_t o,
                      std::size_t row) noexcept {
         const std::size_t nb = m.blocks_per_row();
-        const block_q8_0* w = m.blocks + o * nb;
+        const group_rows<8> g(m, o);
         const std::int8_t* xq[Tile];
         const float* xd[Tile];
         __m256 acc[Tile];
         for (std::size_t r = 0; r < Tile; ++r) xq[r] = x.quants(row + r), xd[r] = x.scales(row + r), acc[r] = _mm256_setzero_ps();
         const __m256i ones = _mm256_set1_epi16(1);
         for (std::size_t b = 0; b < nb; ++b) {
-            prefetch_weights(w + b, row);
-            const __m256i wq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs));
-            const __m256i magnitude = _mm256_sign_epi8(wq, wq);
-            const __m256 dw = _mm256_set1_ps(_cvtsh_ss(w[b].d));
+            g.prefetch(b, row);
+            __m256i w[8], magnitude[8];
+            transpose(g, b, w);
+            for (std::size_t k = 0; k < 8; ++k) magnitude[k] = _mm256_sign_epi8(w[k], w[k]);
+            const __m256 dw = _mm256_cvtph_ps(_mm_setr_epi16(
+                static_cast<short>(g.row[0][b].d), static_cast<short>(g.row[1][b].d), static_cast<short>(g.row[2][b].d),
+                static_cast<short>(g.row[3][b].d), static_cast<short>(g.row[4][b].d), static_cast<short>(g.row[5][b].d),
+                static_cast<short>(g.row[6][b].d), static_cast<short>(g.row[7][b].d)));
+            __m256i sums[Tile];
+            for (std::size_t r = 0; r < Tile; ++r) sums[r] = _mm256_setzero_si256();
+            for (std::size_t k = 0; k < 8; ++k)
+                for (std::size_t r = 0; r < Tile; ++r) {
+                    const __m256i xv = _mm256_set1_epi32(load_4_bytes(xq[r] + b * q8_0_block_values + 4 * k));
+                    sums[r] = _mm256_add_epi32(sums[r], _mm256_madd_epi16(_mm256_maddubs_epi16(magnitude[k], _mm256_sign_epi8(xv, w[k])), ones));
+                }
             for (std::size_t r = 0; r < Tile; ++r) {
-                const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[r] + b * q8_0_block_values));
-                const __m256i sums = _mm256_madd_epi16(_mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(xv, wq)), ones);
-                const __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(sums), _mm256_loadu_ps(xd[r] + 8 * b));
-                acc[r] = _mm256_fmadd_ps(f, dw, acc[r]);
+                const __m256 scale = _mm256_mul_ps(dw, _mm256_set1_ps(xd[r][8 * b]));
+                acc[r] = _mm256_add_ps(acc[r], _mm256_mul_ps(_mm256_cvtepi32_ps(sums[r]), scale));
             }
         }
         for (std::size_t r = 0; r < Tile; ++r) {
-            __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc[r]), _mm256_extractf128_ps(acc[r], 1));
-            s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-            s = _mm_add_ss(s, _mm_movehdup_ps(s));
-            store_output(p, row + r, o, _mm_cvtss_f32(s));
+            alignas(32) float sums[8];
+            _mm256_store_ps(sums, acc[r]);
+            store_group<q8_0_avx2>(p, row + r, o, sums, g.outputs);
         }
     }
 };
@@ -301,7 +453,7 @@ struct q8_0_avx2 {
 // No byte multiply-add before SSSE3: bytes widened to 16 bits (sign-extended), then
 // pmaddwd.
 struct q8_0_sse2 {
-    static constexpr std::size_t max_tile = 2;
+    static constexpr std::size_t group = 1, max_tile = 2;
 
     static void widen(__m128i v, __m128i& lo, __m128i& hi) noexcept {
         lo = _mm_srai_epi16(_mm_unpacklo_epi8(v, v), 8);
@@ -350,15 +502,16 @@ void q8_0_remainder_tile(const q8_0_matrix& m, const matrix_product<float>& p, c
     }
 }
 
-// Outputs of units [unit_begin, unit_end): each weight row once per tile of rows (the
-// row stays in L1 for the later tiles).
+// Outputs of units [unit_begin, unit_end), a group of outputs at a time: each group's
+// weights once per tile of rows (they stay in L1 or L2 for the later tiles).
 template <class Isa>
 void q8_0_matmul(const q8_0_matrix& m, const matrix_product<float>& p, const std::byte* scratch, std::size_t unit_begin,
                  std::size_t unit_end) noexcept {
     constexpr std::size_t tile = Isa::max_tile;
-    const prepared_rows x{scratch, q8_0_activations{m.in_dim}};
+    static_assert(q8_0_unit_outputs % Isa::group == 0, "units split between groups");
+    const prepared_rows x{scratch, q8_0_weight_activations{m.in_dim}};
     const std::size_t o_end = std::min(unit_end * q8_0_unit_outputs, m.out_dim);
-    for (std::size_t o = unit_begin * q8_0_unit_outputs; o < o_end; ++o) {
+    for (std::size_t o = unit_begin * q8_0_unit_outputs; o < o_end; o += Isa::group) {
         std::size_t row = 0;
         for (; row + tile <= p.rows; row += tile) Isa::template tile<tile>(m, p, x, o, row);
         q8_0_remainder_tile<Isa, tile - 1>(m, p, x, o, row, p.rows - row);
@@ -376,7 +529,11 @@ inline void q8_0_matmul_scalar(const q8_0_matrix& m, const matrix_product<float>
 #if defined(KVDECODE_QUANT_AVX512)
 inline void q8_0_matmul_avx512(const q8_0_matrix& m, const matrix_product<float>& p, const std::byte* scratch,
                                std::size_t unit_begin, std::size_t unit_end) noexcept {
-    detail::q8_0_matmul<detail::q8_0_avx512>(m, p, scratch, unit_begin, unit_end);
+    // The scales' gather takes 32-bit offsets across 16 rows: rows of more than 126 million
+    // values (never seen) go the scalar way, with the same result.
+    if (m.blocks_per_row() * sizeof(block_q8_0) * 15 > std::size_t{std::numeric_limits<std::int32_t>::max()})
+        detail::q8_0_matmul<detail::q8_0_scalar>(m, p, scratch, unit_begin, unit_end);
+    else detail::q8_0_matmul<detail::q8_0_avx512>(m, p, scratch, unit_begin, unit_end);
 }
 #endif
 #if defined(KVDECODE_QUANT_AVX2)

@@ -228,7 +228,8 @@ public:
             for (std::size_t r = row_begin; r < row_end && r < p.rows; ++r) {
                 const T* x = p.in + r * p.in_stride;
                 std::byte* dst = scratch + r * scratch_row_bytes_;
-                if (q8_1) quant::quantize_activation_row_q8_1(x, in_dim_, dst);
+                if (type_ == weight_type::q8_0) quant::prepare_q8_0_row(x, in_dim_, dst);
+                else if (q8_1) quant::quantize_activation_row_q8_1(x, in_dim_, dst);
                 else quant::quantize_activation_row(x, in_dim_, dst);
             }
         }
@@ -373,7 +374,7 @@ private:
     // Prepared activation bytes per row (0: none prepared).
     static std::size_t activation_row_bytes(weight_type type, std::size_t in_dim) noexcept {
         if (!std::is_same_v<T, float>) return 0;
-        if (type == weight_type::q8_0) return quant::q8_0_activations{in_dim}.row_bytes();
+        if (type == weight_type::q8_0) return quant::q8_0_weight_activations{in_dim}.row_bytes();
         if (is_k_quant(type)) return quant::q8_k_activations{in_dim}.row_bytes();
         std::size_t bytes = 0;
         with_legacy_block(type, [&]<class Block>(Block*) { bytes = quant::activation_row_bytes<Block>(in_dim); });
