@@ -1,6 +1,7 @@
 // Every SIMD kernel against a plain scalar loop, over sizes around the vector width
 // and starts that are not aligned.
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -134,7 +135,7 @@ TEMPLATE_TEST_CASE("rope kernels rotate the right pairs", "[simd]", float, doubl
 template <class T, class Kernel>
 void check_packed_matmul(Kernel kernel) {
     using namespace kvdecode::simd;
-    for (std::size_t rows : {1, 2, 3, 4, 5, 7, 12, 13, 15, 16, 17, 33, 255})
+    for (std::size_t rows : {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 13, 15, 16, 17, 33, 255})
         for (std::size_t in_dim : {1, 7, 15, 16, 17, 33, 255})
             for (std::size_t out_dim : {1, 7, 15, 16, 17, 33, 255}) {
                 CAPTURE(rows, in_dim, out_dim);
@@ -231,4 +232,66 @@ TEST_CASE("pack_matrix lays each panel out column by column", "[simd]") {
                 const float want = row < 40 ? w[row * 3 + k] * scale[k] : 0.0f;
                 REQUIRE(packed[q * 96 + k * 32 + o] == want);
             }
+}
+
+namespace {
+
+// Rows [first, first + rows) of x times a packed matrix, panels split at `cuts`.
+template <class Arch, class T>
+std::vector<T> packed_rows(const kvdecode::simd::packed_product<T>& whole, std::size_t first, std::size_t rows,
+                           const std::vector<std::size_t>& cuts = {}) {
+    std::vector<T> out(rows * whole.out_stride);
+    auto a = whole;
+    a.in += first * a.in_stride, a.rows = rows, a.out = out.data();
+    std::size_t begin = 0;
+    for (std::size_t cut : cuts) kvdecode::simd::packed_matmul_for<Arch>(a, begin, cut), begin = cut;
+    kvdecode::simd::packed_matmul_for<Arch>(a, begin, a.layout.panels());
+    return out;
+}
+
+// Every tile of 3 rows or more sums each output over k in order (1 and 2 rows on a whole
+// panel interleave two banks): a row gives the same bits whatever rows share its tile
+// (whole panels or halves), and a split of the panels changes nothing.
+template <class T, class... Archs>
+void check_tile_independence(xsimd::arch_list<Archs...>) {
+    (
+        [] {
+            if constexpr (Archs::supported() && xsimd::has_simd_register<T>::value) {
+                if (Archs::version() > xsimd::available_architectures().best) return;
+                INFO("architecture " << Archs::name());
+                using namespace kvdecode::simd;
+                const std::size_t out_dim = 100, in_dim = 77, rows = 36;
+                const auto x = random_vector<T>(rows * in_dim, 12);
+                const auto w = random_vector<T>(out_dim * in_dim, 13);
+                const packed_layout<T> layout{out_dim, in_dim};
+                kvdecode::aligned_buffer<T> packed(layout.elements());
+                pack_matrix(w.data(), layout, nullptr, packed.data());
+                packed_product<T> a;
+                a.in = x.data(), a.in_stride = in_dim, a.w = packed.data(), a.layout = layout, a.out_stride = out_dim;
+                // Each row as the first of 3, against products of 4 .. 17 and 33 rows.
+                std::vector<std::vector<T>> alone(rows);
+                for (std::size_t r = 0; r + 3 <= rows; ++r) {
+                    const auto three = packed_rows<Archs>(a, r, 3);
+                    alone[r].assign(three.begin(), three.begin() + static_cast<std::ptrdiff_t>(out_dim));
+                }
+                for (std::size_t n : {3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 33}) {
+                    const auto batch = packed_rows<Archs>(a, 0, n);
+                    for (std::size_t r = 0; r < n; ++r) {
+                        CAPTURE(n, r);
+                        REQUIRE(std::equal(alone[r].begin(), alone[r].end(), batch.begin() + static_cast<std::ptrdiff_t>(r * out_dim)));
+                    }
+                    for (const std::vector<std::size_t>& cuts : {std::vector<std::size_t>{1}, {1, 2}, {3}}) {
+                        CAPTURE(n, cuts.size());
+                        REQUIRE(packed_rows<Archs>(a, 0, n, cuts) == batch);
+                    }
+                }
+            }
+        }(),
+        ...);
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("packed_matmul: a row's bits do not depend on the rows tiled with it", "[simd]", float, double) {
+    check_tile_independence<TestType>(kvdecode::simd::detail::kernel_archs{});
 }

@@ -512,9 +512,13 @@ void q8_0_matmul(const q8_0_matrix& m, const matrix_product<float>& p, const std
     const prepared_rows x{scratch, q8_0_weight_activations{m.in_dim}};
     const std::size_t o_end = std::min(unit_end * q8_0_unit_outputs, m.out_dim);
     for (std::size_t o = unit_begin * q8_0_unit_outputs; o < o_end; o += Isa::group) {
-        std::size_t row = 0;
-        for (; row + tile <= p.rows; row += tile) Isa::template tile<tile>(m, p, x, o, row);
-        q8_0_remainder_tile<Isa, tile - 1>(m, p, x, o, row, p.rows - row);
+        // Tiles as even as the row count allows (9 rows: 5 + 4, not 8 + 1): a tile's
+        // transposes are paid once for all its rows.
+        for (std::size_t row = 0; row < p.rows;) {
+            const std::size_t left = p.rows - row, tiles = (left + tile - 1) / tile, n = (left + tiles - 1) / tiles;
+            q8_0_remainder_tile<Isa, tile>(m, p, x, o, row, n);
+            row += n;
+        }
     }
 }
 
