@@ -8,7 +8,8 @@
 //   decode/110M/TYPE/context:C/...: the same at context C (C - 7 to C + 8), where at
 //     long contexts the cache is most of the bytes; TYPE_kv_bf16 with a bfloat16 cache;
 //   step/...: one forward of W sequences of one token each (W beams or rollouts
-//     forked from one 128-token prompt), to compare with W = 1;
+//     forked from one 128-token prompt), to compare with W = 1; step/110M/q8_0/...:
+//     the same with Q8_0 weights;
 //   prefill/...: a 128-token chunk, in GFLOP/s, beside gemm_eigen/...: the same
 //     projections as Eigen matrix products (single thread, the rate to reach).
 // Bandwidth is measured in the same program (support/bandwidth.hpp) during each decode run.
@@ -122,8 +123,9 @@ void decode(benchmark::State& state, const kvbench::shape& s, std::size_t thread
     state.counters["fraction_of_limit"] = (tokens / total_seconds) * bytes / bandwidth;
 }
 
-void step(benchmark::State& state, const kvbench::shape& s, std::size_t width, std::size_t threads) {
-    const transformer<float> model(kvbench::packed_weights_for(s));
+void step(benchmark::State& state, const kvbench::shape& s, std::size_t width, std::size_t threads,
+          weight_type type = weight_type::f32) {
+    const transformer<float> model(kvbench::packed_weights_for(s, type));
     decode_context<float> ctx(model, {.threads = threads, .max_rows_per_pass = 32});
     const std::size_t prompt = 128;
     auto cache = model.make_cache({.capacity_tokens = prompt + 32 * (width + 1)});
@@ -254,6 +256,16 @@ int main(int argc, char** argv) {
                         ("step/" + s.name + "/rows:" + std::to_string(width) + "/threads:" + std::to_string(t)).c_str(),
                         [&s, width, t](benchmark::State& st) { step(st, s, width, t); })
                         ->Unit(benchmark::kMicrosecond);
+        if (s.name == "110M")  // beams and rollouts with Q8_0 weights
+            for (std::size_t t : kvbench::thread_counts())
+                if (t <= 2)
+                    for (std::size_t width : {1, 2, 4, 8, 10, 16})
+                        benchmark::RegisterBenchmark(("step/" + s.name + "/q8_0/rows:" + std::to_string(width) +
+                                                      "/threads:" + std::to_string(t)).c_str(),
+                                                     [&s, width, t](benchmark::State& st) {
+                                                         step(st, s, width, t, weight_type::q8_0);
+                                                     })
+                            ->Unit(benchmark::kMicrosecond);
         for (std::size_t t : kvbench::thread_counts())
             benchmark::RegisterBenchmark(("prefill/" + s.name + "/tokens:128/threads:" + std::to_string(t)).c_str(),
                                          [&s, t](benchmark::State& st) { prefill(st, s, 128, t); })
