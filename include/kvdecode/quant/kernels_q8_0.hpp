@@ -16,10 +16,11 @@
 //
 // Per output, the kernels sum over blocks float(block's int32 dot) * (d_w * d_x): the
 // 32 products of a block are exact in 32-bit integers, and only the scaling and the sum
-// over blocks round. The AVX2 and AVX-512 kernels take 16 or 8 outputs at once (one per
-// lane, weights transposed in registers, see q8_0_avx512) for a tile of up to 8
-// activation rows, with the scalar kernel's arithmetic in its order: all three give the
-// same bits. SSE2 takes one output for 2 rows and sums lanes in its own order.
+// over blocks round. For 4 rows or more the AVX2 and AVX-512 kernels take 16 or 8
+// outputs at once (one per lane, weights transposed in registers, see q8_0_avx512) for a
+// tile of up to 8 activation rows, with the scalar kernel's arithmetic in its order: the
+// same bits as the scalar kernel. For 1 to 3 rows they take one output at a time (8 or 4
+// rows per weight block), as SSE2 does (2 rows), summing lanes in their own order.
 //
 // Integer dot of signed w and x where the instruction wants unsigned x signed
 // (vpmaddubsw): |w| (unsigned) times x with w's sign moved onto it; x is in [-127, 127],
@@ -262,6 +263,10 @@ struct q8_0_scalar {
 // kernel does, so every kernel gives the same bits however rows are tiled or units split.
 // The group past out_dim repeats the last row and stores only real outputs.
 
+// Products of this many rows or more take the group kernels (measured: at 1 row they
+// fall behind the memory stream on this machine's DRAM, from 4 rows on they win).
+inline constexpr std::size_t group_rows_from = 4;
+
 // The rows of a group: row j of the group is output min(o + j, out_dim - 1).
 template <std::size_t G>
 struct group_rows {
@@ -271,11 +276,15 @@ struct group_rows {
     group_rows(const q8_0_matrix& m, std::size_t o) noexcept : outputs(std::min(G, m.out_dim - o)) {
         for (std::size_t j = 0; j < G; ++j) row[j] = m.blocks + std::min(o + j, m.out_dim - 1) * m.blocks_per_row();
     }
-    // The weight stream ahead, 16 blocks (544 bytes) per row, asked for by the first
-    // tile of rows only (later tiles find the group in L1 or L2).
-    void prefetch(std::size_t b, std::size_t first_row) const noexcept {
-        if (first_row == 0 && b % 2 == 0)  // a 64-byte line holds about 2 blocks
-            for (std::size_t j = 0; j < G; ++j) __builtin_prefetch(row[j] + b + 16, 0, 3);
+    // The weight stream in the order the kernel reads it, `ahead` block steps ahead: block
+    // b + ahead of each row, past a row's end the same row of the next group (the rows
+    // are contiguous). Asked for by the first tile of rows only (later tiles find the
+    // group in L1 or L2). Without the wrap, each group would start on G cold rows.
+    void prefetch(std::size_t b, std::size_t nb, std::size_t first_row) const noexcept {
+        constexpr std::size_t ahead = 16;
+        if (first_row != 0) return;
+        const std::size_t target = b + ahead < nb ? b + ahead : G * nb + b + ahead - nb;
+        for (std::size_t j = 0; j < G; ++j) __builtin_prefetch(row[j] + target, 0, 3);
     }
 };
 
@@ -339,7 +348,7 @@ struct q8_0_avx512 {
         for (std::size_t r = 0; r < Tile; ++r)
             xq[r] = x.quants(row + r), xd[r] = x.scales(row + r), xo[r] = x.offset_terms(row + r), acc[r] = _mm512_setzero_ps();
         for (std::size_t b = 0; b < nb; ++b) {
-            g.prefetch(b, row);
+            g.prefetch(b, nb, row);
             __m512i w[8];
             transpose(g, b, w);
             const __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(d_offsets, g.row[0] + b, 1)));
@@ -420,7 +429,7 @@ struct q8_0_avx2 {
         for (std::size_t r = 0; r < Tile; ++r) xq[r] = x.quants(row + r), xd[r] = x.scales(row + r), acc[r] = _mm256_setzero_ps();
         const __m256i ones = _mm256_set1_epi16(1);
         for (std::size_t b = 0; b < nb; ++b) {
-            g.prefetch(b, row);
+            g.prefetch(b, nb, row);
             __m256i w[8], magnitude[8];
             transpose(g, b, w);
             for (std::size_t k = 0; k < 8; ++k) magnitude[k] = _mm256_sign_epi8(w[k], w[k]);
@@ -444,6 +453,95 @@ struct q8_0_avx2 {
             alignas(32) float sums[8];
             _mm256_store_ps(sums, acc[r]);
             store_group<q8_0_avx2>(p, row + r, o, sums, g.outputs);
+        }
+    }
+};
+#endif
+
+#if defined(KVDECODE_QUANT_AVX512)
+// A few rows (below group_rows_from): one output at a time, which streams the weights in
+// order (the group kernels, faster once their transposes serve 4 rows or more, read 16 or
+// 8 rows at once and fall behind the memory at one row). Its lanes sum in their own
+// order, so 1 to 3 rows differ from the scalar kernel within rounding.
+// Two blocks per step in a 512-bit register; the block sums of 4 products land in
+// 16 int32 lanes (8 per block), scaled per lane and accumulated in float.
+struct q8_0_avx512_rows {
+    static constexpr std::size_t group = 1, max_tile = group_rows_from - 1;
+
+    static __m512i dot(__m512i unsigned_w, __m512i signed_x) noexcept {
+#if defined(KVDECODE_QUANT_AVX512_VNNI)
+        return _mm512_dpbusd_epi32(_mm512_setzero_si512(), unsigned_w, signed_x);
+#else
+        return _mm512_madd_epi16(_mm512_maddubs_epi16(unsigned_w, signed_x), _mm512_set1_epi16(1));
+#endif
+    }
+
+    template <std::size_t Tile>
+    static void tile(const q8_0_matrix& m, const matrix_product<float>& p, const prepared_rows& x, std::size_t o,
+                     std::size_t row) noexcept {
+        const std::size_t nb = m.blocks_per_row();
+        const block_q8_0* w = m.blocks + o * nb;
+        const std::int8_t* xq[Tile];
+        const float* xd[Tile];
+        __m512 acc[Tile];
+        for (std::size_t r = 0; r < Tile; ++r) xq[r] = x.quants(row + r), xd[r] = x.scales(row + r), acc[r] = _mm512_setzero_ps();
+        // Blocks b and b + 1 (b + 1 == nb: a zero block, the activations' padding is zero too).
+        auto step = [&](std::size_t b, bool pair) {
+            prefetch_weights(w + b, row);
+            prefetch_weights(w + b + 1, row);  // 68 bytes a step: sometimes a second line
+            const __m256i first = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs));
+            const __m256i second = pair ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b + 1].qs)) : _mm256_setzero_si256();
+            const __m512i wq = _mm512_inserti64x4(_mm512_castsi256_si512(first), second, 1);
+            const __m512 dw = _mm512_mask_mov_ps(_mm512_set1_ps(_cvtsh_ss(w[b].d)), 0xff00,
+                                                 _mm512_set1_ps(pair ? _cvtsh_ss(w[b + 1].d) : 0.0f));
+            const __mmask64 negative = _mm512_movepi8_mask(wq);
+            const __m512i magnitude = _mm512_abs_epi8(wq);
+            for (std::size_t r = 0; r < Tile; ++r) {
+                const __m512i xv = _mm512_loadu_si512(xq[r] + b * q8_0_block_values);
+                const __m512i signed_x = _mm512_mask_sub_epi8(xv, negative, _mm512_setzero_si512(), xv);
+                const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(dot(magnitude, signed_x)), _mm512_loadu_ps(xd[r] + 8 * b));
+                acc[r] = _mm512_fmadd_ps(f, dw, acc[r]);
+            }
+        };
+        std::size_t b = 0;
+        for (; b + 2 <= nb; b += 2) step(b, true);
+        if (b < nb) step(b, false);
+        for (std::size_t r = 0; r < Tile; ++r) store_output(p, row + r, o, _mm512_reduce_add_ps(acc[r]));
+    }
+};
+#endif
+
+#if defined(KVDECODE_QUANT_AVX2)
+struct q8_0_avx2_rows {
+    static constexpr std::size_t group = 1, max_tile = group_rows_from - 1;
+
+    template <std::size_t Tile>
+    static void tile(const q8_0_matrix& m, const matrix_product<float>& p, const prepared_rows& x, std::size_t o,
+                     std::size_t row) noexcept {
+        const std::size_t nb = m.blocks_per_row();
+        const block_q8_0* w = m.blocks + o * nb;
+        const std::int8_t* xq[Tile];
+        const float* xd[Tile];
+        __m256 acc[Tile];
+        for (std::size_t r = 0; r < Tile; ++r) xq[r] = x.quants(row + r), xd[r] = x.scales(row + r), acc[r] = _mm256_setzero_ps();
+        const __m256i ones = _mm256_set1_epi16(1);
+        for (std::size_t b = 0; b < nb; ++b) {
+            prefetch_weights(w + b, row);
+            const __m256i wq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs));
+            const __m256i magnitude = _mm256_sign_epi8(wq, wq);
+            const __m256 dw = _mm256_set1_ps(_cvtsh_ss(w[b].d));
+            for (std::size_t r = 0; r < Tile; ++r) {
+                const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[r] + b * q8_0_block_values));
+                const __m256i sums = _mm256_madd_epi16(_mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(xv, wq)), ones);
+                const __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(sums), _mm256_loadu_ps(xd[r] + 8 * b));
+                acc[r] = _mm256_fmadd_ps(f, dw, acc[r]);
+            }
+        }
+        for (std::size_t r = 0; r < Tile; ++r) {
+            __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc[r]), _mm256_extractf128_ps(acc[r], 1));
+            s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+            s = _mm_add_ss(s, _mm_movehdup_ps(s));
+            store_output(p, row + r, o, _mm_cvtss_f32(s));
         }
     }
 };
@@ -535,7 +633,8 @@ inline void q8_0_matmul_avx512(const q8_0_matrix& m, const matrix_product<float>
                                std::size_t unit_begin, std::size_t unit_end) noexcept {
     // The scales' gather takes 32-bit offsets across 16 rows: rows of more than 126 million
     // values (never seen) go the scalar way, with the same result.
-    if (m.blocks_per_row() * sizeof(block_q8_0) * 15 > std::size_t{std::numeric_limits<std::int32_t>::max()})
+    if (p.rows < detail::group_rows_from) detail::q8_0_matmul<detail::q8_0_avx512_rows>(m, p, scratch, unit_begin, unit_end);
+    else if (m.blocks_per_row() * sizeof(block_q8_0) * 15 > std::size_t{std::numeric_limits<std::int32_t>::max()})
         detail::q8_0_matmul<detail::q8_0_scalar>(m, p, scratch, unit_begin, unit_end);
     else detail::q8_0_matmul<detail::q8_0_avx512>(m, p, scratch, unit_begin, unit_end);
 }
@@ -543,7 +642,8 @@ inline void q8_0_matmul_avx512(const q8_0_matrix& m, const matrix_product<float>
 #if defined(KVDECODE_QUANT_AVX2)
 inline void q8_0_matmul_avx2(const q8_0_matrix& m, const matrix_product<float>& p, const std::byte* scratch,
                              std::size_t unit_begin, std::size_t unit_end) noexcept {
-    detail::q8_0_matmul<detail::q8_0_avx2>(m, p, scratch, unit_begin, unit_end);
+    if (p.rows < detail::group_rows_from) detail::q8_0_matmul<detail::q8_0_avx2_rows>(m, p, scratch, unit_begin, unit_end);
+    else detail::q8_0_matmul<detail::q8_0_avx2>(m, p, scratch, unit_begin, unit_end);
 }
 #endif
 #if defined(KVDECODE_QUANT_SSE2)
