@@ -33,7 +33,7 @@ struct paths {
         widen_fn widen;
         narrow_fn narrow;
     };
-    // The named paths this machine runs, then the dispatched one.
+    // The named paths this machine runs, then the run-time and the compile-time choices.
     static std::vector<path> all() {
         std::vector<path> p = {{"scalar", &detail::dot_half_scalar<F>, &detail::axpy_half_scalar<F>,
                                 &detail::widen_half_scalar<F>, &detail::narrow_half_scalar<F>}};
@@ -48,6 +48,8 @@ struct paths {
                          &detail::widen_half_avx512<F>, &detail::narrow_half_avx2<F>});
 #endif
         p.push_back({"dispatched", &dot_half<F>, &axpy_half<F>, &widen_half<F>, &narrow_half<F>});
+        p.push_back({"compiled", &detail::dot_half_compiled<F>, &detail::axpy_half_compiled<F>, &widen_half<F>,
+                     &narrow_half<F>});
         return p;
     }
 };

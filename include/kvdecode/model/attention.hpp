@@ -62,9 +62,13 @@ struct native_rows {
 template <quant::half_format F>
 struct half_rows {
     using element = std::uint16_t;
-    static float dot(const float* q, const std::uint16_t* k, std::size_t n) noexcept { return quant::dot_half<F>(q, k, n); }
+    // Chosen at compile time, as simd::dot and simd::axpy are for float rows: inlined
+    // into the per-key loops.
+    static float dot(const float* q, const std::uint16_t* k, std::size_t n) noexcept {
+        return quant::detail::dot_half_compiled<F>(q, k, n);
+    }
     static void axpy(float alpha, const std::uint16_t* v, float* out, std::size_t n) noexcept {
-        quant::axpy_half<F>(alpha, v, out, n);
+        quant::detail::axpy_half_compiled<F>(alpha, v, out, n);
     }
     static void widen(const std::uint16_t* h, float* out, std::size_t n) noexcept { quant::widen_half<F>(h, out, n); }
 };

@@ -160,6 +160,31 @@ void narrow_half_avx2(const float* x, std::uint16_t* out, std::size_t n) noexcep
 }
 #endif
 
+// The best path the translation unit's target has, chosen at compile time (as the
+// float kernels of simd/ are): for callers in a hot loop, such as attention over a
+// cache, where a call through the run-time choice below costs more than its work.
+template <half_format F>
+inline float dot_half_compiled(const float* x, const std::uint16_t* h, std::size_t n) noexcept {
+#if defined(KVDECODE_QUANT_AVX512)
+    return dot_half_avx512<F>(x, h, n);
+#elif defined(KVDECODE_QUANT_AVX2)
+    return dot_half_avx2<F>(x, h, n);
+#else
+    return dot_half_scalar<F>(x, h, n);
+#endif
+}
+
+template <half_format F>
+inline void axpy_half_compiled(float alpha, const std::uint16_t* h, float* y, std::size_t n) noexcept {
+#if defined(KVDECODE_QUANT_AVX512)
+    axpy_half_avx512<F>(alpha, h, y, n);
+#elif defined(KVDECODE_QUANT_AVX2)
+    axpy_half_avx2<F>(alpha, h, y, n);
+#else
+    axpy_half_scalar<F>(alpha, h, y, n);
+#endif
+}
+
 }  // namespace detail
 
 // The best path compiled in and run by this CPU (asked once per call site type).
