@@ -413,31 +413,62 @@ TEST_CASE("legacy reference dots are the formats' integer block sums", "[quant][
     REQUIRE(dot_q4_0_q8_0(a, b, 2) == dot_legacy(a, b, 2));
 }
 
-TEST_CASE("Q8_1 activation preparation equals the reference bit for bit (s as s / 8, widened)", "[quant][q4_q5]") {
-    for (std::size_t n : {32, 64, 96, 800, 33}) {
+namespace {
+
+// prepare_activation_row's layout (kernels_q4_q5.hpp) read back against quantize_row_q8_0
+// / quantize_row_q8_1, bit for bit, the padding zero.
+template <class Block>
+void check_prepared_row() {
+    using F = legacy_format<Block>;
+    for (std::size_t n : {32, 64, 96, 128, 160, 800}) {
         auto x = random_row(n, 50 + n);
         if (n == 96) x[40] = std::numeric_limits<float>::infinity();
-        const q8_1_activations layout{n};
+        const legacy_activation_layout layout{n};
         REQUIRE(layout.row_bytes() % 64 == 0);
+        REQUIRE(activation_row_bytes<Block>(n) == layout.row_bytes());
         kvdecode::aligned_buffer<std::byte> scratch(layout.row_bytes());
         std::memset(scratch.data(), 0x55, scratch.size());
-        quantize_activation_row_q8_1(x.data(), n, scratch.data());
-        std::vector<block_q8_1> ref(q8_0_blocks(n));
+        prepare_activation_row<Block>(x.data(), n, scratch.data());
+        std::vector<block_q8_1> ref(n / 32);
         quantize_row_q8_1(x.data(), ref.data(), n);
-        const auto* quants = reinterpret_cast<const std::int8_t*>(scratch.data());
-        const auto* scales = reinterpret_cast<const float*>(scratch.data() + layout.q8_0().scales_offset());
-        const auto* sums = reinterpret_cast<const float*>(scratch.data() + layout.sums_offset());
-        for (std::size_t b = 0; b < layout.q8_0().padded_blocks(); ++b) {
-            CAPTURE(n, b);
+        std::vector<block_q8_0> ref0(n / 32);
+        quantize_row_q8_0(x.data(), ref0.data(), n);
+        for (std::size_t b = 0; b < layout.groups() * 4; ++b) {
+            CAPTURE(kvdecode::to_string(F::type), n, b);
             const bool real = b < ref.size();
-            for (std::size_t i = 0; i < 32; ++i) REQUIRE(int(quants[32 * b + i]) == (real ? int(ref[b].qs[i]) : 0));
+            if (real) REQUIRE(ref[b].d == ref0[b].d);
+            const std::byte* group = scratch.data() + b / 4 * 256;
+            const std::size_t k = b % 4;
+            std::int8_t q[32];
+            std::memcpy(q, group + 16 * k, 16);
+            std::memcpy(q + 16, group + 64 + 16 * k, 16);
+            for (std::size_t i = 0; i < 32; ++i) REQUIRE(int(q[i]) == (real ? int(ref[b].qs[i]) : 0));
             const float d = real ? f16_to_f32(ref[b].d) : 0.0f, s = real ? f16_to_f32(ref[b].s) : 0.0f;
-            for (std::size_t i = 0; i < 8; ++i)
-                REQUIRE(std::bit_cast<std::uint32_t>(scales[8 * b + i]) == std::bit_cast<std::uint32_t>(d));
-            for (std::size_t i = 0; i < 8; ++i)
-                REQUIRE(std::bit_cast<std::uint32_t>(sums[8 * b + i]) == std::bit_cast<std::uint32_t>(s / 8));
+            std::uint32_t lanes[4], aux[4];
+            std::memcpy(lanes, group + 128 + 16 * k, sizeof lanes);
+            std::memcpy(aux, group + 192 + 16 * k, sizeof aux);
+            for (std::size_t j = 0; j < 4; ++j) {
+                REQUIRE(lanes[j] == std::bit_cast<std::uint32_t>(d));
+                if constexpr (F::has_min) {
+                    REQUIRE(aux[j] == std::bit_cast<std::uint32_t>(s / 4));
+                } else {
+                    // -offset times the 8 quants int32 lane j covers: 4j .. 4j + 3 and 16 + 4j ..
+                    int sum = 0;
+                    for (std::size_t i = 0; i < 4; ++i) sum += q[4 * j + i] + q[16 + 4 * j + i];
+                    REQUIRE(std::bit_cast<std::int32_t>(aux[j]) == -F::offset * sum);
+                }
+            }
         }
     }
+}
+
+}  // namespace
+
+TEST_CASE("prepared activations equal the Q8_0 / Q8_1 reference bit for bit", "[quant][q4_q5]") {
+    check_prepared_row<block_q4_0>();
+    check_prepared_row<block_q4_1>();
+    check_prepared_row<block_q5_0>();
+    check_prepared_row<block_q5_1>();
 }
 
 namespace {

@@ -1,31 +1,41 @@
 #pragma once
 // Q4_0, Q4_1, Q5_0 and Q5_1 weights: the product kernels (q4_q5.hpp has the formats
 // and their scalar reference). One kernel per instruction set serves all four: a
-// format only changes how a block unpacks into 32 integer quants (nibbles, the fifth
-// bits, the offset) and whether a minimum term m_w * s_x is added.
+// format only changes where a block's fields sit, whether it has fifth bits, its
+// offset (_0) or its minimum term m_w * s_x (_1).
 //
 // Weights stay in the file's layout, out_dim rows of in_dim / 32 blocks, read where
 // they are: nothing here assumes the bytes came from our quantiser or are aligned
-// beyond their 2-byte fields (every load is unaligned; a GGUF loader may point the
-// matrix at mapped file data). A block is never read past its own bytes.
+// beyond their 2-byte fields (a GGUF loader may point the matrix at mapped file data),
+// and nothing is read past the matrix's last byte. Every field of the four formats
+// starts at an even byte, so 16-bit permutes can gather them.
 //
-// Activations are prepared once per product, in scratch:
-//   _0 types: the Q8_0 layout of kernels_q8_0.hpp (quantize_activation_row), as is;
-//   _1 types: the same followed by each block's Q8_1 s / 8 as float, 8 times (as the
-//             scales are widened; padded_blocks of them, the padding zero), rows
-//             q8_1_activations::row_bytes() apart (multiples of 64 bytes). s / 8 is
-//             exact (s is a float16 value), and 8 lanes of m_w * s / 8 sum to m_w * s.
+// The kernels take a group of 4 blocks per step. A block's 16 qs bytes hold values
+// 0..15 in their low nibbles and 16..31 in their high ones, so the group's 64 qs bytes
+// masked give values 0..15 of the 4 blocks and shifted give values 16..31, with no
+// reordering of the weights. prepare lays the activations out to match, per group
+// of 4 blocks (256 bytes, the last group of a row zero-padded):
+//   [0, 64)     int8   block k's activation quants 0..15 at 16 k
+//   [64, 128)   int8   block k's quants 16..31 at 16 k
+//   [128, 192)  float  block k's Q8_0 scale d_x in lanes 4k .. 4k + 3
+//   [192, 256)  _0: int32, lane 4k + j: -offset * (the 8 quants of block k that int32
+//               lane j of the two dot products covers: 4j .. 4j + 3 and 16 + 4j ..);
+//               _1: float, block k's Q8_1 s / 4 in lanes 4k .. 4k + 3 (exact).
+// So the unsigned quants (0 .. 31, the offset not taken off) go straight into the
+// unsigned operand of vpdpbusd / vpmaddubsw, and the offset is folded in exactly:
+// sum (q - o) x = sum q x - o sum x, per int32 lane, in integers. Each block's exact
+// sum lies in 4 int32 lanes; per step and row one conversion, one multiply by d_x and
+// one fused multiply-add by d_w (+ one by m_w for _1) cover 4 blocks, and the
+// horizontal sum happens once per output. Only d_w * d_x products and the float sum
+// round (|q| <= 31, |x| <= 127: 16-bit pair sums of maddubs, and two of them added,
+// cannot saturate).
 //
-// Per output the kernels sum float(block's int32 dot) * (d_w * d_x) over blocks (and
-// m_w * s_x for the _1 types, in the same vector accumulator): the integer dot is
-// exact (|q_w| <= 31, |q_x| <= 127, so the 16-bit pair sums of maddubs cannot
-// saturate), only scaling and summation round. Signed quants
-// (_0) use the sign trick of kernels_q8_0.hpp (|w| times x with w's sign); unsigned
-// ones (_1) go into the unsigned operand directly. Each weight block is unpacked once
-// for up to R activation rows (8 on AVX-512, 4 on AVX2); AVX-512 takes two blocks per
-// step in a 512-bit register and uses VNNI's vpdpbusd where the target has it.
+// Each output is computed the same way whatever tile of activation rows it is in
+// (a row's arithmetic does not depend on the others), so a row alone and a row among
+// many give bit-identical outputs.
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -52,63 +62,77 @@ struct legacy_matrix {
     std::size_t blocks_per_row() const noexcept { return legacy_blocks(in_dim); }
 };
 
-// The scratch layout of one prepared Q8_1 activation row: Q8_0's, then each block's
-// s / 8, 8 times.
-struct q8_1_activations {
+inline constexpr std::size_t legacy_group_blocks = 4;    // blocks per kernel step
+inline constexpr std::size_t legacy_group_bytes = 256;   // prepared activation bytes per group
+
+// The scratch layout of one prepared activation row (in_dim a multiple of 32).
+struct legacy_activation_layout {
     std::size_t in_dim = 0;
 
-    q8_0_activations q8_0() const noexcept { return {in_dim}; }
-    std::size_t sums_offset() const noexcept { return q8_0().row_bytes(); }
-    std::size_t row_bytes() const noexcept { return sums_offset() + q8_0().padded_blocks() * 8 * sizeof(float); }
+    std::size_t blocks() const noexcept { return legacy_blocks(in_dim); }
+    std::size_t groups() const noexcept { return (blocks() + legacy_group_blocks - 1) / legacy_group_blocks; }
+    std::size_t row_bytes() const noexcept { return groups() * legacy_group_bytes; }
 };
 
 // Scratch bytes per activation row for weights of a block type.
 template <class Block>
 constexpr std::size_t activation_row_bytes(std::size_t in_dim) noexcept {
-    if constexpr (legacy_format<Block>::has_min) return q8_1_activations{in_dim}.row_bytes();
-    else return q8_0_activations{in_dim}.row_bytes();
+    return legacy_activation_layout{in_dim}.row_bytes();
 }
 
-// One activation row x (in_dim values) into its prepared Q8_1 form at dst (row_bytes()
-// bytes, 64-byte aligned): quantize_row_q8_1's blocks, quants, widened d and s / 8 apart.
-inline void quantize_activation_row_q8_1(const float* x, std::size_t in_dim, std::byte* dst) noexcept {
-    quantize_activation_row(x, in_dim, dst);
-    const q8_1_activations layout{in_dim};
-    const auto* quants = reinterpret_cast<const std::int8_t*>(dst);
-    float* sums = reinterpret_cast<float*>(dst + layout.sums_offset());
-    const std::size_t blocks = layout.q8_0().blocks(), padded = layout.q8_0().padded_blocks();
-    for (std::size_t b = 0; b < blocks; ++b) {
-        const std::size_t first = b * q8_0_block_values, count = std::min(q8_0_block_values, in_dim - first);
-        std::fill_n(sums + 8 * b, 8, f16_to_f32(q8_1_block_sum(x + first, count, quants + first)) / 8);
-    }
-    std::fill(sums + 8 * blocks, sums + 8 * padded, 0.0f);
-}
-
-// Prepares activation row x for weights of a block type.
+// One activation row x (in_dim values, a multiple of 32) into its prepared form at dst
+// (row_bytes() bytes, 64-byte aligned) for weights of a block type: quantize_row_q8_0's
+// (or quantize_row_q8_1's) blocks, laid out as at the top of this file.
 template <class Block>
 inline void prepare_activation_row(const float* x, std::size_t in_dim, std::byte* dst) noexcept {
-    if constexpr (legacy_format<Block>::has_min) quantize_activation_row_q8_1(x, in_dim, dst);
-    else quantize_activation_row(x, in_dim, dst);
+    using F = legacy_format<Block>;
+    static const detail::quantize_block_fn whole_block = detail::best_quantize_block();
+    const legacy_activation_layout layout{in_dim};
+    const std::size_t blocks = layout.blocks();
+    if (blocks % legacy_group_blocks != 0) std::memset(dst + (layout.groups() - 1) * legacy_group_bytes, 0, legacy_group_bytes);
+    for (std::size_t b = 0; b < blocks; ++b) {
+        std::byte* group = dst + b / legacy_group_blocks * legacy_group_bytes;
+        const std::size_t k = b % legacy_group_blocks;
+        const float* xb = x + b * legacy_block_values;
+        std::int8_t q[legacy_block_values];
+        const float d = f16_to_f32(whole_block(xb, q));
+        std::memcpy(group + 16 * k, q, 16);
+        std::memcpy(group + 64 + 16 * k, q + 16, 16);
+        float lanes[4];
+        std::fill_n(lanes, 4, d);
+        std::memcpy(group + 128 + 16 * k, lanes, sizeof lanes);
+        if constexpr (F::has_min) {
+            std::fill_n(lanes, 4, f16_to_f32(q8_1_block_sum(xb, legacy_block_values, q)) / 4);
+            std::memcpy(group + 192 + 16 * k, lanes, sizeof lanes);
+        } else {
+            std::int32_t corr[4];
+            for (std::size_t j = 0; j < 4; ++j) {
+                std::int32_t sum = 0;
+                for (std::size_t i = 0; i < 4; ++i) sum += q[4 * j + i] + q[16 + 4 * j + i];
+                corr[j] = -F::offset * sum;
+            }
+            std::memcpy(group + 192 + 16 * k, corr, sizeof corr);
+        }
+    }
 }
 
 namespace detail {
 
-// Where activation row r's quants, widened scales and (Q8_1) widened s / 8 start.
-template <class Block>
+// Prepared activation row r of the scratch.
 struct legacy_activations {
     const std::byte* scratch;
-    std::size_t in_dim;
+    std::size_t row_bytes;
 
-    std::size_t row_bytes() const noexcept { return activation_row_bytes<Block>(in_dim); }
-    const std::int8_t* quants(std::size_t r) const noexcept {
-        return reinterpret_cast<const std::int8_t*>(scratch + r * row_bytes());
-    }
-    const float* scales(std::size_t r) const noexcept {
-        return reinterpret_cast<const float*>(scratch + r * row_bytes() + q8_0_activations{in_dim}.scales_offset());
-    }
-    const float* sums(std::size_t r) const noexcept {
-        return reinterpret_cast<const float*>(scratch + r * row_bytes() + q8_1_activations{in_dim}.sums_offset());
-    }
+    const std::byte* row(std::size_t r) const noexcept { return scratch + r * row_bytes; }
+};
+
+// Where a block type's fields start (bytes; all even).
+template <class Block>
+struct legacy_fields {
+    static constexpr std::size_t size = sizeof(Block);
+    static constexpr std::size_t m = 2;  // _1 types only
+    static constexpr std::size_t qh = legacy_format<Block>::has_min ? 4 : 2;  // Q5 only
+    static constexpr std::size_t qs = offsetof(Block, qs);
 };
 
 // The scalar kernel: for each output and row, dot_legacy's arithmetic in its order.
@@ -116,177 +140,232 @@ template <class Block>
 struct legacy_scalar {
     static constexpr std::size_t max_tile = 1;
     template <std::size_t Tile>
-    static void tile(const legacy_matrix<Block>& m, const matrix_product<float>& p, const legacy_activations<Block>& x,
+    static void tile(const legacy_matrix<Block>& m, const matrix_product<float>& p, const legacy_activations& x,
                      std::size_t o, std::size_t row) noexcept {
         const std::size_t nb = m.blocks_per_row();
         const Block* w = m.blocks + o * nb;
         for (std::size_t r = row; r < row + Tile; ++r) {
-            const std::int8_t* xq = x.quants(r);
-            const float* xd = x.scales(r);
             float sum = 0;
             for (std::size_t b = 0; b < nb; ++b) {
-                float sx = 0;
-                if constexpr (legacy_format<Block>::has_min) sx = 8 * x.sums(r)[8 * b];  // exact
-                sum += block_dot(w[b], xq + b * legacy_block_values, xd[8 * b], sx);
+                const std::byte* group = x.row(r) + b / legacy_group_blocks * legacy_group_bytes;
+                const std::size_t k = b % legacy_group_blocks;
+                std::int8_t q[legacy_block_values];
+                std::memcpy(q, group + 16 * k, 16);
+                std::memcpy(q + 16, group + 64 + 16 * k, 16);
+                float dx = 0, sx = 0;
+                std::memcpy(&dx, group + 128 + 16 * k, sizeof dx);
+                if constexpr (legacy_format<Block>::has_min) {
+                    std::memcpy(&sx, group + 192 + 16 * k, sizeof sx);
+                    sx *= 4;  // exact
+                }
+                sum += block_dot(w[b], q, dx, sx);
             }
-            store_output(p, r, o, sum);
+            store_outputs(p, r, o, 1, &sum);
         }
     }
 };
 
-#if defined(KVDECODE_QUANT_AVX2)
-// A block's 32 quants as bytes in value order, offset taken off.
-template <class Block>
-inline __m256i unpack_avx2(const Block& b) noexcept {
-    using F = legacy_format<Block>;
-    const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs));
-    // Low nibbles are values 0..15, high nibbles 16..31: lanes 0 and 1.
-    __m256i q = _mm256_inserti128_si256(_mm256_castsi128_si256(packed), _mm_srli_epi16(packed, 4), 1);
-    q = _mm256_and_si256(q, _mm256_set1_epi8(0x0f));
-    if constexpr (F::bits == 5) {
-        std::uint32_t qh;
-        std::memcpy(&qh, b.qh, sizeof qh);  // x86 is little-endian: bit i is value i's
-        // Byte i gets qh's byte i / 8 (the shuffle works per 128-bit lane, and every
-        // 4 bytes of the broadcast hold qh), then its bit i % 8 becomes 0x10.
-        const __m256i spread = _mm256_shuffle_epi8(
-            _mm256_set1_epi32(static_cast<int>(qh)),
-            _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
-        const __m256i bit = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ull));
-        q = _mm256_or_si256(q, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit), _mm256_set1_epi8(0x10)));
+// A kernel over whole groups of 4 blocks: Isa::tile_steps runs `groups` of them from
+// w; a short last group (in_dim not a multiple of 128) runs on a zero-padded copy,
+// whose missing blocks meet the activations' zero padding.
+template <class Block, class Step>
+inline void legacy_groups(const Block* w, std::size_t nb, Step&& step) noexcept {
+    const std::size_t full = nb / legacy_group_blocks, rest = nb % legacy_group_blocks;
+    for (std::size_t g = 0; g < full; ++g) step(w + g * legacy_group_blocks, g);
+    if (rest != 0) {
+        Block padded[legacy_group_blocks] = {};
+        std::memcpy(padded, w + full * legacy_group_blocks, rest * sizeof(Block));
+        step(padded, full);
     }
-    if constexpr (F::offset != 0) q = _mm256_sub_epi8(q, _mm256_set1_epi8(static_cast<char>(F::offset)));
-    return q;
 }
 
+#if defined(KVDECODE_QUANT_AVX2)
 template <class Block>
 struct legacy_avx2 {
-    static constexpr std::size_t max_tile = 4;
+    using F = legacy_format<Block>;
+    using L = legacy_fields<Block>;
+    static constexpr std::size_t max_tile = 8;
 
-    template <std::size_t Tile>
-    static void tile(const legacy_matrix<Block>& m, const matrix_product<float>& p, const legacy_activations<Block>& x,
-                     std::size_t o, std::size_t row) noexcept {
-        constexpr bool has_min = legacy_format<Block>::has_min;
-        const std::size_t nb = m.blocks_per_row();
-        const Block* w = m.blocks + o * nb;
-        const std::int8_t* xq[Tile];
-        const float* xd[Tile];
-        const float* xs[Tile] = {};
-        __m256 acc[Tile];
-        for (std::size_t r = 0; r < Tile; ++r) {
-            xq[r] = x.quants(row + r), xd[r] = x.scales(row + r), acc[r] = _mm256_setzero_ps();
-            if constexpr (has_min) xs[r] = x.sums(row + r);
-        }
-        const __m256i ones = _mm256_set1_epi16(1);
-        for (std::size_t b = 0; b < nb; ++b) {
-            prefetch_weights(w + b, row);
-            const __m256i wq = unpack_avx2(w[b]);
-            const __m256i magnitude = has_min ? wq : _mm256_sign_epi8(wq, wq);
-            const __m256 dw = _mm256_set1_ps(_cvtsh_ss(w[b].d));
-            __m256 mw = _mm256_setzero_ps();
-            if constexpr (has_min) mw = _mm256_set1_ps(_cvtsh_ss(w[b].m));
-            for (std::size_t r = 0; r < Tile; ++r) {
-                const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[r] + b * legacy_block_values));
-                const __m256i signed_x = has_min ? xv : _mm256_sign_epi8(xv, wq);
-                const __m256i sums = _mm256_madd_epi16(_mm256_maddubs_epi16(magnitude, signed_x), ones);
-                const __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(sums), _mm256_loadu_ps(xd[r] + 8 * b));
-                acc[r] = _mm256_fmadd_ps(f, dw, acc[r]);
-                if constexpr (has_min) acc[r] = _mm256_fmadd_ps(mw, _mm256_loadu_ps(xs[r] + 8 * b), acc[r]);
+    // Bytes of a 32-byte load at a pair's first block -> float16 d (and m) per lane, as
+    // [d0 x4, d1 x4 | m0 x4, m1 x4] after the 64-bit lanes are put in order.
+    static __m256i header_index() noexcept {
+        alignas(32) std::int8_t idx[32];
+        for (int lane = 0; lane < 2; ++lane) {
+            const int base = lane == 0 ? 0 : int(L::size) - 16;
+            for (int i = 0; i < 4; ++i) {
+                idx[16 * lane + 2 * i] = static_cast<std::int8_t>(base), idx[16 * lane + 2 * i + 1] = static_cast<std::int8_t>(base + 1);
+                const int mb = F::has_min ? base + int(L::m) : -128;
+                idx[16 * lane + 8 + 2 * i] = static_cast<std::int8_t>(mb);
+                idx[16 * lane + 9 + 2 * i] = static_cast<std::int8_t>(F::has_min ? mb + 1 : -128);
             }
         }
+        return _mm256_load_si256(reinterpret_cast<const __m256i*>(idx));
+    }
+    // The same load -> byte j of lane k (block k's value j, or 16 + j) gets block k's qh
+    // byte holding its fifth bit.
+    static __m256i high_index(int half) noexcept {
+        alignas(32) std::int8_t idx[32];
+        for (int lane = 0; lane < 2; ++lane) {
+            const int base = (lane == 0 ? 0 : int(L::size) - 16) + int(L::qh) + 2 * half;
+            for (int j = 0; j < 16; ++j) idx[16 * lane + j] = static_cast<std::int8_t>(base + j / 8);
+        }
+        return _mm256_load_si256(reinterpret_cast<const __m256i*>(idx));
+    }
+
+    template <std::size_t Tile>
+    static void tile(const legacy_matrix<Block>& m, const matrix_product<float>& p, const legacy_activations& x,
+                     std::size_t o, std::size_t row) noexcept {
+        const std::size_t nb = m.blocks_per_row();
+        const std::byte* xr[Tile];
+        __m256 acc[Tile];
+        for (std::size_t r = 0; r < Tile; ++r) xr[r] = x.row(row + r), acc[r] = _mm256_setzero_ps();
+        const __m256i nibble = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+        const __m256i head_idx = header_index();
+        [[maybe_unused]] const __m256i bit = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ull));
+        [[maybe_unused]] const __m256i fifth = _mm256_set1_epi8(0x10);
+        [[maybe_unused]] __m256i high_idx[2] = {};
+        if constexpr (F::bits == 5) high_idx[0] = high_index(0), high_idx[1] = high_index(1);
+
+        legacy_groups(m.blocks + o * nb, nb, [&](const Block* w, std::size_t g) {
+            for (std::size_t half = 0; half < 2; ++half) {
+                const auto* a = reinterpret_cast<const std::byte*>(w + 2 * half);
+                if (row == 0) __builtin_prefetch(a + 1024, 0, 3);
+                const __m256i qs = _mm256_inserti128_si256(
+                    _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + L::qs))),
+                    _mm_loadu_si128(reinterpret_cast<const __m128i*>(a + L::size + L::qs)), 1);
+                __m256i lo = _mm256_and_si256(qs, nibble), hi = _mm256_and_si256(_mm256_srli_epi16(qs, 4), nibble);
+                const __m256i head = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a));
+                if constexpr (F::bits == 5) {
+                    auto add_fifth = [&](__m256i q, __m256i idx) {
+                        const __m256i spread = _mm256_and_si256(_mm256_shuffle_epi8(head, idx), bit);
+                        return _mm256_or_si256(q, _mm256_and_si256(_mm256_cmpeq_epi8(spread, bit), fifth));
+                    };
+                    lo = add_fifth(lo, high_idx[0]);
+                    hi = add_fifth(hi, high_idx[1]);
+                }
+                const __m256i halves = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(head, head_idx), 0xd8);
+                const __m256 dw = _mm256_cvtph_ps(_mm256_castsi256_si128(halves));
+                [[maybe_unused]] __m256 mw;
+                if constexpr (F::has_min) mw = _mm256_cvtph_ps(_mm256_extracti128_si256(halves, 1));
+                const std::size_t at = g * legacy_group_bytes + 32 * half;
+                for (std::size_t r = 0; r < Tile; ++r) {
+                    const std::byte* xg = xr[r] + at;
+                    const __m256i xlo = _mm256_load_si256(reinterpret_cast<const __m256i*>(xg));
+                    const __m256i xhi = _mm256_load_si256(reinterpret_cast<const __m256i*>(xg + 64));
+                    const __m256i pairs = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xlo), _mm256_maddubs_epi16(hi, xhi));
+                    __m256i sums = _mm256_madd_epi16(pairs, ones);
+                    if constexpr (!F::has_min)
+                        sums = _mm256_add_epi32(sums, _mm256_load_si256(reinterpret_cast<const __m256i*>(xg + 192)));
+                    const __m256 scaled = _mm256_mul_ps(_mm256_cvtepi32_ps(sums), _mm256_load_ps(reinterpret_cast<const float*>(xg + 128)));
+                    acc[r] = _mm256_fmadd_ps(scaled, dw, acc[r]);
+                    if constexpr (F::has_min)
+                        acc[r] = _mm256_fmadd_ps(mw, _mm256_load_ps(reinterpret_cast<const float*>(xg + 192)), acc[r]);
+                }
+            }
+        });
         for (std::size_t r = 0; r < Tile; ++r) {
             __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc[r]), _mm256_extractf128_ps(acc[r], 1));
             s = _mm_add_ps(s, _mm_movehl_ps(s, s));
             s = _mm_add_ss(s, _mm_movehdup_ps(s));
-            store_output(p, row + r, o, _mm_cvtss_f32(s));
+            const float sum = _mm_cvtss_f32(s);
+            store_outputs(p, row + r, o, 1, &sum);
         }
     }
 };
 #endif
 
 #if defined(KVDECODE_QUANT_AVX512)
-// Blocks w[0] and w[1] (pair) or w[0] alone as 64 quant bytes in value order, offset
-// taken off, in 512-bit operations: the two blocks' nibbles fill 128-bit lanes
-// [w0, w0, w1, w1], the odd lanes shifted down by a nibble, and the fifth bits are
-// a 64-bit mask. Without a pair the upper half holds -offset, which multiplies the
-// activations' zero padding.
-template <class Block>
-inline __m512i unpack_pair_avx512(const Block* w, bool pair) noexcept {
-    using F = legacy_format<Block>;
-    const __m128i first = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w[0].qs));
-    const __m128i second = pair ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(w[1].qs)) : _mm_setzero_si128();
-    const __m512i both = _mm512_castsi256_si512(_mm256_inserti128_si256(_mm256_castsi128_si256(first), second, 1));
-    __m512i q = _mm512_shuffle_i64x2(both, both, 0x50);  // lanes 0, 0, 1, 1
-    q = _mm512_mask_srli_epi16(q, 0xff00ff00u, q, 4);    // lanes 1 and 3: the high nibbles
-    q = _mm512_and_si512(q, _mm512_set1_epi8(0x0f));
-    if constexpr (F::bits == 5) {
-        std::uint32_t h0 = 0, h1 = 0;
-        std::memcpy(&h0, w[0].qh, sizeof h0);  // x86 is little-endian: bit i is value i's
-        if (pair) std::memcpy(&h1, w[1].qh, sizeof h1);
-        q = _mm512_mask_add_epi8(q, _cvtu64_mask64(h0 | std::uint64_t{h1} << 32), q, _mm512_set1_epi8(0x10));
-    }
-    if constexpr (F::offset != 0) q = _mm512_sub_epi8(q, _mm512_set1_epi8(static_cast<char>(F::offset)));
-    return q;
-}
-
-// Two blocks per step in a 512-bit register (the second zero past the row's end: the
-// activations' padding is zero too); block sums of 4 products in 16 int32 lanes,
-// 8 per block, scaled per lane.
 template <class Block>
 struct legacy_avx512 {
+    using F = legacy_format<Block>;
+    using L = legacy_fields<Block>;
     static constexpr std::size_t max_tile = 8;
+    // A group's bytes as two 64-byte loads, the second masked to the group's end.
+    static constexpr std::size_t second_bytes = legacy_group_blocks * L::size - 64;
 
-    static __m512i dot(__m512i unsigned_w, __m512i signed_x) noexcept {
-#if defined(KVDECODE_QUANT_AVX512_VNNI)
-        return _mm512_dpbusd_epi32(_mm512_setzero_si512(), unsigned_w, signed_x);
-#else
-        return _mm512_madd_epi16(_mm512_maddubs_epi16(unsigned_w, signed_x), _mm512_set1_epi16(1));
-#endif
+    // 16-bit lanes of the two loads (0..31 the first, 32..63 the second) to gather.
+    static __m512i word_index(const std::array<std::size_t, 32>& words) noexcept {
+        alignas(64) std::int16_t idx[32];
+        for (std::size_t i = 0; i < 32; ++i) idx[i] = static_cast<std::int16_t>(words[i]);
+        return _mm512_load_si512(idx);
+    }
+    // Block k's 8 qs words at 8k.
+    static __m512i qs_index() noexcept {
+        std::array<std::size_t, 32> w{};
+        for (std::size_t i = 0; i < 32; ++i) w[i] = (i / 8 * L::size + L::qs) / 2 + i % 8;
+        return word_index(w);
+    }
+    // Block k's d in 4k .. 4k + 3, m (the _1 types) in 16 + 4k ...
+    static __m512i header_index() noexcept {
+        std::array<std::size_t, 32> w{};
+        for (std::size_t i = 0; i < 16; ++i) w[i] = i / 4 * L::size / 2;
+        for (std::size_t i = 16; i < 32; ++i) w[i] = F::has_min ? ((i - 16) / 4 * L::size + L::m) / 2 : 0;
+        return word_index(w);
+    }
+    // Block k's qh words: the low ones at k, the high ones at 4 + k (one 64-bit mask each).
+    static __m512i high_index() noexcept {
+        std::array<std::size_t, 32> w{};
+        for (std::size_t k = 0; k < 4; ++k) w[k] = (k * L::size + L::qh) / 2, w[4 + k] = w[k] + 1;
+        return word_index(w);
     }
 
     template <std::size_t Tile>
-    static void tile(const legacy_matrix<Block>& m, const matrix_product<float>& p, const legacy_activations<Block>& x,
+    static void tile(const legacy_matrix<Block>& m, const matrix_product<float>& p, const legacy_activations& x,
                      std::size_t o, std::size_t row) noexcept {
-        constexpr bool has_min = legacy_format<Block>::has_min;
         const std::size_t nb = m.blocks_per_row();
-        const Block* w = m.blocks + o * nb;
-        const std::int8_t* xq[Tile];
-        const float* xd[Tile];
-        const float* xs[Tile] = {};
+        const std::byte* xr[Tile];
         __m512 acc[Tile];
-        for (std::size_t r = 0; r < Tile; ++r) {
-            xq[r] = x.quants(row + r), xd[r] = x.scales(row + r), acc[r] = _mm512_setzero_ps();
-            if constexpr (has_min) xs[r] = x.sums(row + r);
-        }
-        auto step = [&](std::size_t b, bool pair) {
-            prefetch_weights(w + b, row);
-            const __m512i wq = unpack_pair_avx512(w + b, pair);
-            const __m512 dw = _mm512_mask_mov_ps(_mm512_set1_ps(_cvtsh_ss(w[b].d)), 0xff00,
-                                                 _mm512_set1_ps(pair ? _cvtsh_ss(w[b + 1].d) : 0.0f));
-            const __mmask64 negative = has_min ? 0 : _mm512_movepi8_mask(wq);
-            const __m512i magnitude = has_min ? wq : _mm512_abs_epi8(wq);
-            __m512 mw = _mm512_setzero_ps();
-            if constexpr (has_min)
-                mw = _mm512_mask_mov_ps(_mm512_set1_ps(_cvtsh_ss(w[b].m)), 0xff00,
-                                        _mm512_set1_ps(pair ? _cvtsh_ss(w[b + 1].m) : 0.0f));
-            for (std::size_t r = 0; r < Tile; ++r) {
-                const __m512i xv = _mm512_loadu_si512(xq[r] + b * legacy_block_values);
-                const __m512i signed_x = has_min ? xv : _mm512_mask_sub_epi8(xv, negative, _mm512_setzero_si512(), xv);
-                const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(dot(magnitude, signed_x)), _mm512_loadu_ps(xd[r] + 8 * b));
-                acc[r] = _mm512_fmadd_ps(f, dw, acc[r]);
-                if constexpr (has_min) acc[r] = _mm512_fmadd_ps(mw, _mm512_loadu_ps(xs[r] + 8 * b), acc[r]);
+        for (std::size_t r = 0; r < Tile; ++r) xr[r] = x.row(row + r), acc[r] = _mm512_setzero_ps();
+        const __m512i nibble = _mm512_set1_epi8(0x0f);
+        const __m512i qs_idx = qs_index(), head_idx = header_index();
+        [[maybe_unused]] __m512i high_idx{};
+        if constexpr (F::bits == 5) high_idx = high_index();
+        constexpr __mmask64 second = (__mmask64{1} << second_bytes) - 1;
+
+        legacy_groups(m.blocks + o * nb, nb, [&](const Block* w, std::size_t g) {
+            const auto* a = reinterpret_cast<const std::byte*>(w);
+            if (row == 0) __builtin_prefetch(a + 1024, 0, 3), __builtin_prefetch(a + 1024 + 64, 0, 3);
+            const __m512i z0 = _mm512_loadu_si512(a), z1 = _mm512_maskz_loadu_epi8(second, a + 64);
+            const __m512i qs = _mm512_permutex2var_epi16(z0, qs_idx, z1);
+            __m512i lo = _mm512_and_si512(qs, nibble), hi = _mm512_and_si512(_mm512_srli_epi16(qs, 4), nibble);
+            if constexpr (F::bits == 5) {
+                const __m128i bits = _mm512_castsi512_si128(_mm512_permutex2var_epi16(z0, high_idx, z1));
+                const __m512i fifth = _mm512_set1_epi8(0x10);
+                lo = _mm512_mask_add_epi8(lo, _cvtu64_mask64(static_cast<std::uint64_t>(_mm_cvtsi128_si64(bits))), lo, fifth);
+                hi = _mm512_mask_add_epi8(hi, _cvtu64_mask64(static_cast<std::uint64_t>(_mm_extract_epi64(bits, 1))), hi, fifth);
             }
-        };
-        std::size_t b = 0;
-        for (; b + 2 <= nb; b += 2) step(b, true);
-        if (b < nb) step(b, false);
-        for (std::size_t r = 0; r < Tile; ++r) store_output(p, row + r, o, _mm512_reduce_add_ps(acc[r]));
+            const __m512i head = _mm512_permutex2var_epi16(z0, head_idx, z1);
+            const __m512 dw = _mm512_cvtph_ps(_mm512_castsi512_si256(head));
+            [[maybe_unused]] __m512 mw;
+            if constexpr (F::has_min) mw = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(head, 1));
+            const std::size_t at = g * legacy_group_bytes;
+            for (std::size_t r = 0; r < Tile; ++r) {
+                const std::byte* xg = xr[r] + at;
+                const __m512i xlo = _mm512_load_si512(xg), xhi = _mm512_load_si512(xg + 64);
+                const __m512i start = F::has_min ? _mm512_setzero_si512() : _mm512_load_si512(xg + 192);
+#if defined(KVDECODE_QUANT_AVX512_VNNI)
+                const __m512i sums = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(start, lo, xlo), hi, xhi);
+#else
+                const __m512i pairs = _mm512_add_epi16(_mm512_maddubs_epi16(lo, xlo), _mm512_maddubs_epi16(hi, xhi));
+                const __m512i sums = _mm512_add_epi32(start, _mm512_madd_epi16(pairs, _mm512_set1_epi16(1)));
+#endif
+                const __m512 scaled = _mm512_mul_ps(_mm512_cvtepi32_ps(sums), _mm512_load_ps(reinterpret_cast<const float*>(xg + 128)));
+                acc[r] = _mm512_fmadd_ps(scaled, dw, acc[r]);
+                if constexpr (F::has_min)
+                    acc[r] = _mm512_fmadd_ps(mw, _mm512_load_ps(reinterpret_cast<const float*>(xg + 192)), acc[r]);
+            }
+        });
+        for (std::size_t r = 0; r < Tile; ++r) {
+            const float sum = _mm512_reduce_add_ps(acc[r]);
+            store_outputs(p, row + r, o, 1, &sum);
+        }
     }
 };
 #endif
 
 template <class Isa, class Block, std::size_t Tile>
-void legacy_remainder_tile(const legacy_matrix<Block>& m, const matrix_product<float>& p,
-                           const legacy_activations<Block>& x, std::size_t o, std::size_t row, std::size_t rows) noexcept {
+void legacy_remainder_tile(const legacy_matrix<Block>& m, const matrix_product<float>& p, const legacy_activations& x,
+                           std::size_t o, std::size_t row, std::size_t rows) noexcept {
     if constexpr (Tile > 0) {
         if (rows == Tile) Isa::template tile<Tile>(m, p, x, o, row);
         else legacy_remainder_tile<Isa, Block, Tile - 1>(m, p, x, o, row, rows);
@@ -299,7 +378,7 @@ template <class Isa, class Block>
 void legacy_matmul(const legacy_matrix<Block>& m, const matrix_product<float>& p, const std::byte* scratch,
                    std::size_t unit_begin, std::size_t unit_end) noexcept {
     constexpr std::size_t tile = Isa::max_tile;
-    const legacy_activations<Block> x{scratch, m.in_dim};
+    const legacy_activations x{scratch, activation_row_bytes<Block>(m.in_dim)};
     const std::size_t o_end = std::min(unit_end * q8_0_unit_outputs, m.out_dim);
     for (std::size_t o = unit_begin * q8_0_unit_outputs; o < o_end; ++o) {
         std::size_t row = 0;

@@ -224,14 +224,12 @@ public:
                     quant::prepare_q8_k_row(p.in + r * p.in_stride, in_dim_, scratch + r * scratch_row_bytes_);
                 return;
             }
-            const bool q8_1 = type_ == weight_type::q4_1 || type_ == weight_type::q5_1;
-            for (std::size_t r = row_begin; r < row_end && r < p.rows; ++r) {
-                const T* x = p.in + r * p.in_stride;
-                std::byte* dst = scratch + r * scratch_row_bytes_;
-                if (type_ == weight_type::q8_0) quant::prepare_q8_0_row(x, in_dim_, dst);
-                else if (q8_1) quant::quantize_activation_row_q8_1(x, in_dim_, dst);
-                else quant::quantize_activation_row(x, in_dim_, dst);
-            }
+            auto each_row = [&](auto prepare_row) {
+                for (std::size_t r = row_begin; r < row_end && r < p.rows; ++r)
+                    prepare_row(p.in + r * p.in_stride, in_dim_, scratch + r * scratch_row_bytes_);
+            };
+            if (type_ == weight_type::q8_0) each_row(quant::prepare_q8_0_row);
+            else with_legacy_block(type_, [&]<class Block>(Block*) { each_row(quant::prepare_activation_row<Block>); });
         }
     }
 
