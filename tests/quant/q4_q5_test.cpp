@@ -22,6 +22,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
 #include <limits>
 #include <sstream>
 #include <string>
@@ -495,9 +496,9 @@ void run_kernel(kernel_isa isa, const legacy_matrix<Block>& m, const matrix_prod
 enum class weights_from { random_bytes, quantized_floats };
 
 // One matrix (at a 32-byte but not 64-byte aligned address, as mapped GGUF data may be)
-// against every kernel, rows 1 .. 9 (one past AVX-512's tile), stored and accumulated.
+// against every kernel, the given row counts, stored and accumulated.
 template <class Block>
-void check_kernels(std::size_t out_dim, std::size_t in_dim, weights_from source) {
+void check_kernels(std::size_t out_dim, std::size_t in_dim, weights_from source, std::initializer_list<std::size_t> row_counts) {
     const std::size_t nb = in_dim / 32;
     kvdecode::rng gen(out_dim * 1000 + in_dim + (source == weights_from::random_bytes ? 7 : 0));
     std::vector<Block> rows(out_dim * nb);
@@ -513,7 +514,7 @@ void check_kernels(std::size_t out_dim, std::size_t in_dim, weights_from source)
     const std::size_t units = (out_dim + 31) / 32, in_stride = in_dim + 3, out_stride = out_dim + 2;
     const double eps = std::numeric_limits<float>::epsilon();
 
-    for (std::size_t n_rows = 1; n_rows <= 9; ++n_rows) {
+    for (std::size_t n_rows : row_counts) {
         const auto in = random_row(1 + n_rows * in_stride, n_rows + in_dim);
         const auto row_scale = random_row(n_rows, 5 + n_rows);
         const float* scale = n_rows % 3 == 2 ? nullptr : row_scale.data();
@@ -567,14 +568,73 @@ void check_kernels(std::size_t out_dim, std::size_t in_dim, weights_from source)
     }
 }
 
+// Row counts 1 .. 9 and past the tiles (8 rows on both instruction sets: 7, 8, 9, 16,
+// 17, 33); in_dim with and without a short last group of 4 blocks; out_dim not a
+// multiple of the 32-output unit. Then every in_dim that is a multiple of 32 up to
+// 4096 (a few rows, a small out_dim: the groups and their tails at every length).
 template <class Block>
 void check_kernels_everywhere() {
-    for (weights_from source : {weights_from::random_bytes, weights_from::quantized_floats})
+    for (weights_from source : {weights_from::random_bytes, weights_from::quantized_floats}) {
         for (std::size_t in_dim : {32, 96, 800})
-            for (std::size_t out_dim : {1, 31, 33, 100}) check_kernels<Block>(out_dim, in_dim, source);
+            for (std::size_t out_dim : {1, 31, 33, 100}) check_kernels<Block>(out_dim, in_dim, source, {1, 2, 3, 4, 5, 6, 7, 8, 9});
+        check_kernels<Block>(37, 416, source, {16, 17, 33});
+    }
+    for (std::size_t in_dim = 32; in_dim <= 4096; in_dim += 32)
+        check_kernels<Block>(3, in_dim, in_dim % 64 == 0 ? weights_from::quantized_floats : weights_from::random_bytes, {1, 9});
+}
+
+// Bit for bit, per instruction set: the product computed in one call, split into
+// units at odd points (as threads take them), and each row alone (rows = 1, as a
+// greedy step) against the same row inside a tile of 33 (a beam step).
+template <class Block>
+void check_rows_alone_and_split() {
+    const std::size_t out_dim = 200, in_dim = 416, rows = 33, nb = in_dim / 32, units = (out_dim + 31) / 32;
+    const auto w = random_row(out_dim * in_dim, 21);
+    std::vector<Block> blocks(out_dim * nb);
+    quantize_row_legacy(w.data(), blocks.data(), w.size());
+    const legacy_matrix<Block> m{blocks.data(), out_dim, in_dim};
+    const auto in = random_row(rows * in_dim, 22), row_scale = random_row(rows, 23);
+    const std::size_t row_bytes = activation_row_bytes<Block>(in_dim);
+    kvdecode::aligned_buffer<std::byte> scratch(rows * row_bytes);
+    for (std::size_t r = 0; r < rows; ++r) prepare_activation_row<Block>(in.data() + r * in_dim, in_dim, scratch.data() + r * row_bytes);
+    for (kernel_isa isa : all_isas) {
+        if (!runs(isa)) continue;
+        CAPTURE(kvdecode::to_string(legacy_format<Block>::type), kvdecode::to_string(isa));
+        for (bool accumulate : {false, true}) {
+            const auto before = random_row(rows * out_dim, 24);
+            std::vector<float> whole = before, split = before, alone = before;
+            const matrix_product<float> p{.in = in.data(), .in_stride = in_dim, .rows = rows, .row_scale = row_scale.data(),
+                                          .out = whole.data(), .out_stride = out_dim, .accumulate = accumulate};
+            run_kernel(isa, m, p, scratch.data(), 0, units);
+            matrix_product<float> q = p;
+            q.out = split.data();
+            run_kernel(isa, m, q, scratch.data(), 0, 1);
+            run_kernel(isa, m, q, scratch.data(), 1, 4);
+            run_kernel(isa, m, q, scratch.data(), 4, units);
+            for (std::size_t r = 0; r < rows; ++r) {
+                const matrix_product<float> one{.in = in.data() + r * in_dim, .in_stride = in_dim, .rows = 1,
+                                                .row_scale = row_scale.data() + r, .out = alone.data() + r * out_dim,
+                                                .out_stride = out_dim, .accumulate = accumulate};
+                run_kernel(isa, m, one, scratch.data() + r * row_bytes, 0, units);
+            }
+            for (std::size_t i = 0; i < whole.size(); ++i) {
+                CAPTURE(accumulate, i / out_dim, i % out_dim);
+                REQUIRE(std::bit_cast<std::uint32_t>(split[i]) == std::bit_cast<std::uint32_t>(whole[i]));
+                REQUIRE(std::bit_cast<std::uint32_t>(alone[i]) == std::bit_cast<std::uint32_t>(whole[i]));
+            }
+        }
+    }
 }
 
 }  // namespace
+
+TEST_CASE("legacy kernels: a row alone equals the row in a tile, and any split of units the whole, bit for bit",
+          "[quant][q4_q5]") {
+    check_rows_alone_and_split<block_q4_0>();
+    check_rows_alone_and_split<block_q4_1>();
+    check_rows_alone_and_split<block_q5_0>();
+    check_rows_alone_and_split<block_q5_1>();
+}
 
 TEST_CASE("Q4_0 kernels on every instruction set against the exact block sums", "[quant][q4_q5]") {
     check_kernels_everywhere<block_q4_0>();

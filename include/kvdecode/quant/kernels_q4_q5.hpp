@@ -36,6 +36,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -126,6 +127,15 @@ struct legacy_activations {
     const std::byte* row(std::size_t r) const noexcept { return scratch + r * row_bytes; }
 };
 
+// One output: the row's factor applied and the result stored or added, with an explicit
+// fused multiply-add so that no compiler contraction makes a row's result depend on
+// the tile it was inlined for.
+inline void legacy_store(const matrix_product<float>& p, std::size_t row, std::size_t o, float sum) noexcept {
+    const float scale = p.row_scale ? p.row_scale[row] : 1.0f;
+    float& out = p.out[row * p.out_stride + o];
+    out = p.accumulate ? std::fma(sum, scale, out) : sum * scale;
+}
+
 // Where a block type's fields start (bytes; all even).
 template <class Block>
 struct legacy_fields {
@@ -160,18 +170,31 @@ struct legacy_scalar {
                 }
                 sum += block_dot(w[b], q, dx, sx);
             }
-            store_outputs(p, r, o, 1, &sum);
+            legacy_store(p, r, o, sum);
         }
     }
 };
 
-// A kernel over whole groups of 4 blocks: Isa::tile_steps runs `groups` of them from
-// w; a short last group (in_dim not a multiple of 128) runs on a zero-padded copy,
-// whose missing blocks meet the activations' zero padding.
+// How far ahead of the group being read the weights are asked for (bytes; measured).
+inline constexpr std::size_t legacy_prefetch_distance = 1024;
+
+// step(blocks, g) over a weight row's groups of 4 blocks; a short last group (in_dim
+// not a multiple of 128) runs on a zero-padded copy, whose missing blocks meet the
+// activations' zero padding. The first tile of rows prefetches (the later ones find
+// the row in L1).
 template <class Block, class Step>
-inline void legacy_groups(const Block* w, std::size_t nb, Step&& step) noexcept {
+inline void legacy_groups(const Block* w, std::size_t nb, bool prefetch, Step&& step) noexcept {
     const std::size_t full = nb / legacy_group_blocks, rest = nb % legacy_group_blocks;
-    for (std::size_t g = 0; g < full; ++g) step(w + g * legacy_group_blocks, g);
+    for (std::size_t g = 0; g < full; ++g) {
+        const Block* group = w + g * legacy_group_blocks;
+        if (prefetch) {
+            // A group spans at most 96 bytes: two lines.
+            const char* ahead = reinterpret_cast<const char*>(group) + legacy_prefetch_distance;
+            __builtin_prefetch(ahead, 0, 3);
+            __builtin_prefetch(ahead + sizeof(Block) * legacy_group_blocks - 1, 0, 3);
+        }
+        step(group, g);
+    }
     if (rest != 0) {
         Block padded[legacy_group_blocks] = {};
         std::memcpy(padded, w + full * legacy_group_blocks, rest * sizeof(Block));
@@ -226,10 +249,9 @@ struct legacy_avx2 {
         [[maybe_unused]] __m256i high_idx[2] = {};
         if constexpr (F::bits == 5) high_idx[0] = high_index(0), high_idx[1] = high_index(1);
 
-        legacy_groups(m.blocks + o * nb, nb, [&](const Block* w, std::size_t g) {
+        legacy_groups(m.blocks + o * nb, nb, row == 0, [&](const Block* w, std::size_t g) {
             for (std::size_t half = 0; half < 2; ++half) {
                 const auto* a = reinterpret_cast<const std::byte*>(w + 2 * half);
-                if (row == 0) __builtin_prefetch(a + 1024, 0, 3);
                 const __m256i qs = _mm256_inserti128_si256(
                     _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + L::qs))),
                     _mm_loadu_si128(reinterpret_cast<const __m128i*>(a + L::size + L::qs)), 1);
@@ -267,8 +289,7 @@ struct legacy_avx2 {
             __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc[r]), _mm256_extractf128_ps(acc[r], 1));
             s = _mm_add_ps(s, _mm_movehl_ps(s, s));
             s = _mm_add_ss(s, _mm_movehdup_ps(s));
-            const float sum = _mm_cvtss_f32(s);
-            store_outputs(p, row + r, o, 1, &sum);
+            legacy_store(p, row + r, o, _mm_cvtss_f32(s));
         }
     }
 };
@@ -322,9 +343,8 @@ struct legacy_avx512 {
         if constexpr (F::bits == 5) high_idx = high_index();
         constexpr __mmask64 second = (__mmask64{1} << second_bytes) - 1;
 
-        legacy_groups(m.blocks + o * nb, nb, [&](const Block* w, std::size_t g) {
+        legacy_groups(m.blocks + o * nb, nb, row == 0, [&](const Block* w, std::size_t g) {
             const auto* a = reinterpret_cast<const std::byte*>(w);
-            if (row == 0) __builtin_prefetch(a + 1024, 0, 3), __builtin_prefetch(a + 1024 + 64, 0, 3);
             const __m512i z0 = _mm512_loadu_si512(a), z1 = _mm512_maskz_loadu_epi8(second, a + 64);
             const __m512i qs = _mm512_permutex2var_epi16(z0, qs_idx, z1);
             __m512i lo = _mm512_and_si512(qs, nibble), hi = _mm512_and_si512(_mm512_srli_epi16(qs, 4), nibble);
@@ -356,8 +376,7 @@ struct legacy_avx512 {
             }
         });
         for (std::size_t r = 0; r < Tile; ++r) {
-            const float sum = _mm512_reduce_add_ps(acc[r]);
-            store_outputs(p, row + r, o, 1, &sum);
+            legacy_store(p, row + r, o, _mm512_reduce_add_ps(acc[r]));
         }
     }
 };
