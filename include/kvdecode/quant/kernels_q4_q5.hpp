@@ -176,7 +176,10 @@ struct legacy_scalar {
 };
 
 // How far ahead of the group being read the weights are asked for (bytes; measured).
-inline constexpr std::size_t legacy_prefetch_distance = 1024;
+#ifndef LG_PF
+#define LG_PF 1024
+#endif
+inline constexpr std::size_t legacy_prefetch_distance = LG_PF;
 
 // step(blocks, g) over a weight row's groups of 4 blocks; a short last group (in_dim
 // not a multiple of 128) runs on a zero-padded copy, whose missing blocks meet the
@@ -187,7 +190,7 @@ inline void legacy_groups(const Block* w, std::size_t nb, bool prefetch, Step&& 
     const std::size_t full = nb / legacy_group_blocks, rest = nb % legacy_group_blocks;
     for (std::size_t g = 0; g < full; ++g) {
         const Block* group = w + g * legacy_group_blocks;
-        if (prefetch) {
+        if (LG_PF && prefetch) {
             // A group spans at most 96 bytes: two lines.
             const char* ahead = reinterpret_cast<const char*>(group) + legacy_prefetch_distance;
             __builtin_prefetch(ahead, 0, 3);
@@ -241,6 +244,7 @@ struct legacy_avx2 {
         const std::size_t nb = m.blocks_per_row();
         const std::byte* xr[Tile];
         __m256 acc[Tile];
+        #pragma GCC unroll 16
         for (std::size_t r = 0; r < Tile; ++r) xr[r] = x.row(row + r), acc[r] = _mm256_setzero_ps();
         const __m256i nibble = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
         const __m256i head_idx = header_index();
@@ -270,6 +274,7 @@ struct legacy_avx2 {
                 [[maybe_unused]] __m256 mw;
                 if constexpr (F::has_min) mw = _mm256_cvtph_ps(_mm256_extracti128_si256(halves, 1));
                 const std::size_t at = g * legacy_group_bytes + 32 * half;
+                #pragma GCC unroll 16
                 for (std::size_t r = 0; r < Tile; ++r) {
                     const std::byte* xg = xr[r] + at;
                     const __m256i xlo = _mm256_load_si256(reinterpret_cast<const __m256i*>(xg));
@@ -285,6 +290,7 @@ struct legacy_avx2 {
                 }
             }
         });
+        #pragma GCC unroll 16
         for (std::size_t r = 0; r < Tile; ++r) {
             __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc[r]), _mm256_extractf128_ps(acc[r], 1));
             s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -336,6 +342,7 @@ struct legacy_avx512 {
         const std::size_t nb = m.blocks_per_row();
         const std::byte* xr[Tile];
         __m512 acc[Tile];
+        #pragma GCC unroll 16
         for (std::size_t r = 0; r < Tile; ++r) xr[r] = x.row(row + r), acc[r] = _mm512_setzero_ps();
         const __m512i nibble = _mm512_set1_epi8(0x0f);
         const __m512i qs_idx = qs_index(), head_idx = header_index();
@@ -359,6 +366,7 @@ struct legacy_avx512 {
             [[maybe_unused]] __m512 mw;
             if constexpr (F::has_min) mw = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(head, 1));
             const std::size_t at = g * legacy_group_bytes;
+            #pragma GCC unroll 16
             for (std::size_t r = 0; r < Tile; ++r) {
                 const std::byte* xg = xr[r] + at;
                 const __m512i xlo = _mm512_load_si512(xg), xhi = _mm512_load_si512(xg + 64);
@@ -375,6 +383,7 @@ struct legacy_avx512 {
                     acc[r] = _mm512_fmadd_ps(mw, _mm512_load_ps(reinterpret_cast<const float*>(xg + 192)), acc[r]);
             }
         });
+        #pragma GCC unroll 16
         for (std::size_t r = 0; r < Tile; ++r) {
             legacy_store(p, row + r, o, _mm512_reduce_add_ps(acc[r]));
         }
