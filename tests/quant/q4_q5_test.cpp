@@ -421,7 +421,7 @@ namespace {
 template <class Block>
 void check_prepared_row() {
     using F = legacy_format<Block>;
-    for (std::size_t n : {32, 64, 96, 128, 160, 800}) {
+    for (std::size_t n : {32, 64, 96, 256, 288, 800}) {
         auto x = random_row(n, 50 + n);
         if (n == 96) x[40] = std::numeric_limits<float>::infinity();
         const legacy_activation_layout layout{n};
@@ -434,29 +434,33 @@ void check_prepared_row() {
         quantize_row_q8_1(x.data(), ref.data(), n);
         std::vector<block_q8_0> ref0(n / 32);
         quantize_row_q8_0(x.data(), ref0.data(), n);
-        for (std::size_t b = 0; b < layout.groups() * 4; ++b) {
+        // Per group of 8 blocks (384 bytes): quants 0..7, 16..23, 8..15, 24..31 of the 8
+        // blocks (8 bytes each), then d_x twice per block, then the _0 types' lane sums or
+        // the _1 types' s / 2 twice per block.
+        const std::size_t part_at[4] = {0, 128, 64, 192};
+        for (std::size_t b = 0; b < layout.groups() * 8; ++b) {
             CAPTURE(kvdecode::to_string(F::type), n, b);
             const bool real = b < ref.size();
             if (real) REQUIRE(ref[b].d == ref0[b].d);
-            const std::byte* group = scratch.data() + b / 4 * 256;
-            const std::size_t k = b % 4;
+            const std::byte* group = scratch.data() + b / 8 * 384;
+            const std::size_t k = b % 8;
             std::int8_t q[32];
-            std::memcpy(q, group + 16 * k, 16);
-            std::memcpy(q + 16, group + 64 + 16 * k, 16);
+            for (std::size_t v = 0; v < 32; ++v) std::memcpy(q + v, group + part_at[v / 8] + 8 * k + v % 8, 1);
             for (std::size_t i = 0; i < 32; ++i) REQUIRE(int(q[i]) == (real ? int(ref[b].qs[i]) : 0));
             const float d = real ? f16_to_f32(ref[b].d) : 0.0f, s = real ? f16_to_f32(ref[b].s) : 0.0f;
-            std::uint32_t lanes[4], aux[4];
-            std::memcpy(lanes, group + 128 + 16 * k, sizeof lanes);
-            std::memcpy(aux, group + 192 + 16 * k, sizeof aux);
-            for (std::size_t j = 0; j < 4; ++j) {
-                REQUIRE(lanes[j] == std::bit_cast<std::uint32_t>(d));
+            std::uint32_t lanes[2], aux[2];
+            std::memcpy(lanes, group + 256 + 8 * k, sizeof lanes);
+            std::memcpy(aux, group + 320 + 8 * k, sizeof aux);
+            for (std::size_t i = 0; i < 2; ++i) {
+                REQUIRE(lanes[i] == std::bit_cast<std::uint32_t>(d));
                 if constexpr (F::has_min) {
-                    REQUIRE(aux[j] == std::bit_cast<std::uint32_t>(s / 4));
+                    REQUIRE(aux[i] == std::bit_cast<std::uint32_t>(s / 2));
                 } else {
-                    // -offset times the 8 quants int32 lane j covers: 4j .. 4j + 3 and 16 + 4j ..
+                    // -offset times the 16 quants int32 lane 2k + i covers: 4i .. 4i + 3 of each part.
                     int sum = 0;
-                    for (std::size_t i = 0; i < 4; ++i) sum += q[4 * j + i] + q[16 + 4 * j + i];
-                    REQUIRE(std::bit_cast<std::int32_t>(aux[j]) == -F::offset * sum);
+                    for (std::size_t part = 0; part < 4; ++part)
+                        for (std::size_t t = 0; t < 4; ++t) sum += q[8 * part + 4 * i + t];
+                    REQUIRE(std::bit_cast<std::int32_t>(aux[i]) == -F::offset * sum);
                 }
             }
         }

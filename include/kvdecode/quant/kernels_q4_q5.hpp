@@ -10,25 +10,28 @@
 // and nothing is read past the matrix's last byte. Every field of the four formats
 // starts at an even byte, so 16-bit permutes can gather them.
 //
-// The kernels take a group of 4 blocks per step. A block's 16 qs bytes hold values
-// 0..15 in their low nibbles and 16..31 in their high ones, so the group's 64 qs bytes
-// masked give values 0..15 of the 4 blocks and shifted give values 16..31, with no
-// reordering of the weights. prepare lays the activations out to match, per group
-// of 4 blocks (256 bytes, the last group of a row zero-padded):
-//   [0, 64)     int8   block k's activation quants 0..15 at 16 k
-//   [64, 128)   int8   block k's quants 16..31 at 16 k
-//   [128, 192)  float  block k's Q8_0 scale d_x in lanes 4k .. 4k + 3
-//   [192, 256)  _0: int32, lane 4k + j: -offset * (the 8 quants of block k that int32
-//               lane j of the two dot products covers: 4j .. 4j + 3 and 16 + 4j ..);
-//               _1: float, block k's Q8_1 s / 4 in lanes 4k .. 4k + 3 (exact).
+// The kernels take a group of 8 blocks per step. A block's qs byte j holds value j in
+// its low nibble and value 16 + j in its high one, so the 8 blocks' qs bytes 0..7
+// (and 8..15), side by side in a 64-byte register, masked give values 0..7 (8..15)
+// of the 8 blocks and shifted give values 16..23 (24..31): the weights are not
+// reordered, the activations are. prepare lays each row out to match, per group of
+// 8 blocks (384 bytes; the last group of a row zero-padded):
+//   [0, 64)     int8   block k's activation quants 0..7 at 8k
+//   [64, 128)   int8   quants 16..23 at 8k
+//   [128, 192)  int8   quants 8..15 at 8k
+//   [192, 256)  int8   quants 24..31 at 8k
+//   [256, 320)  float  block k's Q8_0 scale d_x in lanes 2k and 2k + 1
+//   [320, 384)  _0: int32, lane 2k + i: -offset * (the 16 quants of block k that int32
+//               lane 2k + i of the four dot products covers: 4i .. 4i + 3 of each
+//               part); _1: float, block k's Q8_1 s / 2 in lanes 2k and 2k + 1 (exact).
 // So the unsigned quants (0 .. 31, the offset not taken off) go straight into the
-// unsigned operand of vpdpbusd / vpmaddubsw, and the offset is folded in exactly:
+// unsigned operand of vpdpbusd / vpmaddubsw and the offset is folded in exactly:
 // sum (q - o) x = sum q x - o sum x, per int32 lane, in integers. Each block's exact
-// sum lies in 4 int32 lanes; per step and row one conversion, one multiply by d_x and
-// one fused multiply-add by d_w (+ one by m_w for _1) cover 4 blocks, and the
+// sum lies in 2 int32 lanes, so per step and row one conversion, one multiply by d_x
+// and one fused multiply-add by d_w (+ one by m_w for _1) cover 8 blocks, and the
 // horizontal sum happens once per output. Only d_w * d_x products and the float sum
-// round (|q| <= 31, |x| <= 127: 16-bit pair sums of maddubs, and two of them added,
-// cannot saturate).
+// round (|q| <= 31, |x| <= 127: 16-bit pair sums of maddubs, and four of them added,
+// cannot saturate: 4 * 2 * 31 * 127 < 32768).
 //
 // Each output is computed the same way whatever tile of activation rows it is in
 // (a row's arithmetic does not depend on the others), so a row alone and a row among
@@ -63,8 +66,15 @@ struct legacy_matrix {
     std::size_t blocks_per_row() const noexcept { return legacy_blocks(in_dim); }
 };
 
-inline constexpr std::size_t legacy_group_blocks = 4;    // blocks per kernel step
-inline constexpr std::size_t legacy_group_bytes = 256;   // prepared activation bytes per group
+inline constexpr std::size_t legacy_group_blocks = 8;    // blocks per kernel step
+inline constexpr std::size_t legacy_group_bytes = 384;   // prepared activation bytes per group
+inline constexpr std::size_t legacy_scales_at = 256, legacy_aux_at = 320;  // within a group
+
+// Where activation quant v (0..31) of a group's block k sits in the group.
+constexpr std::size_t legacy_quant_at(std::size_t k, std::size_t v) noexcept {
+    constexpr std::size_t part_at[4] = {0, 128, 64, 192};  // values 0..7, 8..15, 16..23, 24..31
+    return part_at[v / 8] + 8 * k + v % 8;
+}
 
 // The scratch layout of one prepared activation row (in_dim a multiple of 32).
 struct legacy_activation_layout {
@@ -97,22 +107,22 @@ inline void prepare_activation_row(const float* x, std::size_t in_dim, std::byte
         const float* xb = x + b * legacy_block_values;
         std::int8_t q[legacy_block_values];
         const float d = f16_to_f32(whole_block(xb, q));
-        std::memcpy(group + 16 * k, q, 16);
-        std::memcpy(group + 64 + 16 * k, q + 16, 16);
-        float lanes[4];
-        std::fill_n(lanes, 4, d);
-        std::memcpy(group + 128 + 16 * k, lanes, sizeof lanes);
+        for (std::size_t part = 0; part < 4; ++part) std::memcpy(group + legacy_quant_at(k, 8 * part), q + 8 * part, 8);
+        const float scales[2] = {d, d};
+        std::memcpy(group + legacy_scales_at + 8 * k, scales, sizeof scales);
         if constexpr (F::has_min) {
-            std::fill_n(lanes, 4, f16_to_f32(q8_1_block_sum(xb, legacy_block_values, q)) / 4);
-            std::memcpy(group + 192 + 16 * k, lanes, sizeof lanes);
+            const float s = f16_to_f32(q8_1_block_sum(xb, legacy_block_values, q)) / 2;
+            const float sums[2] = {s, s};
+            std::memcpy(group + legacy_aux_at + 8 * k, sums, sizeof sums);
         } else {
-            std::int32_t corr[4];
-            for (std::size_t j = 0; j < 4; ++j) {
+            std::int32_t corr[2];
+            for (std::size_t i = 0; i < 2; ++i) {
                 std::int32_t sum = 0;
-                for (std::size_t i = 0; i < 4; ++i) sum += q[4 * j + i] + q[16 + 4 * j + i];
-                corr[j] = -F::offset * sum;
+                for (std::size_t part = 0; part < 4; ++part)
+                    for (std::size_t t = 0; t < 4; ++t) sum += q[8 * part + 4 * i + t];
+                corr[i] = -F::offset * sum;
             }
-            std::memcpy(group + 192 + 16 * k, corr, sizeof corr);
+            std::memcpy(group + legacy_aux_at + 8 * k, corr, sizeof corr);
         }
     }
 }
@@ -160,13 +170,12 @@ struct legacy_scalar {
                 const std::byte* group = x.row(r) + b / legacy_group_blocks * legacy_group_bytes;
                 const std::size_t k = b % legacy_group_blocks;
                 std::int8_t q[legacy_block_values];
-                std::memcpy(q, group + 16 * k, 16);
-                std::memcpy(q + 16, group + 64 + 16 * k, 16);
+                for (std::size_t part = 0; part < 4; ++part) std::memcpy(q + 8 * part, group + legacy_quant_at(k, 8 * part), 8);
                 float dx = 0, sx = 0;
-                std::memcpy(&dx, group + 128 + 16 * k, sizeof dx);
+                std::memcpy(&dx, group + legacy_scales_at + 8 * k, sizeof dx);
                 if constexpr (legacy_format<Block>::has_min) {
-                    std::memcpy(&sx, group + 192 + 16 * k, sizeof sx);
-                    sx *= 4;  // exact
+                    std::memcpy(&sx, group + legacy_aux_at + 8 * k, sizeof sx);
+                    sx *= 2;  // exact
                 }
                 sum += block_dot(w[b], q, dx, sx);
             }
@@ -175,14 +184,14 @@ struct legacy_scalar {
     }
 };
 
-// How far ahead of the group being read the weights are asked for (bytes; measured).
 #ifndef LG_PF
 #define LG_PF 1024
 #endif
+// How far ahead of the group being read the weights are asked for (bytes; measured).
 inline constexpr std::size_t legacy_prefetch_distance = LG_PF;
 
-// step(blocks, g) over a weight row's groups of 4 blocks; a short last group (in_dim
-// not a multiple of 128) runs on a zero-padded copy, whose missing blocks meet the
+// step(blocks, g) over a weight row's groups of 8 blocks; a short last group (in_dim
+// not a multiple of 256) runs on a zero-padded copy, whose missing blocks meet the
 // activations' zero padding. The first tile of rows prefetches (the later ones find
 // the row in L1).
 template <class Block, class Step>
@@ -191,10 +200,9 @@ inline void legacy_groups(const Block* w, std::size_t nb, bool prefetch, Step&& 
     for (std::size_t g = 0; g < full; ++g) {
         const Block* group = w + g * legacy_group_blocks;
         if (LG_PF && prefetch) {
-            // A group spans at most 96 bytes: two lines.
+            // A group spans at most 192 bytes: three or four lines.
             const char* ahead = reinterpret_cast<const char*>(group) + legacy_prefetch_distance;
-            __builtin_prefetch(ahead, 0, 3);
-            __builtin_prefetch(ahead + sizeof(Block) * legacy_group_blocks - 1, 0, 3);
+            for (std::size_t at = 0; at < sizeof(Block) * legacy_group_blocks; at += 64) __builtin_prefetch(ahead + at, 0, 3);
         }
         step(group, g);
     }
@@ -212,30 +220,40 @@ struct legacy_avx2 {
     using L = legacy_fields<Block>;
     static constexpr std::size_t max_tile = 8;
 
-    // Bytes of a 32-byte load at a pair's first block -> float16 d (and m) per lane, as
-    // [d0 x4, d1 x4 | m0 x4, m1 x4] after the 64-bit lanes are put in order.
-    static __m256i header_index() noexcept {
+    static __m256i bytes(const std::array<int, 32>& v) noexcept {
         alignas(32) std::int8_t idx[32];
+        for (std::size_t i = 0; i < 32; ++i) idx[i] = static_cast<std::int8_t>(v[i]);
+        return _mm256_load_si256(reinterpret_cast<const __m256i*>(idx));
+    }
+    // Shuffles of the 32 bytes at a block pair's first block (the first block in lane 0,
+    // the second at size - 16 in lane 1) putting the pair's float16 d twice at dword
+    // `slot` of its lane and m twice at dword 2 + slot; -128 (zero) elsewhere.
+    static __m256i header_index(int slot) noexcept {
+        std::array<int, 32> v;
+        v.fill(-128);
         for (int lane = 0; lane < 2; ++lane) {
             const int base = lane == 0 ? 0 : int(L::size) - 16;
             for (int i = 0; i < 4; ++i) {
-                idx[16 * lane + 2 * i] = static_cast<std::int8_t>(base), idx[16 * lane + 2 * i + 1] = static_cast<std::int8_t>(base + 1);
-                const int mb = F::has_min ? base + int(L::m) : -128;
-                idx[16 * lane + 8 + 2 * i] = static_cast<std::int8_t>(mb);
-                idx[16 * lane + 9 + 2 * i] = static_cast<std::int8_t>(F::has_min ? mb + 1 : -128);
+                v[16 * lane + 4 * slot + i] = base + i % 2;
+                if (F::has_min) v[16 * lane + 8 + 4 * slot + i] = base + int(L::m) + i % 2;
             }
         }
-        return _mm256_load_si256(reinterpret_cast<const __m256i*>(idx));
+        return bytes(v);
     }
-    // The same load -> byte j of lane k (block k's value j, or 16 + j) gets block k's qh
-    // byte holding its fifth bit.
-    static __m256i high_index(int half) noexcept {
-        alignas(32) std::int8_t idx[32];
-        for (int lane = 0; lane < 2; ++lane) {
-            const int base = (lane == 0 ? 0 : int(L::size) - 16) + int(L::qh) + 2 * half;
-            for (int j = 0; j < 16; ++j) idx[16 * lane + j] = static_cast<std::int8_t>(base + j / 8);
-        }
-        return _mm256_load_si256(reinterpret_cast<const __m256i*>(idx));
+    // The same 32 bytes -> the pair's qh at dword `slot` of its lane.
+    static __m256i qh_index(int slot) noexcept {
+        std::array<int, 32> v;
+        v.fill(-128);
+        for (int lane = 0; lane < 2; ++lane)
+            for (int i = 0; i < 4; ++i) v[16 * lane + 4 * slot + i] = (lane == 0 ? 0 : int(L::size) - 16) + int(L::qh) + i;
+        return bytes(v);
+    }
+    // Lane 0 [qh_A, qh_B], lane 1 [qh_C, qh_D] -> byte j of block k's 8 bytes gets its
+    // qh byte `part`.
+    static __m256i spread_index(int part) noexcept {
+        std::array<int, 32> v;
+        for (int i = 0; i < 32; ++i) v[i] = (i % 16) / 8 * 4 + part;
+        return bytes(v);
     }
 
     template <std::size_t Tile>
@@ -244,53 +262,59 @@ struct legacy_avx2 {
         const std::size_t nb = m.blocks_per_row();
         const std::byte* xr[Tile];
         __m256 acc[Tile];
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (std::size_t r = 0; r < Tile; ++r) xr[r] = x.row(row + r), acc[r] = _mm256_setzero_ps();
         const __m256i nibble = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
-        const __m256i head_idx = header_index();
-        [[maybe_unused]] const __m256i bit = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ull));
-        [[maybe_unused]] const __m256i fifth = _mm256_set1_epi8(0x10);
-        [[maybe_unused]] __m256i high_idx[2] = {};
-        if constexpr (F::bits == 5) high_idx[0] = high_index(0), high_idx[1] = high_index(1);
+        const __m256i head_a = header_index(0), head_c = header_index(1);
+        const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
 
         legacy_groups(m.blocks + o * nb, nb, row == 0, [&](const Block* w, std::size_t g) {
-            for (std::size_t half = 0; half < 2; ++half) {
-                const auto* a = reinterpret_cast<const std::byte*>(w + 2 * half);
-                const __m256i qs = _mm256_inserti128_si256(
-                    _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + L::qs))),
-                    _mm_loadu_si128(reinterpret_cast<const __m128i*>(a + L::size + L::qs)), 1);
-                __m256i lo = _mm256_and_si256(qs, nibble), hi = _mm256_and_si256(_mm256_srli_epi16(qs, 4), nibble);
-                const __m256i head = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a));
+            for (std::size_t quarter = 0; quarter < 2; ++quarter) {
+                // Blocks A, B, C, D of this half of the group.
+                const auto* a = reinterpret_cast<const std::byte*>(w + 4 * quarter);
+                auto load16 = [&](std::size_t at) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(a + at)); };
+                const __m256i ac = _mm256_inserti128_si256(_mm256_castsi128_si256(load16(L::qs)), load16(2 * L::size + L::qs), 1);
+                const __m256i bd = _mm256_inserti128_si256(_mm256_castsi128_si256(load16(L::size + L::qs)), load16(3 * L::size + L::qs), 1);
+                const __m256i q1 = _mm256_unpacklo_epi64(ac, bd), q2 = _mm256_unpackhi_epi64(ac, bd);  // qs 0..7, 8..15
+                __m256i lo1 = _mm256_and_si256(q1, nibble), hi1 = _mm256_and_si256(_mm256_srli_epi16(q1, 4), nibble);
+                __m256i lo2 = _mm256_and_si256(q2, nibble), hi2 = _mm256_and_si256(_mm256_srli_epi16(q2, 4), nibble);
+                const __m256i h_ab = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a));
+                const __m256i h_cd = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + 2 * L::size));
                 if constexpr (F::bits == 5) {
-                    auto add_fifth = [&](__m256i q, __m256i idx) {
-                        const __m256i spread = _mm256_and_si256(_mm256_shuffle_epi8(head, idx), bit);
-                        return _mm256_or_si256(q, _mm256_and_si256(_mm256_cmpeq_epi8(spread, bit), fifth));
+                    const __m256i qh = _mm256_permutevar8x32_epi32(
+                        _mm256_or_si256(_mm256_shuffle_epi8(h_ab, qh_index(0)), _mm256_shuffle_epi8(h_cd, qh_index(2))),
+                        _mm256_setr_epi32(0, 4, 0, 0, 2, 6, 0, 0));
+                    const __m256i bit = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ull));
+                    auto add_fifth = [&](__m256i q, int part) {
+                        const __m256i spread = _mm256_and_si256(_mm256_shuffle_epi8(qh, spread_index(part)), bit);
+                        return _mm256_or_si256(q, _mm256_and_si256(_mm256_cmpeq_epi8(spread, bit), _mm256_set1_epi8(0x10)));
                     };
-                    lo = add_fifth(lo, high_idx[0]);
-                    hi = add_fifth(hi, high_idx[1]);
+                    lo1 = add_fifth(lo1, 0), lo2 = add_fifth(lo2, 1), hi1 = add_fifth(hi1, 2), hi2 = add_fifth(hi2, 3);
                 }
-                const __m256i halves = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(head, head_idx), 0xd8);
+                const __m256i halves = _mm256_permutevar8x32_epi32(
+                    _mm256_or_si256(_mm256_shuffle_epi8(h_ab, head_a), _mm256_shuffle_epi8(h_cd, head_c)), order);
                 const __m256 dw = _mm256_cvtph_ps(_mm256_castsi256_si128(halves));
                 [[maybe_unused]] __m256 mw;
                 if constexpr (F::has_min) mw = _mm256_cvtph_ps(_mm256_extracti128_si256(halves, 1));
-                const std::size_t at = g * legacy_group_bytes + 32 * half;
-                #pragma GCC unroll 16
+                const std::size_t at = g * legacy_group_bytes + 32 * quarter;
+#pragma GCC unroll 16
                 for (std::size_t r = 0; r < Tile; ++r) {
                     const std::byte* xg = xr[r] + at;
-                    const __m256i xlo = _mm256_load_si256(reinterpret_cast<const __m256i*>(xg));
-                    const __m256i xhi = _mm256_load_si256(reinterpret_cast<const __m256i*>(xg + 64));
-                    const __m256i pairs = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xlo), _mm256_maddubs_epi16(hi, xhi));
+                    auto xq = [&](std::size_t part) { return _mm256_load_si256(reinterpret_cast<const __m256i*>(xg + 64 * part)); };
+                    const __m256i pairs = _mm256_add_epi16(
+                        _mm256_add_epi16(_mm256_maddubs_epi16(lo1, xq(0)), _mm256_maddubs_epi16(hi1, xq(1))),
+                        _mm256_add_epi16(_mm256_maddubs_epi16(lo2, xq(2)), _mm256_maddubs_epi16(hi2, xq(3))));
                     __m256i sums = _mm256_madd_epi16(pairs, ones);
-                    if constexpr (!F::has_min)
-                        sums = _mm256_add_epi32(sums, _mm256_load_si256(reinterpret_cast<const __m256i*>(xg + 192)));
-                    const __m256 scaled = _mm256_mul_ps(_mm256_cvtepi32_ps(sums), _mm256_load_ps(reinterpret_cast<const float*>(xg + 128)));
+                    const auto* aux = reinterpret_cast<const float*>(xg + legacy_aux_at);
+                    if constexpr (!F::has_min) sums = _mm256_add_epi32(sums, _mm256_load_si256(reinterpret_cast<const __m256i*>(aux)));
+                    const __m256 scaled =
+                        _mm256_mul_ps(_mm256_cvtepi32_ps(sums), _mm256_load_ps(reinterpret_cast<const float*>(xg + legacy_scales_at)));
                     acc[r] = _mm256_fmadd_ps(scaled, dw, acc[r]);
-                    if constexpr (F::has_min)
-                        acc[r] = _mm256_fmadd_ps(mw, _mm256_load_ps(reinterpret_cast<const float*>(xg + 192)), acc[r]);
+                    if constexpr (F::has_min) acc[r] = _mm256_fmadd_ps(mw, _mm256_load_ps(aux), acc[r]);
                 }
             }
         });
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (std::size_t r = 0; r < Tile; ++r) {
             __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc[r]), _mm256_extractf128_ps(acc[r], 1));
             s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -307,8 +331,8 @@ struct legacy_avx512 {
     using F = legacy_format<Block>;
     using L = legacy_fields<Block>;
     static constexpr std::size_t max_tile = 8;
-    // A group's bytes as two 64-byte loads, the second masked to the group's end.
-    static constexpr std::size_t second_bytes = legacy_group_blocks * L::size - 64;
+    // Half a group (4 blocks) as two 64-byte loads, the second masked to its end.
+    static constexpr std::size_t second_bytes = 4 * L::size - 64;
 
     // 16-bit lanes of the two loads (0..31 the first, 32..63 the second) to gather.
     static __m512i word_index(const std::array<std::size_t, 32>& words) noexcept {
@@ -316,23 +340,26 @@ struct legacy_avx512 {
         for (std::size_t i = 0; i < 32; ++i) idx[i] = static_cast<std::int16_t>(words[i]);
         return _mm512_load_si512(idx);
     }
-    // Block k's 8 qs words at 8k.
+    // The 4 blocks' qs bytes 0..7 (8 bytes each) in words 0..15, bytes 8..15 in 16..31.
     static __m512i qs_index() noexcept {
         std::array<std::size_t, 32> w{};
-        for (std::size_t i = 0; i < 32; ++i) w[i] = (i / 8 * L::size + L::qs) / 2 + i % 8;
+        for (std::size_t i = 0; i < 32; ++i) w[i] = (i % 16 / 4 * L::size + L::qs) / 2 + i / 16 * 4 + i % 4;
         return word_index(w);
     }
-    // Block k's d in 4k .. 4k + 3, m (the _1 types) in 16 + 4k ...
-    static __m512i header_index() noexcept {
+    // Half h's 4 blocks' d (words 2k, 2k + 1, k = 4h + block) and m (16 + 2k, ...).
+    static __m512i header_index(std::size_t h) noexcept {
         std::array<std::size_t, 32> w{};
-        for (std::size_t i = 0; i < 16; ++i) w[i] = i / 4 * L::size / 2;
-        for (std::size_t i = 16; i < 32; ++i) w[i] = F::has_min ? ((i - 16) / 4 * L::size + L::m) / 2 : 0;
+        for (std::size_t j = 0; j < 4; ++j) {
+            const std::size_t k = 4 * h + j;
+            w[2 * k] = w[2 * k + 1] = j * L::size / 2;
+            w[16 + 2 * k] = w[17 + 2 * k] = (j * L::size + L::m) / 2;
+        }
         return word_index(w);
     }
-    // Block k's qh words: the low ones at k, the high ones at 4 + k (one 64-bit mask each).
-    static __m512i high_index() noexcept {
+    // Half h's 4 blocks' qh (32 bits) at dwords 4h + j.
+    static __m512i qh_index(std::size_t h) noexcept {
         std::array<std::size_t, 32> w{};
-        for (std::size_t k = 0; k < 4; ++k) w[k] = (k * L::size + L::qh) / 2, w[4 + k] = w[k] + 1;
+        for (std::size_t j = 0; j < 4; ++j) w[8 * h + 2 * j] = (j * L::size + L::qh) / 2, w[8 * h + 2 * j + 1] = w[8 * h + 2 * j] + 1;
         return word_index(w);
     }
 
@@ -342,51 +369,65 @@ struct legacy_avx512 {
         const std::size_t nb = m.blocks_per_row();
         const std::byte* xr[Tile];
         __m512 acc[Tile];
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (std::size_t r = 0; r < Tile; ++r) xr[r] = x.row(row + r), acc[r] = _mm512_setzero_ps();
         const __m512i nibble = _mm512_set1_epi8(0x0f);
-        const __m512i qs_idx = qs_index(), head_idx = header_index();
-        [[maybe_unused]] __m512i high_idx{};
-        if constexpr (F::bits == 5) high_idx = high_index();
+        const __m512i qs_idx = qs_index(), head0 = header_index(0), head1 = header_index(1);
+        [[maybe_unused]] __m512i qh0{}, qh1{};
+        if constexpr (F::bits == 5) qh0 = qh_index(0), qh1 = qh_index(1);
         constexpr __mmask64 second = (__mmask64{1} << second_bytes) - 1;
 
         legacy_groups(m.blocks + o * nb, nb, row == 0, [&](const Block* w, std::size_t g) {
             const auto* a = reinterpret_cast<const std::byte*>(w);
-            const __m512i z0 = _mm512_loadu_si512(a), z1 = _mm512_maskz_loadu_epi8(second, a + 64);
-            const __m512i qs = _mm512_permutex2var_epi16(z0, qs_idx, z1);
-            __m512i lo = _mm512_and_si512(qs, nibble), hi = _mm512_and_si512(_mm512_srli_epi16(qs, 4), nibble);
+            const auto* b = reinterpret_cast<const std::byte*>(w + 4);
+            const __m512i a0 = _mm512_loadu_si512(a), a1 = _mm512_maskz_loadu_epi8(second, a + 64);
+            const __m512i b0 = _mm512_loadu_si512(b), b1 = _mm512_maskz_loadu_epi8(second, b + 64);
+            const __m512i qa = _mm512_permutex2var_epi16(a0, qs_idx, a1), qb = _mm512_permutex2var_epi16(b0, qs_idx, b1);
+            const __m512i q1 = _mm512_inserti64x4(qa, _mm512_castsi512_si256(qb), 1);  // qs bytes 0..7 of the 8 blocks
+            const __m512i q2 = _mm512_shuffle_i64x2(qa, qb, 0xee);                      // bytes 8..15
+            __m512i lo1 = _mm512_and_si512(q1, nibble), hi1 = _mm512_and_si512(_mm512_srli_epi16(q1, 4), nibble);
+            __m512i lo2 = _mm512_and_si512(q2, nibble), hi2 = _mm512_and_si512(_mm512_srli_epi16(q2, 4), nibble);
             if constexpr (F::bits == 5) {
-                const __m128i bits = _mm512_castsi512_si128(_mm512_permutex2var_epi16(z0, high_idx, z1));
+                // qh of the 8 blocks as dwords, transposed to 4 masks: byte `part` of every block's qh.
+                __m512i qh = _mm512_mask_blend_epi16(0xff00u, _mm512_permutex2var_epi16(a0, qh0, a1), _mm512_permutex2var_epi16(b0, qh1, b1));
+                qh = _mm512_shuffle_epi8(qh, _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15)));
+                qh = _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7, 0, 0, 0, 0, 0, 0, 0, 0), qh);
+                const __m128i parts01 = _mm512_castsi512_si128(qh), parts23 = _mm512_extracti32x4_epi32(qh, 1);
                 const __m512i fifth = _mm512_set1_epi8(0x10);
-                lo = _mm512_mask_add_epi8(lo, _cvtu64_mask64(static_cast<std::uint64_t>(_mm_cvtsi128_si64(bits))), lo, fifth);
-                hi = _mm512_mask_add_epi8(hi, _cvtu64_mask64(static_cast<std::uint64_t>(_mm_extract_epi64(bits, 1))), hi, fifth);
+                lo1 = _mm512_mask_add_epi8(lo1, _cvtu64_mask64(static_cast<std::uint64_t>(_mm_cvtsi128_si64(parts01))), lo1, fifth);
+                lo2 = _mm512_mask_add_epi8(lo2, _cvtu64_mask64(static_cast<std::uint64_t>(_mm_extract_epi64(parts01, 1))), lo2, fifth);
+                hi1 = _mm512_mask_add_epi8(hi1, _cvtu64_mask64(static_cast<std::uint64_t>(_mm_cvtsi128_si64(parts23))), hi1, fifth);
+                hi2 = _mm512_mask_add_epi8(hi2, _cvtu64_mask64(static_cast<std::uint64_t>(_mm_extract_epi64(parts23, 1))), hi2, fifth);
             }
-            const __m512i head = _mm512_permutex2var_epi16(z0, head_idx, z1);
+            const __m512i head = _mm512_mask_blend_epi16(0xff00ff00u, _mm512_permutex2var_epi16(a0, head0, a1),
+                                                         _mm512_permutex2var_epi16(b0, head1, b1));
             const __m512 dw = _mm512_cvtph_ps(_mm512_castsi512_si256(head));
             [[maybe_unused]] __m512 mw;
             if constexpr (F::has_min) mw = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(head, 1));
             const std::size_t at = g * legacy_group_bytes;
-            #pragma GCC unroll 16
+#pragma GCC unroll 16
             for (std::size_t r = 0; r < Tile; ++r) {
                 const std::byte* xg = xr[r] + at;
-                const __m512i xlo = _mm512_load_si512(xg), xhi = _mm512_load_si512(xg + 64);
-                const __m512i start = F::has_min ? _mm512_setzero_si512() : _mm512_load_si512(xg + 192);
+                auto xq = [&](std::size_t part) { return _mm512_load_si512(xg + 64 * part); };
+                const __m512i start = F::has_min ? _mm512_setzero_si512() : _mm512_load_si512(xg + legacy_aux_at);
 #if defined(KVDECODE_QUANT_AVX512_VNNI)
-                const __m512i sums = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(start, lo, xlo), hi, xhi);
+                __m512i sums = _mm512_dpbusd_epi32(start, lo1, xq(0));
+                sums = _mm512_dpbusd_epi32(sums, hi1, xq(1));
+                sums = _mm512_dpbusd_epi32(sums, lo2, xq(2));
+                sums = _mm512_dpbusd_epi32(sums, hi2, xq(3));
 #else
-                const __m512i pairs = _mm512_add_epi16(_mm512_maddubs_epi16(lo, xlo), _mm512_maddubs_epi16(hi, xhi));
+                const __m512i pairs = _mm512_add_epi16(
+                    _mm512_add_epi16(_mm512_maddubs_epi16(lo1, xq(0)), _mm512_maddubs_epi16(hi1, xq(1))),
+                    _mm512_add_epi16(_mm512_maddubs_epi16(lo2, xq(2)), _mm512_maddubs_epi16(hi2, xq(3))));
                 const __m512i sums = _mm512_add_epi32(start, _mm512_madd_epi16(pairs, _mm512_set1_epi16(1)));
 #endif
-                const __m512 scaled = _mm512_mul_ps(_mm512_cvtepi32_ps(sums), _mm512_load_ps(reinterpret_cast<const float*>(xg + 128)));
+                const __m512 scaled = _mm512_mul_ps(_mm512_cvtepi32_ps(sums), _mm512_load_ps(xg + legacy_scales_at));
                 acc[r] = _mm512_fmadd_ps(scaled, dw, acc[r]);
-                if constexpr (F::has_min)
-                    acc[r] = _mm512_fmadd_ps(mw, _mm512_load_ps(reinterpret_cast<const float*>(xg + 192)), acc[r]);
+                if constexpr (F::has_min) acc[r] = _mm512_fmadd_ps(mw, _mm512_load_ps(xg + legacy_aux_at), acc[r]);
             }
         });
-        #pragma GCC unroll 16
-        for (std::size_t r = 0; r < Tile; ++r) {
-            legacy_store(p, row + r, o, _mm512_reduce_add_ps(acc[r]));
-        }
+#pragma GCC unroll 16
+        for (std::size_t r = 0; r < Tile; ++r) legacy_store(p, row + r, o, _mm512_reduce_add_ps(acc[r]));
     }
 };
 #endif
