@@ -555,14 +555,15 @@ TEST_CASE("weight_matrix sizes: bytes streamed, units, scratch", "[quant][weight
     // 2 blocks: 64 quants + 16 floats of scales, then 2 int32 offset terms (a 64-byte line)
     REQUIRE(q8.scratch_bytes(3) == 3 * 192);
     REQUIRE(q8.scratch_bytes(0) == 0);
-    // The legacy types: whole blocks of 32, Q8_0 scratch (Q8_1: and s / 8 per block, 8 times).
+    // The legacy types: whole blocks of 32; scratch in groups of 8 blocks of 384 bytes
+    // (kernels_q4_q5.hpp), the 2 blocks here padded to one.
     const std::vector<float> w64(100 * 64, 0.5f);
     struct legacy_size {
         weight_type type;
         std::size_t block_bytes, scratch_row;
     };
-    for (const legacy_size& l : {legacy_size{weight_type::q4_0, 18, 128}, legacy_size{weight_type::q4_1, 20, 192},
-                                 legacy_size{weight_type::q5_0, 22, 128}, legacy_size{weight_type::q5_1, 24, 192}}) {
+    for (const legacy_size& l : {legacy_size{weight_type::q4_0, 18, 384}, legacy_size{weight_type::q4_1, 20, 384},
+                                 legacy_size{weight_type::q5_0, 22, 384}, legacy_size{weight_type::q5_1, 24, 384}}) {
         const weight_matrix<float> m(l.type, w64.data(), 100, 64);
         CAPTURE(kvdecode::to_string(l.type));
         REQUIRE(m.bytes() == 100 * 2 * l.block_bytes);
