@@ -334,25 +334,46 @@ struct legacy_avx512 {
     // Half a group (4 blocks) as two 64-byte loads, the second masked to its end.
     static constexpr std::size_t second_bytes = 4 * L::size - 64;
 
-    // 16-bit lanes of the two loads (0..31 the first, 32..63 the second) to gather.
+    // 16-bit lanes of two registers (0..31 the first, 32..63 the second) to gather: a
+    // byte permute where the target has VBMI (one instruction; vpermt2w is three).
     static __m512i word_index(const std::array<std::size_t, 32>& words) noexcept {
+#if defined(__AVX512VBMI__)
+        alignas(64) std::uint8_t idx[64];
+        for (std::size_t i = 0; i < 32; ++i) idx[2 * i] = static_cast<std::uint8_t>(2 * words[i]), idx[2 * i + 1] = idx[2 * i] + 1;
+#else
         alignas(64) std::int16_t idx[32];
         for (std::size_t i = 0; i < 32; ++i) idx[i] = static_cast<std::int16_t>(words[i]);
+#endif
         return _mm512_load_si512(idx);
     }
+    static __m512i gather_words(__m512i first, __m512i idx, __m512i second) noexcept {
+#if defined(__AVX512VBMI__)
+        return _mm512_permutex2var_epi8(first, idx, second);
+#else
+        return _mm512_permutex2var_epi16(first, idx, second);
+#endif
+    }
+    // Whether the 4 blocks' d (and m) of each half lie in its first 64 bytes: then one
+    // permute of the halves' first loads gathers all 8 blocks' scales.
+    static constexpr bool scales_in_first = 3 * L::size + (F::has_min ? L::m : 0) + 2 <= 64;
     // The 4 blocks' qs bytes 0..7 (8 bytes each) in words 0..15, bytes 8..15 in 16..31.
     static __m512i qs_index() noexcept {
         std::array<std::size_t, 32> w{};
         for (std::size_t i = 0; i < 32; ++i) w[i] = (i % 16 / 4 * L::size + L::qs) / 2 + i / 16 * 4 + i % 4;
         return word_index(w);
     }
-    // Half h's 4 blocks' d (words 2k, 2k + 1, k = 4h + block) and m (16 + 2k, ...).
+    // Half h's 4 blocks' d (words 2k, 2k + 1, k = 4h + block) and m (16 + 2k, ...), from
+    // that half's loads; with scales_in_first, both halves' from their first loads.
     static __m512i header_index(std::size_t h) noexcept {
         std::array<std::size_t, 32> w{};
-        for (std::size_t j = 0; j < 4; ++j) {
-            const std::size_t k = 4 * h + j;
-            w[2 * k] = w[2 * k + 1] = j * L::size / 2;
-            w[16 + 2 * k] = w[17 + 2 * k] = (j * L::size + L::m) / 2;
+        for (std::size_t hh = 0; hh < 2; ++hh) {
+            if (!scales_in_first && hh != h) continue;
+            const std::size_t source = scales_in_first ? 32 * hh : 0;
+            for (std::size_t j = 0; j < 4; ++j) {
+                const std::size_t k = 4 * hh + j;
+                w[2 * k] = w[2 * k + 1] = source + j * L::size / 2;
+                w[16 + 2 * k] = w[17 + 2 * k] = source + (j * L::size + L::m) / 2;
+            }
         }
         return word_index(w);
     }
@@ -382,14 +403,14 @@ struct legacy_avx512 {
             const auto* b = reinterpret_cast<const std::byte*>(w + 4);
             const __m512i a0 = _mm512_loadu_si512(a), a1 = _mm512_maskz_loadu_epi8(second, a + 64);
             const __m512i b0 = _mm512_loadu_si512(b), b1 = _mm512_maskz_loadu_epi8(second, b + 64);
-            const __m512i qa = _mm512_permutex2var_epi16(a0, qs_idx, a1), qb = _mm512_permutex2var_epi16(b0, qs_idx, b1);
+            const __m512i qa = gather_words(a0, qs_idx, a1), qb = gather_words(b0, qs_idx, b1);
             const __m512i q1 = _mm512_inserti64x4(qa, _mm512_castsi512_si256(qb), 1);  // qs bytes 0..7 of the 8 blocks
             const __m512i q2 = _mm512_shuffle_i64x2(qa, qb, 0xee);                      // bytes 8..15
             __m512i lo1 = _mm512_and_si512(q1, nibble), hi1 = _mm512_and_si512(_mm512_srli_epi16(q1, 4), nibble);
             __m512i lo2 = _mm512_and_si512(q2, nibble), hi2 = _mm512_and_si512(_mm512_srli_epi16(q2, 4), nibble);
             if constexpr (F::bits == 5) {
                 // qh of the 8 blocks as dwords, transposed to 4 masks: byte `part` of every block's qh.
-                __m512i qh = _mm512_mask_blend_epi16(0xff00u, _mm512_permutex2var_epi16(a0, qh0, a1), _mm512_permutex2var_epi16(b0, qh1, b1));
+                __m512i qh = _mm512_mask_blend_epi16(0xff00u, gather_words(a0, qh0, a1), gather_words(b0, qh1, b1));
                 qh = _mm512_shuffle_epi8(qh, _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15)));
                 qh = _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7, 0, 0, 0, 0, 0, 0, 0, 0), qh);
                 const __m128i parts01 = _mm512_castsi512_si128(qh), parts23 = _mm512_extracti32x4_epi32(qh, 1);
@@ -399,8 +420,9 @@ struct legacy_avx512 {
                 hi1 = _mm512_mask_add_epi8(hi1, _cvtu64_mask64(static_cast<std::uint64_t>(_mm_cvtsi128_si64(parts23))), hi1, fifth);
                 hi2 = _mm512_mask_add_epi8(hi2, _cvtu64_mask64(static_cast<std::uint64_t>(_mm_extract_epi64(parts23, 1))), hi2, fifth);
             }
-            const __m512i head = _mm512_mask_blend_epi16(0xff00ff00u, _mm512_permutex2var_epi16(a0, head0, a1),
-                                                         _mm512_permutex2var_epi16(b0, head1, b1));
+            const __m512i head = scales_in_first ? gather_words(a0, head0, b0)
+                                                 : _mm512_mask_blend_epi16(0xff00ff00u, gather_words(a0, head0, a1),
+                                                                           gather_words(b0, head1, b1));
             const __m512 dw = _mm512_cvtph_ps(_mm512_castsi512_si256(head));
             [[maybe_unused]] __m512 mw;
             if constexpr (F::has_min) mw = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(head, 1));
