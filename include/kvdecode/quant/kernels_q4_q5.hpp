@@ -194,8 +194,9 @@ inline constexpr std::size_t legacy_prefetch_distance = LG_PF;
 // not a multiple of 256) runs on a zero-padded copy, whose missing blocks meet the
 // activations' zero padding. The first tile of rows prefetches (the later ones find
 // the row in L1).
+// (Inlined with the step: the accumulators must stay in registers.)
 template <class Block, class Step>
-inline void legacy_groups(const Block* w, std::size_t nb, bool prefetch, Step&& step) noexcept {
+[[gnu::always_inline]] inline void legacy_groups(const Block* w, std::size_t nb, bool prefetch, Step&& step) noexcept {
     const std::size_t full = nb / legacy_group_blocks, rest = nb % legacy_group_blocks;
     for (std::size_t g = 0; g < full; ++g) {
         const Block* group = w + g * legacy_group_blocks;
@@ -267,8 +268,13 @@ struct legacy_avx2 {
         const __m256i nibble = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
         const __m256i head_a = header_index(0), head_c = header_index(1);
         const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        [[maybe_unused]] __m256i qh_ab{}, qh_cd{}, spread[4] = {};
+        if constexpr (F::bits == 5) {
+            qh_ab = qh_index(0), qh_cd = qh_index(2);
+            for (int part = 0; part < 4; ++part) spread[part] = spread_index(part);
+        }
 
-        legacy_groups(m.blocks + o * nb, nb, row == 0, [&](const Block* w, std::size_t g) {
+        legacy_groups(m.blocks + o * nb, nb, row == 0, [&](const Block* w, std::size_t g) __attribute__((always_inline)) {
             for (std::size_t quarter = 0; quarter < 2; ++quarter) {
                 // Blocks A, B, C, D of this half of the group.
                 const auto* a = reinterpret_cast<const std::byte*>(w + 4 * quarter);
@@ -282,12 +288,12 @@ struct legacy_avx2 {
                 const __m256i h_cd = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + 2 * L::size));
                 if constexpr (F::bits == 5) {
                     const __m256i qh = _mm256_permutevar8x32_epi32(
-                        _mm256_or_si256(_mm256_shuffle_epi8(h_ab, qh_index(0)), _mm256_shuffle_epi8(h_cd, qh_index(2))),
+                        _mm256_or_si256(_mm256_shuffle_epi8(h_ab, qh_ab), _mm256_shuffle_epi8(h_cd, qh_cd)),
                         _mm256_setr_epi32(0, 4, 0, 0, 2, 6, 0, 0));
                     const __m256i bit = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ull));
                     auto add_fifth = [&](__m256i q, int part) {
-                        const __m256i spread = _mm256_and_si256(_mm256_shuffle_epi8(qh, spread_index(part)), bit);
-                        return _mm256_or_si256(q, _mm256_and_si256(_mm256_cmpeq_epi8(spread, bit), _mm256_set1_epi8(0x10)));
+                        const __m256i bits = _mm256_and_si256(_mm256_shuffle_epi8(qh, spread[part]), bit);
+                        return _mm256_or_si256(q, _mm256_and_si256(_mm256_cmpeq_epi8(bits, bit), _mm256_set1_epi8(0x10)));
                     };
                     lo1 = add_fifth(lo1, 0), lo2 = add_fifth(lo2, 1), hi1 = add_fifth(hi1, 2), hi2 = add_fifth(hi2, 3);
                 }
@@ -398,7 +404,7 @@ struct legacy_avx512 {
         if constexpr (F::bits == 5) qh0 = qh_index(0), qh1 = qh_index(1);
         constexpr __mmask64 second = (__mmask64{1} << second_bytes) - 1;
 
-        legacy_groups(m.blocks + o * nb, nb, row == 0, [&](const Block* w, std::size_t g) {
+        legacy_groups(m.blocks + o * nb, nb, row == 0, [&](const Block* w, std::size_t g) __attribute__((always_inline)) {
             const auto* a = reinterpret_cast<const std::byte*>(w);
             const auto* b = reinterpret_cast<const std::byte*>(w + 4);
             const __m512i a0 = _mm512_loadu_si512(a), a1 = _mm512_maskz_loadu_epi8(second, a + 64);
