@@ -146,6 +146,12 @@ inline void legacy_store(const matrix_product<float>& p, std::size_t row, std::s
     out = p.accumulate ? std::fma(sum, scale, out) : sum * scale;
 }
 
+// Shuffle and permute indices, built at compile time and loaded as vectors.
+template <class T, std::size_t N>
+struct alignas(64) legacy_index {
+    T v[N];
+};
+
 // Where a block type's fields start (bytes; all even).
 template <class Block>
 struct legacy_fields {
@@ -221,15 +227,17 @@ struct legacy_avx2 {
     using L = legacy_fields<Block>;
     static constexpr std::size_t max_tile = 8;
 
-    static __m256i bytes(const std::array<int, 32>& v) noexcept {
-        alignas(32) std::int8_t idx[32];
-        for (std::size_t i = 0; i < 32; ++i) idx[i] = static_cast<std::int8_t>(v[i]);
-        return _mm256_load_si256(reinterpret_cast<const __m256i*>(idx));
+    using index = legacy_index<std::int8_t, 32>;
+    static constexpr index bytes(const std::array<int, 32>& v) noexcept {
+        index idx{};
+        for (std::size_t i = 0; i < 32; ++i) idx.v[i] = static_cast<std::int8_t>(v[i]);
+        return idx;
     }
+    static __m256i load(const index& idx) noexcept { return _mm256_load_si256(reinterpret_cast<const __m256i*>(idx.v)); }
     // Shuffles of the 32 bytes at a block pair's first block (the first block in lane 0,
     // the second at size - 16 in lane 1) putting the pair's float16 d twice at dword
     // `slot` of its lane and m twice at dword 2 + slot; -128 (zero) elsewhere.
-    static __m256i header_index(int slot) noexcept {
+    static constexpr index header_index(int slot) noexcept {
         std::array<int, 32> v;
         v.fill(-128);
         for (int lane = 0; lane < 2; ++lane) {
@@ -242,7 +250,7 @@ struct legacy_avx2 {
         return bytes(v);
     }
     // The same 32 bytes -> the pair's qh at dword `slot` of its lane.
-    static __m256i qh_index(int slot) noexcept {
+    static constexpr index qh_index(int slot) noexcept {
         std::array<int, 32> v;
         v.fill(-128);
         for (int lane = 0; lane < 2; ++lane)
@@ -251,7 +259,7 @@ struct legacy_avx2 {
     }
     // Lane 0 [qh_A, qh_B], lane 1 [qh_C, qh_D] -> byte j of block k's 8 bytes gets its
     // qh byte `part`.
-    static __m256i spread_index(int part) noexcept {
+    static constexpr index spread_index(int part) noexcept {
         std::array<int, 32> v;
         for (int i = 0; i < 32; ++i) v[i] = (i % 16) / 8 * 4 + part;
         return bytes(v);
@@ -266,12 +274,15 @@ struct legacy_avx2 {
 #pragma GCC unroll 16
         for (std::size_t r = 0; r < Tile; ++r) xr[r] = x.row(row + r), acc[r] = _mm256_setzero_ps();
         const __m256i nibble = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
-        const __m256i head_a = header_index(0), head_c = header_index(1);
+        static constexpr index head_a_index = header_index(0), head_c_index = header_index(1);
+        const __m256i head_a = load(head_a_index), head_c = load(head_c_index);
         const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
         [[maybe_unused]] __m256i qh_ab{}, qh_cd{}, spread[4] = {};
         if constexpr (F::bits == 5) {
-            qh_ab = qh_index(0), qh_cd = qh_index(2);
-            for (int part = 0; part < 4; ++part) spread[part] = spread_index(part);
+            static constexpr index qh_ab_index = qh_index(0), qh_cd_index = qh_index(2);
+            static constexpr index spread_indices[4] = {spread_index(0), spread_index(1), spread_index(2), spread_index(3)};
+            qh_ab = load(qh_ab_index), qh_cd = load(qh_cd_index);
+            for (int part = 0; part < 4; ++part) spread[part] = load(spread_indices[part]);
         }
 
         legacy_groups(m.blocks + o * nb, nb, row == 0, [&](const Block* w, std::size_t g) __attribute__((always_inline)) {
@@ -342,16 +353,23 @@ struct legacy_avx512 {
 
     // 16-bit lanes of two registers (0..31 the first, 32..63 the second) to gather: a
     // byte permute where the target has VBMI (one instruction; vpermt2w is three).
-    static __m512i word_index(const std::array<std::size_t, 32>& words) noexcept {
 #if defined(__AVX512VBMI__)
-        alignas(64) std::uint8_t idx[64];
-        for (std::size_t i = 0; i < 32; ++i) idx[2 * i] = static_cast<std::uint8_t>(2 * words[i]), idx[2 * i + 1] = idx[2 * i] + 1;
-#else
-        alignas(64) std::int16_t idx[32];
-        for (std::size_t i = 0; i < 32; ++i) idx[i] = static_cast<std::int16_t>(words[i]);
-#endif
-        return _mm512_load_si512(idx);
+    using index = legacy_index<std::uint8_t, 64>;
+    static constexpr index word_index(const std::array<std::size_t, 32>& words) noexcept {
+        index idx{};
+        for (std::size_t i = 0; i < 32; ++i)
+            idx.v[2 * i] = static_cast<std::uint8_t>(2 * words[i]), idx.v[2 * i + 1] = static_cast<std::uint8_t>(2 * words[i] + 1);
+        return idx;
     }
+#else
+    using index = legacy_index<std::int16_t, 32>;
+    static constexpr index word_index(const std::array<std::size_t, 32>& words) noexcept {
+        index idx{};
+        for (std::size_t i = 0; i < 32; ++i) idx.v[i] = static_cast<std::int16_t>(words[i]);
+        return idx;
+    }
+#endif
+    static __m512i load(const index& idx) noexcept { return _mm512_load_si512(idx.v); }
     static __m512i gather_words(__m512i first, __m512i idx, __m512i second) noexcept {
 #if defined(__AVX512VBMI__)
         return _mm512_permutex2var_epi8(first, idx, second);
@@ -363,14 +381,14 @@ struct legacy_avx512 {
     // permute of the halves' first loads gathers all 8 blocks' scales.
     static constexpr bool scales_in_first = 3 * L::size + (F::has_min ? L::m : 0) + 2 <= 64;
     // The 4 blocks' qs bytes 0..7 (8 bytes each) in words 0..15, bytes 8..15 in 16..31.
-    static __m512i qs_index() noexcept {
+    static constexpr index qs_index() noexcept {
         std::array<std::size_t, 32> w{};
         for (std::size_t i = 0; i < 32; ++i) w[i] = (i % 16 / 4 * L::size + L::qs) / 2 + i / 16 * 4 + i % 4;
         return word_index(w);
     }
     // Half h's 4 blocks' d (words 2k, 2k + 1, k = 4h + block) and m (16 + 2k, ...), from
     // that half's loads; with scales_in_first, both halves' from their first loads.
-    static __m512i header_index(std::size_t h) noexcept {
+    static constexpr index header_index(std::size_t h) noexcept {
         std::array<std::size_t, 32> w{};
         for (std::size_t hh = 0; hh < 2; ++hh) {
             if (!scales_in_first && hh != h) continue;
@@ -384,7 +402,7 @@ struct legacy_avx512 {
         return word_index(w);
     }
     // Half h's 4 blocks' qh (32 bits) at dwords 4h + j.
-    static __m512i qh_index(std::size_t h) noexcept {
+    static constexpr index qh_index(std::size_t h) noexcept {
         std::array<std::size_t, 32> w{};
         for (std::size_t j = 0; j < 4; ++j) w[8 * h + 2 * j] = (j * L::size + L::qh) / 2, w[8 * h + 2 * j + 1] = w[8 * h + 2 * j] + 1;
         return word_index(w);
@@ -399,9 +417,13 @@ struct legacy_avx512 {
 #pragma GCC unroll 16
         for (std::size_t r = 0; r < Tile; ++r) xr[r] = x.row(row + r), acc[r] = _mm512_setzero_ps();
         const __m512i nibble = _mm512_set1_epi8(0x0f);
-        const __m512i qs_idx = qs_index(), head0 = header_index(0), head1 = header_index(1);
+        static constexpr index qs_indices = qs_index(), head0_indices = header_index(0), head1_indices = header_index(1);
+        const __m512i qs_idx = load(qs_indices), head0 = load(head0_indices), head1 = load(head1_indices);
         [[maybe_unused]] __m512i qh0{}, qh1{};
-        if constexpr (F::bits == 5) qh0 = qh_index(0), qh1 = qh_index(1);
+        if constexpr (F::bits == 5) {
+            static constexpr index qh0_indices = qh_index(0), qh1_indices = qh_index(1);
+            qh0 = load(qh0_indices), qh1 = load(qh1_indices);
+        }
         constexpr __mmask64 second = (__mmask64{1} << second_bytes) - 1;
 
         legacy_groups(m.blocks + o * nb, nb, row == 0, [&](const Block* w, std::size_t g) __attribute__((always_inline)) {
