@@ -190,11 +190,9 @@ struct legacy_scalar {
     }
 };
 
-#ifndef LG_PF
-#define LG_PF 1024
-#endif
-// How far ahead of the group being read the weights are asked for (bytes; measured).
-inline constexpr std::size_t legacy_prefetch_distance = LG_PF;
+// How far ahead of the group being read the weights are asked for (bytes). Compared
+// with none and 4 KiB on a shared, noisy machine: no clear winner; kept short.
+inline constexpr std::size_t legacy_prefetch_distance = 1024;
 
 // step(blocks, g) over a weight row's groups of 8 blocks; a short last group (in_dim
 // not a multiple of 256) runs on a zero-padded copy, whose missing blocks meet the
@@ -206,7 +204,7 @@ template <class Block, class Step>
     const std::size_t full = nb / legacy_group_blocks, rest = nb % legacy_group_blocks;
     for (std::size_t g = 0; g < full; ++g) {
         const Block* group = w + g * legacy_group_blocks;
-        if (LG_PF && prefetch) {
+        if (prefetch) {
             // A group spans at most 192 bytes: three or four lines.
             const char* ahead = reinterpret_cast<const char*>(group) + legacy_prefetch_distance;
             for (std::size_t at = 0; at < sizeof(Block) * legacy_group_blocks; at += 64) __builtin_prefetch(ahead + at, 0, 3);
