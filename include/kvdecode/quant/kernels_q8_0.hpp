@@ -222,10 +222,14 @@ inline void prefetch_weights(const void* block, std::size_t row) noexcept {
     if (row == 0) __builtin_prefetch(static_cast<const char*>(block) + 8192, 0, 3);
 }
 
+// Every multiply-add here and in the block sums below is an explicit fma (std::fma,
+// _mm*_fmadd_ps), never `a * b + c`: under -ffp-contract=fast (GCC's default in GNU
+// mode) the compiler fuses such expressions or not depending on the surrounding code,
+// so the same kernel would round differently per tile, instruction set or compiler.
 inline void store_output(const matrix_product<float>& p, std::size_t row, std::size_t o, float sum) noexcept {
     const float scale = p.row_scale ? p.row_scale[row] : 1.0f;
     float& out = p.out[row * p.out_stride + o];
-    out = p.accumulate ? out + sum * scale : sum * scale;
+    out = p.accumulate ? std::fma(sum, scale, out) : sum * scale;
 }
 
 // The scalar kernel: for each output and row, dot_q8_0's arithmetic in its order.
@@ -245,7 +249,7 @@ struct q8_0_scalar {
                 std::int32_t isum = 0;
                 for (std::size_t i = 0; i < q8_0_block_values; ++i)
                     isum += std::int32_t{w[b].qs[i]} * std::int32_t{xq[b * q8_0_block_values + i]};
-                sum += static_cast<float>(isum) * (f16_to_f32(w[b].d) * xd[8 * b]);
+                sum = std::fma(static_cast<float>(isum), f16_to_f32(w[b].d) * xd[8 * b], sum);
             }
             store_output(p, r, o, sum);
         }
@@ -382,7 +386,7 @@ struct q8_0_avx512 {
                 }
             for (std::size_t r = 0; r < Tile; ++r) {
                 const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(xd[r][8 * b]));
-                acc[r] = _mm512_add_ps(acc[r], _mm512_mul_ps(_mm512_cvtepi32_ps(sums[r]), scale));
+                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums[r]), scale, acc[r]);
             }
         }
         for (std::size_t r = 0; r < Tile; ++r) {
@@ -446,7 +450,7 @@ struct q8_0_avx2 {
                 }
             for (std::size_t r = 0; r < Tile; ++r) {
                 const __m256 scale = _mm256_mul_ps(dw, _mm256_set1_ps(xd[r][8 * b]));
-                acc[r] = _mm256_add_ps(acc[r], _mm256_mul_ps(_mm256_cvtepi32_ps(sums[r]), scale));
+                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums[r]), scale, acc[r]);
             }
         }
         for (std::size_t r = 0; r < Tile; ++r) {
