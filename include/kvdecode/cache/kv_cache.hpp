@@ -38,6 +38,15 @@ struct kv_cache_options {
     kv_type storage = kv_type::f32;   // f16 / bf16: half the bytes (float activations only)
 };
 
+// f(std::integral_constant<quant::half_format, F>{}) with the 16-bit format a kv_type
+// stores (nothing for f32): the one place that maps the two, for the cache's writes
+// and attention's reads.
+template <class F>
+void with_half_format(kv_type t, F&& f) {
+    if (t == kv_type::f16) f(std::integral_constant<quant::half_format, quant::half_format::f16>{});
+    if (t == kv_type::bf16) f(std::integral_constant<quant::half_format, quant::half_format::bf16>{});
+}
+
 struct kv_cache_stats {
     std::size_t blocks_total = 0;
     std::size_t blocks_used = 0;
@@ -204,15 +213,10 @@ public:
         const std::size_t at = row_offset(layer, s, pos, kv_head), hd = config_.head_dim;
         if constexpr (std::is_same_v<T, float>) {
             if (options_.storage != kv_type::f32) {
-                auto* keys = reinterpret_cast<std::uint16_t*>(keys_.data()) + at;
-                auto* values = reinterpret_cast<std::uint16_t*>(values_.data()) + at;
-                if (options_.storage == kv_type::f16) {
-                    quant::narrow_half<quant::half_format::f16>(k, keys, hd);
-                    quant::narrow_half<quant::half_format::f16>(v, values, hd);
-                } else {
-                    quant::narrow_half<quant::half_format::bf16>(k, keys, hd);
-                    quant::narrow_half<quant::half_format::bf16>(v, values, hd);
-                }
+                with_half_format(options_.storage, [&](auto format) {
+                    quant::narrow_half<format.value>(k, reinterpret_cast<std::uint16_t*>(keys_.data()) + at, hd);
+                    quant::narrow_half<format.value>(v, reinterpret_cast<std::uint16_t*>(values_.data()) + at, hd);
+                });
                 return;
             }
         }

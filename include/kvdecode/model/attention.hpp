@@ -77,8 +77,7 @@ struct half_rows {
 template <class T, class F>
 void with_rows(kv_type storage, F&& f) {
     if constexpr (std::is_same_v<T, float>) {
-        if (storage == kv_type::f16) return f(half_rows<quant::half_format::f16>{});
-        if (storage == kv_type::bf16) return f(half_rows<quant::half_format::bf16>{});
+        if (storage != kv_type::f32) return with_half_format(storage, [&](auto format) { f(half_rows<format.value>{}); });
     }
     f(native_rows<T>{});
 }
