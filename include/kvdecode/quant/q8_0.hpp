@@ -75,13 +75,15 @@ inline void dequantize_row_q8_0(const block_q8_0* x, float* y, std::size_t n) no
     }
 }
 
-// Dot of two rows of `blocks` blocks each.
+// Dot of two rows of `blocks` blocks each. The block sums are exact; each is added with
+// one rounding (an explicit fma, as ggml's x86 kernels do), so that no compiler's
+// contraction setting can make this differ from the kernels in kernels_q8_0.hpp.
 inline float dot_q8_0(const block_q8_0* w, const block_q8_0* x, std::size_t blocks) noexcept {
     float sum = 0;
     for (std::size_t b = 0; b < blocks; ++b) {
         std::int32_t isum = 0;
         for (std::size_t i = 0; i < q8_0_block_values; ++i) isum += std::int32_t{w[b].qs[i]} * std::int32_t{x[b].qs[i]};
-        sum += static_cast<float>(isum) * (f16_to_f32(w[b].d) * f16_to_f32(x[b].d));
+        sum = std::fma(static_cast<float>(isum), f16_to_f32(w[b].d) * f16_to_f32(x[b].d), sum);
     }
     return sum;
 }

@@ -484,57 +484,7 @@ private:
             row[k] = column_scale ? w[o * in_dim_ + k] * column_scale[k] : w[o * in_dim_ + k];
     }
 
-    void pack(const T* w, const T* column_scale) {
-        std::byte* dst = storage_.data();
-        if (type_ == weight_type::f32) {
-            simd::pack_matrix(w, f32_layout(), column_scale, reinterpret_cast<T*>(dst));
-            return;
-        }
-        if constexpr (std::is_same_v<T, float>) {
-            switch (type_) {
-                case weight_type::f16:
-                    quant::pack_half_panels<quant::half_format::f16>(w, half_layout(), column_scale,
-                                                                     reinterpret_cast<std::uint16_t*>(dst));
-                    return;
-                case weight_type::bf16:
-                    quant::pack_half_panels<quant::half_format::bf16>(w, half_layout(), column_scale,
-                                                                      reinterpret_cast<std::uint16_t*>(dst));
-                    return;
-                case weight_type::q8_0: {
-                    const std::size_t nb = quant::q8_0_blocks(in_dim_);
-                    aligned_buffer<float> row(in_dim_);
-                    auto* blocks = reinterpret_cast<quant::block_q8_0*>(dst);
-                    for (std::size_t o = 0; o < out_dim_; ++o) {
-                        for (std::size_t k = 0; k < in_dim_; ++k)
-                            row[k] = column_scale ? w[o * in_dim_ + k] * column_scale[k] : w[o * in_dim_ + k];
-                        quant::quantize_row_q8_0(row.data(), blocks + o * nb, in_dim_);
-                    }
-                    return;
-                }
-                case weight_type::q4_0:
-                case weight_type::q4_1:
-                case weight_type::q5_0:
-                case weight_type::q5_1: {
-                    aligned_buffer<float> row(in_dim_);
-                    with_legacy_block(type_, [&]<class Block>(Block*) {
-                        auto* blocks = reinterpret_cast<Block*>(dst);
-                        const std::size_t nb = quant::legacy_blocks(in_dim_);
-                        for (std::size_t o = 0; o < out_dim_; ++o) {
-                            scaled_row(w, column_scale, o, row.data());
-                            quant::quantize_row_legacy(row.data(), blocks + o * nb, in_dim_);
-                        }
-                    });
-                    return;
-                }
-                case weight_type::q2_k:
-                case weight_type::q3_k:
-                case weight_type::q4_k:
-                case weight_type::q5_k:
-                case weight_type::q6_k: visit_k_block(type_, [&](auto block) { pack_k(block, w, column_scale, dst); }); return;
-                case weight_type::f32: return;
-            }
-        }
-    }
+    void pack(const T* w, const T* column_scale);  // below the class: compiled with the kernels
 
     // Rows through the type's reference quantiser; a block whose float16 scales overflow
     // (values of magnitude near 4e6 and beyond) is an error naming it.
@@ -667,35 +617,105 @@ private:
         return nullptr;
     }
 
-    // Only asked for what has_kernel allows.
-    static kernel_fn kernel_for(weight_type type, kernel_isa isa) noexcept {
-        if (type == weight_type::f32) {
-            // The best f32 kernel is packed_matmul's dispatched one: f32 runs exactly as before.
-            if (isa == best_kernel(type)) return &run_f32<dispatched>;
-            switch (isa) {
-                case kernel_isa::scalar: return &run_f32<scalar>;
-                case kernel_isa::sse2: return f32_kernel<xsimd::sse2>();
-                case kernel_isa::avx2: return f32_kernel<xsimd::fma3<xsimd::avx2>>();
-                case kernel_isa::avx512: return f32_kernel<xsimd::avx512f>();
-            }
-            return nullptr;
-        }
-        switch (isa) {
-            case kernel_isa::scalar: return quant_kernel<kernel_isa::scalar>(type);
-            case kernel_isa::sse2: return quant_kernel<kernel_isa::sse2>(type);
-            case kernel_isa::avx2: return quant_kernel<kernel_isa::avx2>(type);
-            case kernel_isa::avx512: return quant_kernel<kernel_isa::avx512>(type);
-        }
-        return nullptr;
-    }
+    // Only asked for what has_kernel allows. Defined below the class and not inline: every
+    // kernel is instantiated from here, so a program may compile them in one translation
+    // unit of its own (kvdecode/quant/compiled_kernels.hpp).
+    static kernel_fn kernel_for(weight_type type, kernel_isa isa) noexcept;
+    // An empty matrix's (what a move leaves): it has no units to multiply.
+    static void no_kernel(const weight_matrix&, const matrix_product<T>&, const std::byte*, std::size_t,
+                          std::size_t) noexcept {}
 
     weight_type type_ = weight_type::f32;
     std::size_t out_dim_ = 0, in_dim_ = 0;
     aligned_buffer<std::byte> storage_;  // the packed elements, unless they are used in place
     std::shared_ptr<const void> owner_;  // keeps the bytes data_ points at alive when in place
     const std::byte* data_ = nullptr;
-    kernel_fn kernel_ = &run_f32<dispatched>;  // the best kernel for type_ on this CPU
+    kernel_fn kernel_ = &no_kernel;  // the best kernel for type_ on this CPU
     std::size_t scratch_row_bytes_ = 0;  // prepared activation bytes per row (block types)
 };
+
+template <class T>
+auto weight_matrix<T>::kernel_for(weight_type type, kernel_isa isa) noexcept -> kernel_fn {
+    if (type == weight_type::f32) {
+        // The best f32 kernel is packed_matmul's dispatched one: f32 runs exactly as before.
+        if (isa == best_kernel(type)) return &run_f32<dispatched>;
+        switch (isa) {
+            case kernel_isa::scalar: return &run_f32<scalar>;
+            case kernel_isa::sse2: return f32_kernel<xsimd::sse2>();
+            case kernel_isa::avx2: return f32_kernel<xsimd::fma3<xsimd::avx2>>();
+            case kernel_isa::avx512: return f32_kernel<xsimd::avx512f>();
+        }
+        return nullptr;
+    }
+    switch (isa) {
+        case kernel_isa::scalar: return quant_kernel<kernel_isa::scalar>(type);
+        case kernel_isa::sse2: return quant_kernel<kernel_isa::sse2>(type);
+        case kernel_isa::avx2: return quant_kernel<kernel_isa::avx2>(type);
+        case kernel_isa::avx512: return quant_kernel<kernel_isa::avx512>(type);
+    }
+    return nullptr;
+}
+
+template <class T>
+void weight_matrix<T>::pack(const T* w, const T* column_scale) {
+    std::byte* dst = storage_.data();
+    if (type_ == weight_type::f32) {
+        simd::pack_matrix(w, f32_layout(), column_scale, reinterpret_cast<T*>(dst));
+        return;
+    }
+    if constexpr (std::is_same_v<T, float>) {
+        switch (type_) {
+            case weight_type::f16:
+                quant::pack_half_panels<quant::half_format::f16>(w, half_layout(), column_scale,
+                                                                 reinterpret_cast<std::uint16_t*>(dst));
+                return;
+            case weight_type::bf16:
+                quant::pack_half_panels<quant::half_format::bf16>(w, half_layout(), column_scale,
+                                                                  reinterpret_cast<std::uint16_t*>(dst));
+                return;
+            case weight_type::q8_0: {
+                const std::size_t nb = quant::q8_0_blocks(in_dim_);
+                aligned_buffer<float> row(in_dim_);
+                auto* blocks = reinterpret_cast<quant::block_q8_0*>(dst);
+                for (std::size_t o = 0; o < out_dim_; ++o) {
+                    for (std::size_t k = 0; k < in_dim_; ++k)
+                        row[k] = column_scale ? w[o * in_dim_ + k] * column_scale[k] : w[o * in_dim_ + k];
+                    quant::quantize_row_q8_0(row.data(), blocks + o * nb, in_dim_);
+                }
+                return;
+            }
+            case weight_type::q4_0:
+            case weight_type::q4_1:
+            case weight_type::q5_0:
+            case weight_type::q5_1: {
+                aligned_buffer<float> row(in_dim_);
+                with_legacy_block(type_, [&]<class Block>(Block*) {
+                    auto* blocks = reinterpret_cast<Block*>(dst);
+                    const std::size_t nb = quant::legacy_blocks(in_dim_);
+                    for (std::size_t o = 0; o < out_dim_; ++o) {
+                        scaled_row(w, column_scale, o, row.data());
+                        quant::quantize_row_legacy(row.data(), blocks + o * nb, in_dim_);
+                    }
+                });
+                return;
+            }
+            case weight_type::q2_k:
+            case weight_type::q3_k:
+            case weight_type::q4_k:
+            case weight_type::q5_k:
+            case weight_type::q6_k: visit_k_block(type_, [&](auto block) { pack_k(block, w, column_scale, dst); }); return;
+            case weight_type::f32: return;
+        }
+    }
+}
+
+#if defined(KVDECODE_SEPARATE_KERNELS)
+// The program compiles the kernels once, in the translation unit that includes
+// kvdecode/quant/compiled_kernels.hpp; every other one only calls them.
+extern template weight_matrix<float>::kernel_fn weight_matrix<float>::kernel_for(weight_type, kernel_isa) noexcept;
+extern template weight_matrix<double>::kernel_fn weight_matrix<double>::kernel_for(weight_type, kernel_isa) noexcept;
+extern template void weight_matrix<float>::pack(const float*, const float*);
+extern template void weight_matrix<double>::pack(const double*, const double*);
+#endif
 
 }  // namespace kvdecode
