@@ -579,20 +579,21 @@ void check_kernels(std::size_t out_dim, std::size_t in_dim, weights_from source,
 template <class Block>
 void check_kernels_everywhere() {
     for (weights_from source : {weights_from::random_bytes, weights_from::quantized_floats}) {
-        for (std::size_t in_dim : {32, 96, 800})
+        for (std::size_t in_dim : {32, 96, 256, 800})
             for (std::size_t out_dim : {1, 31, 33, 100}) check_kernels<Block>(out_dim, in_dim, source, {1, 2, 3, 4, 5, 6, 7, 8, 9});
         check_kernels<Block>(37, 416, source, {16, 17, 33});
     }
     for (std::size_t in_dim = 32; in_dim <= 4096; in_dim += 32)
-        check_kernels<Block>(3, in_dim, in_dim % 64 == 0 ? weights_from::quantized_floats : weights_from::random_bytes, {1, 9});
+        check_kernels<Block>(in_dim % 256 == 0 ? 8 : 3, in_dim, in_dim % 64 == 0 ? weights_from::quantized_floats : weights_from::random_bytes, {1, 9});
 }
 
 // Bit for bit, per instruction set: the product computed in one call, split into
 // units at odd points (as threads take them), and each row alone (rows = 1, as a
-// greedy step) against the same row inside a tile of 33 (a beam step).
+// greedy step; several weight streams at once where in_dim is whole groups of 8
+// blocks) against the same row inside a tile of 33 (a beam step).
 template <class Block>
-void check_rows_alone_and_split() {
-    const std::size_t out_dim = 200, in_dim = 416, rows = 33, nb = in_dim / 32, units = (out_dim + 31) / 32;
+void check_rows_alone_and_split(std::size_t in_dim) {
+    const std::size_t out_dim = 200, rows = 33, nb = in_dim / 32, units = (out_dim + 31) / 32;
     const auto w = random_row(out_dim * in_dim, 21);
     std::vector<Block> blocks(out_dim * nb);
     quantize_row_legacy(w.data(), blocks.data(), w.size());
@@ -634,10 +635,10 @@ void check_rows_alone_and_split() {
 
 TEST_CASE("legacy kernels: a row alone equals the row in a tile, and any split of units the whole, bit for bit",
           "[quant][q4_q5]") {
-    check_rows_alone_and_split<block_q4_0>();
-    check_rows_alone_and_split<block_q4_1>();
-    check_rows_alone_and_split<block_q5_0>();
-    check_rows_alone_and_split<block_q5_1>();
+    for (std::size_t in_dim : {416, 512}) check_rows_alone_and_split<block_q4_0>(in_dim);
+    for (std::size_t in_dim : {416, 512}) check_rows_alone_and_split<block_q4_1>(in_dim);
+    for (std::size_t in_dim : {416, 512}) check_rows_alone_and_split<block_q5_0>(in_dim);
+    for (std::size_t in_dim : {416, 512}) check_rows_alone_and_split<block_q5_1>(in_dim);
 }
 
 TEST_CASE("Q4_0 kernels on every instruction set against the exact block sums", "[quant][q4_q5]") {

@@ -441,6 +441,22 @@ TEST_CASE("Q8_0 kernels give the scalar kernel's bits for any rows, in_dim and u
             REQUIRE(q8_0_product(m, isa, x.data(), rows, {3, 6}) == all);
         }
     }
+    SECTION("one row (a greedy step: four weight streams at once) equals the same row among 2 or 3, split or whole") {
+        const std::size_t out = 203, in_dim = 320;  // 7 units, outputs not a multiple of the 4 streams
+        const auto w = random_vector<float>(out * in_dim, 25);
+        const auto x = random_vector<float>(3 * in_dim, 26);
+        const weight_matrix<float> m(weight_type::q8_0, w.data(), out, in_dim);
+        for (kernel_isa isa : all_isas) {
+            if (!weight_matrix<float>::has_kernel(weight_type::q8_0, isa)) continue;
+            CAPTURE(kvdecode::to_string(isa));
+            const std::vector<float> one = q8_0_product(m, isa, x.data(), 1);
+            for (std::size_t rows : {2, 3}) {
+                const std::vector<float> several = q8_0_product(m, isa, x.data(), rows);
+                REQUIRE(std::equal(one.begin(), one.end(), several.begin()));
+            }
+            REQUIRE(q8_0_product(m, isa, x.data(), 1, {1, 2, 5}) == one);
+        }
+    }
     SECTION("stored blocks with the quant -128 (other quantisers write it), against the exact integer dot") {
         using kvdecode::quant::block_q8_0;
         const std::size_t in_dim = 64, rows = 3, nb = 2;

@@ -470,7 +470,7 @@ struct q8_0_avx2 {
 // Two blocks per step in a 512-bit register; the block sums of 4 products land in
 // 16 int32 lanes (8 per block), scaled per lane and accumulated in float.
 struct q8_0_avx512_rows {
-    static constexpr std::size_t group = 1, max_tile = group_rows_from - 1;
+    static constexpr std::size_t group = 1, max_tile = group_rows_from - 1, streams = 4;
 
     static __m512i dot(__m512i unsigned_w, __m512i signed_x) noexcept {
 #if defined(KVDECODE_QUANT_AVX512_VNNI)
@@ -480,73 +480,104 @@ struct q8_0_avx512_rows {
 #endif
     }
 
-    template <std::size_t Tile>
+    // Tile rows against Outputs weight rows o, o + apart, ... (the driver's streams).
+    template <std::size_t Tile, std::size_t Outputs = 1>
     static void tile(const q8_0_matrix& m, const matrix_product<float>& p, const prepared_rows& x, std::size_t o,
-                     std::size_t row) noexcept {
+                     std::size_t row, std::size_t apart = 0) noexcept {
         const std::size_t nb = m.blocks_per_row();
-        const block_q8_0* w = m.blocks + o * nb;
+        const block_q8_0* w[Outputs];
         const std::int8_t* xq[Tile];
         const float* xd[Tile];
-        __m512 acc[Tile];
-        for (std::size_t r = 0; r < Tile; ++r) xq[r] = x.quants(row + r), xd[r] = x.scales(row + r), acc[r] = _mm512_setzero_ps();
+        __m512 acc[Outputs][Tile];
+        for (std::size_t k = 0; k < Outputs; ++k) w[k] = m.blocks + (o + k * apart) * nb;
+        for (std::size_t r = 0; r < Tile; ++r) {
+            xq[r] = x.quants(row + r), xd[r] = x.scales(row + r);
+            for (std::size_t k = 0; k < Outputs; ++k) acc[k][r] = _mm512_setzero_ps();
+        }
         // Blocks b and b + 1 (b + 1 == nb: a zero block, the activations' padding is zero too).
-        auto step = [&](std::size_t b, bool pair) {
-            prefetch_weights(w + b, row);
-            prefetch_weights(w + b + 1, row);  // 68 bytes a step: sometimes a second line
-            const __m256i first = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs));
-            const __m256i second = pair ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b + 1].qs)) : _mm256_setzero_si256();
-            const __m512i wq = _mm512_inserti64x4(_mm512_castsi256_si512(first), second, 1);
-            const __m512 dw = _mm512_mask_mov_ps(_mm512_set1_ps(_cvtsh_ss(w[b].d)), 0xff00,
-                                                 _mm512_set1_ps(pair ? _cvtsh_ss(w[b + 1].d) : 0.0f));
-            const __mmask64 negative = _mm512_movepi8_mask(wq);
-            const __m512i magnitude = _mm512_abs_epi8(wq);
+        auto step = [&](std::size_t b, bool pair) __attribute__((always_inline)) {
+            __m512 dw[Outputs];
+            __mmask64 negative[Outputs];
+            __m512i magnitude[Outputs];
+#pragma GCC unroll 4
+            for (std::size_t k = 0; k < Outputs; ++k) {
+                prefetch_weights(w[k] + b, row);
+                prefetch_weights(w[k] + b + 1, row);  // 68 bytes a step: sometimes a second line
+                const __m256i first = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[k][b].qs));
+                const __m256i second =
+                    pair ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[k][b + 1].qs)) : _mm256_setzero_si256();
+                const __m512i wq = _mm512_inserti64x4(_mm512_castsi256_si512(first), second, 1);
+                dw[k] = _mm512_mask_mov_ps(_mm512_set1_ps(_cvtsh_ss(w[k][b].d)), 0xff00,
+                                           _mm512_set1_ps(pair ? _cvtsh_ss(w[k][b + 1].d) : 0.0f));
+                negative[k] = _mm512_movepi8_mask(wq);
+                magnitude[k] = _mm512_abs_epi8(wq);
+            }
             for (std::size_t r = 0; r < Tile; ++r) {
                 const __m512i xv = _mm512_loadu_si512(xq[r] + b * q8_0_block_values);
-                const __m512i signed_x = _mm512_mask_sub_epi8(xv, negative, _mm512_setzero_si512(), xv);
-                const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(dot(magnitude, signed_x)), _mm512_loadu_ps(xd[r] + 8 * b));
-                acc[r] = _mm512_fmadd_ps(f, dw, acc[r]);
+                const __m512 xs = _mm512_loadu_ps(xd[r] + 8 * b);
+#pragma GCC unroll 4
+                for (std::size_t k = 0; k < Outputs; ++k) {
+                    const __m512i signed_x = _mm512_mask_sub_epi8(xv, negative[k], _mm512_setzero_si512(), xv);
+                    const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(dot(magnitude[k], signed_x)), xs);
+                    acc[k][r] = _mm512_fmadd_ps(f, dw[k], acc[k][r]);
+                }
             }
         };
         std::size_t b = 0;
         for (; b + 2 <= nb; b += 2) step(b, true);
         if (b < nb) step(b, false);
-        for (std::size_t r = 0; r < Tile; ++r) store_output(p, row + r, o, _mm512_reduce_add_ps(acc[r]));
+        for (std::size_t r = 0; r < Tile; ++r)
+            for (std::size_t k = 0; k < Outputs; ++k) store_output(p, row + r, o + k * apart, _mm512_reduce_add_ps(acc[k][r]));
     }
 };
 #endif
 
 #if defined(KVDECODE_QUANT_AVX2)
 struct q8_0_avx2_rows {
-    static constexpr std::size_t group = 1, max_tile = group_rows_from - 1;
+    static constexpr std::size_t group = 1, max_tile = group_rows_from - 1, streams = 4;
 
-    template <std::size_t Tile>
+    template <std::size_t Tile, std::size_t Outputs = 1>
     static void tile(const q8_0_matrix& m, const matrix_product<float>& p, const prepared_rows& x, std::size_t o,
-                     std::size_t row) noexcept {
+                     std::size_t row, std::size_t apart = 0) noexcept {
         const std::size_t nb = m.blocks_per_row();
-        const block_q8_0* w = m.blocks + o * nb;
+        const block_q8_0* w[Outputs];
         const std::int8_t* xq[Tile];
         const float* xd[Tile];
-        __m256 acc[Tile];
-        for (std::size_t r = 0; r < Tile; ++r) xq[r] = x.quants(row + r), xd[r] = x.scales(row + r), acc[r] = _mm256_setzero_ps();
+        __m256 acc[Outputs][Tile];
+        for (std::size_t k = 0; k < Outputs; ++k) w[k] = m.blocks + (o + k * apart) * nb;
+        for (std::size_t r = 0; r < Tile; ++r) {
+            xq[r] = x.quants(row + r), xd[r] = x.scales(row + r);
+            for (std::size_t k = 0; k < Outputs; ++k) acc[k][r] = _mm256_setzero_ps();
+        }
         const __m256i ones = _mm256_set1_epi16(1);
         for (std::size_t b = 0; b < nb; ++b) {
-            prefetch_weights(w + b, row);
-            const __m256i wq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs));
-            const __m256i magnitude = _mm256_sign_epi8(wq, wq);
-            const __m256 dw = _mm256_set1_ps(_cvtsh_ss(w[b].d));
+            __m256i wq[Outputs], magnitude[Outputs];
+            __m256 dw[Outputs];
+#pragma GCC unroll 4
+            for (std::size_t k = 0; k < Outputs; ++k) {
+                prefetch_weights(w[k] + b, row);
+                wq[k] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[k][b].qs));
+                magnitude[k] = _mm256_sign_epi8(wq[k], wq[k]);
+                dw[k] = _mm256_set1_ps(_cvtsh_ss(w[k][b].d));
+            }
             for (std::size_t r = 0; r < Tile; ++r) {
                 const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[r] + b * q8_0_block_values));
-                const __m256i sums = _mm256_madd_epi16(_mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(xv, wq)), ones);
-                const __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(sums), _mm256_loadu_ps(xd[r] + 8 * b));
-                acc[r] = _mm256_fmadd_ps(f, dw, acc[r]);
+                const __m256 xs = _mm256_loadu_ps(xd[r] + 8 * b);
+#pragma GCC unroll 4
+                for (std::size_t k = 0; k < Outputs; ++k) {
+                    const __m256i sums = _mm256_madd_epi16(_mm256_maddubs_epi16(magnitude[k], _mm256_sign_epi8(xv, wq[k])), ones);
+                    const __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(sums), xs);
+                    acc[k][r] = _mm256_fmadd_ps(f, dw[k], acc[k][r]);
+                }
             }
         }
-        for (std::size_t r = 0; r < Tile; ++r) {
-            __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc[r]), _mm256_extractf128_ps(acc[r], 1));
-            s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-            s = _mm_add_ss(s, _mm_movehdup_ps(s));
-            store_output(p, row + r, o, _mm_cvtss_f32(s));
-        }
+        for (std::size_t r = 0; r < Tile; ++r)
+            for (std::size_t k = 0; k < Outputs; ++k) {
+                __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc[k][r]), _mm256_extractf128_ps(acc[k][r], 1));
+                s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+                s = _mm_add_ss(s, _mm_movehdup_ps(s));
+                store_output(p, row + r, o + k * apart, _mm_cvtss_f32(s));
+            }
     }
 };
 #endif
@@ -613,7 +644,17 @@ void q8_0_matmul(const q8_0_matrix& m, const matrix_product<float>& p, const std
     static_assert(q8_0_unit_outputs % Isa::group == 0, "units split between groups");
     const prepared_rows x{scratch, q8_0_weight_activations{m.in_dim}};
     const std::size_t o_end = std::min(unit_end * q8_0_unit_outputs, m.out_dim);
-    for (std::size_t o = unit_begin * q8_0_unit_outputs; o < o_end; o += Isa::group) {
+    std::size_t o_begin = unit_begin * q8_0_unit_outputs;
+    if constexpr (requires { Isa::streams; }) {
+        // One row (a decode step): Isa::streams weight rows at once, a quarter of the
+        // range apart, as the Q4/Q5 kernels do (legacy_matmul); each output's sum is the same.
+        if (p.rows == 1) {
+            const std::size_t apart = (o_end - o_begin) / Isa::streams;
+            for (std::size_t i = 0; i < apart; ++i) Isa::template tile<1, Isa::streams>(m, p, x, o_begin + i, 0, apart);
+            o_begin += Isa::streams * apart;
+        }
+    }
+    for (std::size_t o = o_begin; o < o_end; o += Isa::group) {
         // Tiles as even as the row count allows (9 rows: 5 + 4, not 8 + 1): a tile's
         // transposes are paid once for all its rows.
         for (std::size_t row = 0; row < p.rows;) {
