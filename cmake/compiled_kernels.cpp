@@ -1,3 +1,3 @@
 // The project's programs (tests, benchmarks, examples) are built with
 // KVDECODE_SEPARATE_KERNELS: their kernels are compiled here, once.
-#include "kvdecode/quant/compiled_kernels.hpp"
+#include "kvdecode/compiled_kernels.hpp"

@@ -164,4 +164,12 @@ void attend_rows(const kv_cache<T>& cache, const attention_args<T>& a) {
     detail::with_rows<T>(cache.storage(), [&]<class Rows>(Rows) { detail::attend_rows<T, Rows>(cache, a); });
 }
 
+#if defined(KVDECODE_SEPARATE_KERNELS)
+// Compiled once, with the matrix kernels, in kvdecode/compiled_kernels.hpp.
+extern template void attend_one_token<float>(const kv_cache<float>&, const attention_args<float>&, std::size_t);
+extern template void attend_one_token<double>(const kv_cache<double>&, const attention_args<double>&, std::size_t);
+extern template void attend_rows<float>(const kv_cache<float>&, const attention_args<float>&);
+extern template void attend_rows<double>(const kv_cache<double>&, const attention_args<double>&);
+#endif
+
 }  // namespace kvdecode

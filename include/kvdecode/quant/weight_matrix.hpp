@@ -619,7 +619,7 @@ private:
 
     // Only asked for what has_kernel allows. Defined below the class and not inline: every
     // kernel is instantiated from here, so a program may compile them in one translation
-    // unit of its own (kvdecode/quant/compiled_kernels.hpp).
+    // unit of its own (kvdecode/compiled_kernels.hpp).
     static kernel_fn kernel_for(weight_type type, kernel_isa isa) noexcept;
     // An empty matrix's (what a move leaves): it has no units to multiply.
     static void no_kernel(const weight_matrix&, const matrix_product<T>&, const std::byte*, std::size_t,
@@ -711,7 +711,7 @@ void weight_matrix<T>::pack(const T* w, const T* column_scale) {
 
 #if defined(KVDECODE_SEPARATE_KERNELS)
 // The program compiles the kernels once, in the translation unit that includes
-// kvdecode/quant/compiled_kernels.hpp; every other one only calls them.
+// kvdecode/compiled_kernels.hpp; every other one only calls them.
 extern template weight_matrix<float>::kernel_fn weight_matrix<float>::kernel_for(weight_type, kernel_isa) noexcept;
 extern template weight_matrix<double>::kernel_fn weight_matrix<double>::kernel_for(weight_type, kernel_isa) noexcept;
 extern template void weight_matrix<float>::pack(const float*, const float*);
