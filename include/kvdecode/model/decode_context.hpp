@@ -76,39 +76,7 @@ public:
     void reserve(std::size_t tokens) { ws_.reserve_keys(std::min(tokens, config().seq_len), config().seq_len); }
 
     void forward(std::span<const sequence_tokens> batch, kv_cache<T>& cache, std::span<T> logits,
-                 logits_for which = logits_for::last_token) {
-        const model_config& c = config();
-        validate_batch(batch, c, [&](seq_id s) { return cache.length(s); }, logits.size(), which);
-        std::size_t blocks_needed = 0, longest = 0;
-        for (const sequence_tokens& e : batch) {
-            blocks_needed += cache.blocks_to_extend(e.seq, e.tokens.size());
-            longest = std::max(longest, cache.length(e.seq) + e.tokens.size());
-        }
-        if (blocks_needed > cache.free_blocks())
-            throw cache_full("kvdecode: forward: the batch needs " + std::to_string(blocks_needed) +
-                             " free cache blocks, " + std::to_string(cache.free_blocks()) + " are free");
-        ws_.reserve_keys(longest, c.seq_len);                                            // may throw bad_alloc: nothing changed yet
-        if (cache.storage() != kv_type::f32) ws_.reserve_kv_rows(cache.block_size() * c.head_dim);  // the same
-        for (const sequence_tokens& e : batch) cache.extend(e.seq, e.tokens.size());  // cannot fail now
-
-        // Fill passes of at most max_rows rows, splitting an entry across passes if needed.
-        std::size_t entry = 0, offset = 0, logits_row = 0;
-        while (entry < batch.size()) {
-            ws_.pieces.clear();
-            std::size_t rows = 0;
-            while (entry < batch.size() && rows < ws_.max_rows) {
-                const sequence_tokens& e = batch[entry];
-                const std::size_t take = std::min(e.tokens.size() - offset, ws_.max_rows - rows);
-                const std::size_t start = cache.length(e.seq) - e.tokens.size() + offset;
-                std::copy_n(e.tokens.begin() + static_cast<std::ptrdiff_t>(offset), take, ws_.tokens.begin() + rows);
-                offset += take;
-                ws_.pieces.push_back({e.seq, rows, take, start, offset == e.tokens.size()});
-                rows += take;
-                if (offset == e.tokens.size()) ++entry, offset = 0;
-            }
-            logits_row += run_pass(rows, cache, logits.data() + logits_row * c.vocab_size, which);
-        }
-    }
+                 logits_for which = logits_for::last_token);  // defined below the class
 
 private:
     decode_context(const transformer<T>& model, thread_pool* pool, const context_options& options)
@@ -132,22 +100,8 @@ private:
         const T* row_scale = nullptr;
     };
 
-    // One pass over the pieces in ws_.pieces; returns the logits rows written.
-    std::size_t run_pass(std::size_t rows, kv_cache<T>& cache, T* logits, logits_for which) {
-        const model_config& c = config();
-        const packed_weights<T>& w = model_->weights();
-        embed(rows);
-        for (std::size_t l = 0; l < c.n_layers; ++l) {
-            project_fused(w.wqkv(l), normalized(ws_.x.data(), rows, w.attn_norm(l)), ws_.qkv.data());  // q, k, v
-            rotate_and_store_kv(l, cache);
-            attend_all(l, cache);
-            project_add(w.wo(l), {ws_.attended.data(), c.q_dim(), rows}, ws_.x.data());
-            project_fused(w.w13(l), normalized(ws_.x.data(), rows, w.ffn_norm(l)), ws_.gate_up.data());  // gate, up
-            swiglu(rows);
-            project_add(w.w2(l), {ws_.hidden.data(), c.hidden_dim, rows}, ws_.x.data());
-        }
-        return classify(rows, logits, which);
-    }
+    // One pass over the pieces in ws_.pieces; returns the logits rows written (below the class).
+    std::size_t run_pass(std::size_t rows, kv_cache<T>& cache, T* logits, logits_for which);
 
     void embed(std::size_t rows) {
         const std::size_t dim = config().dim;
@@ -302,5 +256,69 @@ private:
     aligned_buffer<std::byte> scratch_;  // activations prepared for the weights' storage type (Q8_0 blocks)
     std::size_t min_work_per_thread_;
 };
+
+template <class T>
+void decode_context<T>::forward(std::span<const sequence_tokens> batch, kv_cache<T>& cache, std::span<T> logits,
+                                logits_for which) {
+    const model_config& c = config();
+    validate_batch(batch, c, [&](seq_id s) { return cache.length(s); }, logits.size(), which);
+    std::size_t blocks_needed = 0, longest = 0;
+    for (const sequence_tokens& e : batch) {
+        blocks_needed += cache.blocks_to_extend(e.seq, e.tokens.size());
+        longest = std::max(longest, cache.length(e.seq) + e.tokens.size());
+    }
+    if (blocks_needed > cache.free_blocks())
+        throw cache_full("kvdecode: forward: the batch needs " + std::to_string(blocks_needed) +
+                         " free cache blocks, " + std::to_string(cache.free_blocks()) + " are free");
+    ws_.reserve_keys(longest, c.seq_len);                                            // may throw bad_alloc: nothing changed yet
+    if (cache.storage() != kv_type::f32) ws_.reserve_kv_rows(cache.block_size() * c.head_dim);  // the same
+    for (const sequence_tokens& e : batch) cache.extend(e.seq, e.tokens.size());  // cannot fail now
+
+    // Fill passes of at most max_rows rows, splitting an entry across passes if needed.
+    std::size_t entry = 0, offset = 0, logits_row = 0;
+    while (entry < batch.size()) {
+        ws_.pieces.clear();
+        std::size_t rows = 0;
+        while (entry < batch.size() && rows < ws_.max_rows) {
+            const sequence_tokens& e = batch[entry];
+            const std::size_t take = std::min(e.tokens.size() - offset, ws_.max_rows - rows);
+            const std::size_t start = cache.length(e.seq) - e.tokens.size() + offset;
+            std::copy_n(e.tokens.begin() + static_cast<std::ptrdiff_t>(offset), take, ws_.tokens.begin() + rows);
+            offset += take;
+            ws_.pieces.push_back({e.seq, rows, take, start, offset == e.tokens.size()});
+            rows += take;
+            if (offset == e.tokens.size()) ++entry, offset = 0;
+        }
+        logits_row += run_pass(rows, cache, logits.data() + logits_row * c.vocab_size, which);
+    }
+}
+
+// One pass over the pieces in ws_.pieces; returns the logits rows written.
+template <class T>
+std::size_t decode_context<T>::run_pass(std::size_t rows, kv_cache<T>& cache, T* logits, logits_for which) {
+    const model_config& c = config();
+    const packed_weights<T>& w = model_->weights();
+    embed(rows);
+    for (std::size_t l = 0; l < c.n_layers; ++l) {
+        project_fused(w.wqkv(l), normalized(ws_.x.data(), rows, w.attn_norm(l)), ws_.qkv.data());  // q, k, v
+        rotate_and_store_kv(l, cache);
+        attend_all(l, cache);
+        project_add(w.wo(l), {ws_.attended.data(), c.q_dim(), rows}, ws_.x.data());
+        project_fused(w.w13(l), normalized(ws_.x.data(), rows, w.ffn_norm(l)), ws_.gate_up.data());  // gate, up
+        swiglu(rows);
+        project_add(w.w2(l), {ws_.hidden.data(), c.hidden_dim, rows}, ws_.x.data());
+    }
+    return classify(rows, logits, which);
+}
+
+#if defined(KVDECODE_SEPARATE_KERNELS)
+// The forward pass is compiled once, with the kernels, in kvdecode/compiled_kernels.hpp.
+extern template void decode_context<float>::forward(std::span<const sequence_tokens>, kv_cache<float>&, std::span<float>,
+                                                    logits_for);
+extern template void decode_context<double>::forward(std::span<const sequence_tokens>, kv_cache<double>&, std::span<double>,
+                                                     logits_for);
+extern template std::size_t decode_context<float>::run_pass(std::size_t, kv_cache<float>&, float*, logits_for);
+extern template std::size_t decode_context<double>::run_pass(std::size_t, kv_cache<double>&, double*, logits_for);
+#endif
 
 }  // namespace kvdecode
