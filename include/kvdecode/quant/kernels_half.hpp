@@ -10,7 +10,8 @@
 // AVX2) keep their accumulators in registers and use each converted weight once
 // per row, so several rows (beams) read the weights once.
 //
-// Kernels: AVX-512 (vcvtph2ps on 16 values; bf16 by widening and a 16-bit shift), AVX2
+// Kernels: AVX-512 (vcvtph2ps on 16 values; bf16 a 32-value line split into its even
+// and odd outputs by a shift and a mask, which is what a float's top half is), AVX2
 // with F16C (8 values), SSE2 (f16 converted with integer operations), and scalar
 // loops, the reference. Accumulation is in float, in column order, for every kernel.
 
@@ -105,10 +106,14 @@ struct half_avx512 {
     static vec fma(vec a, vec b, vec c) noexcept { return _mm512_fmadd_ps(a, b, c); }
     static vec add(vec a, vec b) noexcept { return _mm512_add_ps(a, b); }
     static void store(float* p, vec v) noexcept { _mm512_store_ps(p, v); }
-    static vec load(const std::uint16_t* p) noexcept {
-        const __m256i h = _mm256_load_si256(reinterpret_cast<const __m256i*>(p));
-        if constexpr (F == half_format::f16) return _mm512_cvtph_ps(h);
-        else return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    static constexpr bool interleaved = F == half_format::bf16;
+    static vec load(const std::uint16_t* p) noexcept { return _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(p))); }
+    // bf16: 32 values, even positions then odd ones (their bits moved to, or masked
+    // at, the top of 32-bit lanes: no widening shuffle).
+    static void load_pair(const std::uint16_t* p, vec& even, vec& odd) noexcept {
+        const __m512i h = _mm512_load_si512(p);
+        even = _mm512_castsi512_ps(_mm512_slli_epi32(h, 16));
+        odd = _mm512_castsi512_ps(_mm512_and_si512(h, _mm512_set1_epi32(static_cast<int>(0xFFFF0000u))));
     }
 };
 #endif
@@ -123,10 +128,12 @@ struct half_avx2 {
     static vec fma(vec a, vec b, vec c) noexcept { return _mm256_fmadd_ps(a, b, c); }
     static vec add(vec a, vec b) noexcept { return _mm256_add_ps(a, b); }
     static void store(float* p, vec v) noexcept { _mm256_store_ps(p, v); }
-    static vec load(const std::uint16_t* p) noexcept {
-        const __m128i h = _mm_load_si128(reinterpret_cast<const __m128i*>(p));
-        if constexpr (F == half_format::f16) return _mm256_cvtph_ps(h);
-        else return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    static constexpr bool interleaved = F == half_format::bf16;
+    static vec load(const std::uint16_t* p) noexcept { return _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(p))); }
+    static void load_pair(const std::uint16_t* p, vec& even, vec& odd) noexcept {
+        const __m256i h = _mm256_load_si256(reinterpret_cast<const __m256i*>(p));
+        even = _mm256_castsi256_ps(_mm256_slli_epi32(h, 16));
+        odd = _mm256_castsi256_ps(_mm256_and_si256(h, _mm256_set1_epi32(static_cast<int>(0xFFFF0000u))));
     }
 };
 #endif
@@ -155,6 +162,7 @@ template <half_format F>
 struct half_sse2 {
     using vec = __m128;
     static constexpr std::size_t lanes = 4, max_tile = 1, small_tile_banks = 1;
+    static constexpr bool interleaved = false;
     static vec zero() noexcept { return _mm_setzero_ps(); }
     static vec set1(float x) noexcept { return _mm_set1_ps(x); }
     static vec fma(vec a, vec b, vec c) noexcept { return _mm_add_ps(_mm_mul_ps(a, b), c); }
@@ -169,6 +177,24 @@ struct half_sse2 {
 #endif
 
 inline constexpr std::size_t half_prefetch_distance = 8192 / sizeof(std::uint16_t);  // elements: 8 KiB ahead
+
+// One column of a panel (32 values) into V vectors of floats: in output order, or for
+// interleaved (bf16) types per 2 lanes values the even outputs then the odd ones.
+template <class Isa>
+[[gnu::always_inline]] inline void load_column(const std::uint16_t* column, typename Isa::vec* w) noexcept {
+    constexpr std::size_t V = half_panel_layout::width / Isa::lanes;
+    if constexpr (Isa::interleaved)
+        for (std::size_t v = 0; v < V; v += 2) Isa::load_pair(column + v * Isa::lanes, w[v], w[v + 1]);
+    else
+        for (std::size_t v = 0; v < V; ++v) w[v] = Isa::load(column + v * Isa::lanes);
+}
+
+// Lane i of vector v of load_column's order: its output within the panel.
+template <class Isa>
+constexpr std::size_t column_output(std::size_t v, std::size_t i) noexcept {
+    if constexpr (Isa::interleaved) return v / 2 * 2 * Isa::lanes + 2 * i + v % 2;
+    else return v * Isa::lanes + i;
+}
 
 // Rows [row, row + Tile) of the input against panel q, accumulators in registers.
 // With few rows, even and odd k go to separate accumulators (banks), so the FMAs'
@@ -198,7 +224,7 @@ void half_panel_tile(const half_matrix& m, const matrix_product<float>& p, std::
             // panel in L2.
             if (first_tile) __builtin_prefetch(wk + half_prefetch_distance, 0, 3);
             vec w[V];
-            for (std::size_t v = 0; v < V; ++v) w[v] = Isa::load(wk + v * Isa::lanes);
+            load_column<Isa>(wk, w);
             for (std::size_t r = 0; r < Tile; ++r) {
                 const vec xr = Isa::set1(x[r][k + bank]);
                 for (std::size_t v = 0; v < V; ++v) acc[bank][r][v] = Isa::fma(w[v], xr, acc[bank][r][v]);
@@ -206,20 +232,23 @@ void half_panel_tile(const half_matrix& m, const matrix_product<float>& p, std::
         }
     }
     for (; k < in_dim; ++k) {  // an odd last column with two banks
-        const std::uint16_t* wk = panel + k * W;
+        vec w[V];
+        load_column<Isa>(panel + k * W, w);
         for (std::size_t r = 0; r < Tile; ++r) {
             const vec xr = Isa::set1(x[r][k]);
-            for (std::size_t v = 0; v < V; ++v) acc[0][r][v] = Isa::fma(Isa::load(wk + v * Isa::lanes), xr, acc[0][r][v]);
+            for (std::size_t v = 0; v < V; ++v) acc[0][r][v] = Isa::fma(w[v], xr, acc[0][r][v]);
         }
     }
     const std::size_t count = std::min(W, m.layout.out_dim - q * W);
     for (std::size_t r = 0; r < Tile; ++r) {
-        alignas(64) float sums[W];
+        alignas(64) float totals[W], sums[W];
         for (std::size_t v = 0; v < V; ++v) {
             vec total = acc[0][r][v];
             for (std::size_t bank = 1; bank < Banks; ++bank) total = Isa::add(total, acc[bank][r][v]);
-            Isa::store(sums + v * Isa::lanes, total);
+            Isa::store(totals + v * Isa::lanes, total);
         }
+        for (std::size_t v = 0; v < V; ++v)
+            for (std::size_t i = 0; i < Isa::lanes; ++i) sums[column_output<Isa>(v, i)] = totals[v * Isa::lanes + i];
         store_outputs(p, row + r, q * W, count, sums);
     }
 }

@@ -23,7 +23,7 @@
 //   reduce  the 8 pairs' lanes summed together into one vector of 8 integers (a
 //           transposing add tree: the horizontal sums shared by 8 dots);
 //   add     each pair's float part in its lane with detail::add_block's operations
-//           (d and dmin of the G blocks and the R rows' scales gathered), so each
+//           (d and dmin of the G blocks and the R rows' scales copied into lanes), so each
 //           output is bit for bit the scalar reference's sum, whatever its lane, tile
 //           or instruction set.
 // Measured (bench_weight_matrix): the step shares the reductions and the float work of
@@ -169,17 +169,20 @@ struct k_decode_avx2<block_q3_k> {
     }
 };
 
-// Q4_K and Q5_K's 12 scale bytes as 8 scale bytes then 8 min bytes (the 6-bit fields
-// of scale_min_k4 moved into place with 32-bit masks), each byte given twice.
+// Q4_K and Q5_K's 12 scale bytes as 8 scale bytes then 8 min bytes, each byte given
+// twice, in vector registers (a scalar unpack of the 6-bit fields was a third of the
+// kernel's instructions). Bytes 0-3 hold scales 0-3 (low 6 bits), 4-7 mins 0-3, and
+// their top 2 bits are the high bits of scales / mins 4-7, whose low 4 bits are the
+// nibbles of bytes 8-11. The 16-byte load stays inside the block: quants follow.
 [[gnu::always_inline]] inline k_scales_avx2 scales_k4_avx2(const std::uint8_t* packed) noexcept {
-    std::uint32_t u[3];
-    std::memcpy(u, packed, 12);
-    const std::uint32_t six = 0x3f3f3f3f, four = 0x0f0f0f0f, two = 0x03030303;
-    const std::uint32_t scales_0_3 = u[0] & six, mins_0_3 = u[1] & six;
-    const std::uint32_t scales_4_7 = (u[2] & four) | (((u[0] >> 6) & two) << 4);
-    const std::uint32_t mins_4_7 = ((u[2] >> 4) & four) | (((u[1] >> 6) & two) << 4);
-    const __m128i bytes = _mm_setr_epi32(static_cast<int>(scales_0_3), static_cast<int>(scales_4_7), static_cast<int>(mins_0_3),
-                                         static_cast<int>(mins_4_7));
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(packed));
+    // Per 4-byte group: scales 0-3, scales 4-7, mins 0-3, mins 4-7.
+    const __m128i fields = _mm_shuffle_epi8(v, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
+    const __m128i tops = _mm_shuffle_epi8(v, _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7));
+    const __m128i low = _mm_and_si128(fields, _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0));
+    const __m128i high_nibble = _mm_and_si128(_mm_srli_epi16(fields, 4), _mm_setr_epi32(0, 0, 0, 0x0f0f0f0f));
+    const __m128i top_bits = _mm_and_si128(_mm_srli_epi16(tops, 2), _mm_setr_epi32(0, 0x30303030, 0, 0x30303030));
+    const __m128i bytes = _mm_or_si128(_mm_or_si128(low, high_nibble), top_bits);
     return {_mm_unpacklo_epi8(bytes, bytes), _mm_unpackhi_epi8(bytes, bytes)};
 }
 
@@ -221,7 +224,7 @@ struct k_decode_avx2<block_q6_k> {
 
 // What the sums need of a block beyond its quants and scales: the offset's and min's
 // parts per sub-block as int16 vectors (for vpmaddwd with the 16 bsums). Its d and
-// dmin are gathered for the 8 lanes of a step at once (gather_block_scales).
+// dmin are put in the 8 lanes of a step at once (block_scales).
 struct k_block_tail {
     __m256i bias;  // offset * scale_j
     __m256i min;   // min_j
@@ -261,25 +264,32 @@ template <class Block>
     return _mm256_add_epi32(_mm256_permute2x128_si256(h03, h47, 0x20), _mm256_permute2x128_si256(h03, h47, 0x31));
 }
 
-// The float16 d (and dmin) of the blocks at first + offset[l] bytes, as floats per lane:
-// one 32-bit gather, d's bytes (and dmin's after them) or, where d ends the block, the
-// two bytes before it and d (no load past the block).
+// The float16 d (and dmin) of 8 blocks as floats per lane, from each block's 32-bit
+// word at scale_word_at: d's bytes (and dmin's after them) or, where d ends the block,
+// the two bytes before it and d (no load past the block). The kernels copy the words
+// with scalar loads: a gather of 8 took a quarter of a K-quant product's time.
 struct block_scales_avx2 {
     __m256 d, dmin;
 };
 
 template <class Block>
-[[gnu::always_inline]] inline block_scales_avx2 gather_block_scales(const Block* first, __m256i offset) noexcept {
-    constexpr std::size_t at = offsetof(Block, d);
-    constexpr bool d_last = at + 2 == sizeof(Block);
-    const auto* base = reinterpret_cast<const int*>(reinterpret_cast<const char*>(first) + (d_last ? at - 2 : at));
-    const __m256i both = _mm256_i32gather_epi32(base, offset, 1);
-    const __m256i low = _mm256_and_si256(both, _mm256_set1_epi32(0xFFFF)), high = _mm256_srli_epi32(both, 16);
+inline constexpr std::size_t scale_word_at = offsetof(Block, d) + 2 == sizeof(Block) ? offsetof(Block, d) - 2 : offsetof(Block, d);
+
+template <class Block>
+[[gnu::always_inline]] inline std::int32_t scale_word(const Block& b) noexcept {
+    std::int32_t word;
+    std::memcpy(&word, reinterpret_cast<const char*>(&b) + scale_word_at<Block>, sizeof word);
+    return word;
+}
+
+template <class Block>
+[[gnu::always_inline]] inline block_scales_avx2 block_scales(__m256i words) noexcept {
+    const __m256i low = _mm256_and_si256(words, _mm256_set1_epi32(0xFFFF)), high = _mm256_srli_epi32(words, 16);
     // Per 128 bits: low 0..3, high 0..3 | low 4..7, high 4..7; then low 0..7 | high 0..7.
     const __m256i halves = _mm256_permute4x64_epi64(_mm256_packus_epi32(low, high), 0xD8);
     const __m256 first_half = _mm256_cvtph_ps(_mm256_castsi256_si128(halves));
     const __m256 second_half = _mm256_cvtph_ps(_mm256_extracti128_si256(halves, 1));
-    if constexpr (d_last) return {second_half, _mm256_setzero_ps()};
+    if constexpr (scale_word_at<Block> != offsetof(Block, d)) return {second_half, _mm256_setzero_ps()};
     else return {first_half, second_half};
 }
 
@@ -347,7 +357,34 @@ struct k_avx2 {
     return _mm256_add_epi32(_mm256_permute2x128_si256(low, high, 0x20), _mm256_permute2x128_si256(low, high, 0x31));
 }
 
-// The AVX2 decode, two vectors joined per 64 bytes; the products in 512-bit registers.
+// Each type's quants as 4 vectors of 64 bytes, vector c holding values 64 c .. 64 c + 63:
+// the AVX2 decode's vectors joined in pairs.
+template <class Block>
+struct k_quants_avx512 {
+    [[gnu::always_inline]] static void quants(const Block& b, __m512i* q) noexcept {
+        __m256i half[8];
+        k_decode_avx2<Block>::quants(b, half);
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; ++c) q[c] = _mm512_inserti64x4(_mm512_castsi256_si512(half[2 * c]), half[2 * c + 1], 1);
+    }
+};
+// Q4_K without a join: 32 bytes of quants hold values 64 c .. 64 c + 31 in their low
+// nibbles and the next 32 in their high ones, so they are loaded into both halves and
+// the upper half shifted (no shuffle; the join's vinserti64x4 shared port 5 with the
+// scales' permutes).
+template <>
+struct k_quants_avx512<block_q4_k> {
+    [[gnu::always_inline]] static void quants(const block_q4_k& b, __m512i* q) noexcept {
+        const __m512i low = _mm512_set1_epi8(0x0F);
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; ++c) {
+            const __m512i both = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * c)));
+            q[c] = _mm512_and_si512(_mm512_mask_srli_epi16(both, 0xFFFF0000u, both, 4), low);
+        }
+    }
+};
+
+// The quants as above; the products in 512-bit registers.
 template <class Block>
 struct k_avx512 {
     using ivec = __m512i;
@@ -359,20 +396,16 @@ struct k_avx512 {
     };
     [[gnu::always_inline]] static void decode(const Block& b, decoded& out) noexcept {
         const k_scales_avx2 s = k_decode_avx2<Block>::scales(b);
-        __m256i q[8];
-        k_decode_avx2<Block>::quants(b, q);
-        const __m512i scale_bytes = _mm512_broadcast_i32x4(s.scale);
-#pragma GCC unroll 16
+        k_quants_avx512<Block>::quants(b, out.q);
+        // The 16 scales as words; 128-bit lane k of scale[c]: word 4 c + k in all 8 of its words.
+        const __m512i words = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(s.scale));
+#pragma GCC unroll 4
         for (int c = 0; c < 4; ++c) {
-            out.q[c] = _mm512_inserti64x4(_mm512_castsi256_si512(q[2 * c]), q[2 * c + 1], 1);
-            // 128-bit lane k: scale 4 c + k in all 8 of its words (as spread_scales_avx2).
-            const __m512i control = _mm512_set_epi32(0x01010101 * (4 * c + 3), 0x01010101 * (4 * c + 3), 0x01010101 * (4 * c + 3),
-                                                     0x01010101 * (4 * c + 3), 0x01010101 * (4 * c + 2), 0x01010101 * (4 * c + 2),
-                                                     0x01010101 * (4 * c + 2), 0x01010101 * (4 * c + 2), 0x01010101 * (4 * c + 1),
-                                                     0x01010101 * (4 * c + 1), 0x01010101 * (4 * c + 1), 0x01010101 * (4 * c + 1),
-                                                     0x01010101 * (4 * c), 0x01010101 * (4 * c), 0x01010101 * (4 * c),
-                                                     0x01010101 * (4 * c));
-            out.scale[c] = _mm512_srai_epi16(_mm512_shuffle_epi8(scale_bytes, control), 8);
+            constexpr long long each_word = 0x0001000100010001;
+            const __m512i index = _mm512_set_epi64(each_word * (4 * c + 3), each_word * (4 * c + 3), each_word * (4 * c + 2),
+                                                   each_word * (4 * c + 2), each_word * (4 * c + 1), each_word * (4 * c + 1),
+                                                   each_word * (4 * c), each_word * (4 * c));
+            out.scale[c] = _mm512_permutexvar_epi16(index, words);
         }
         out.tail = tail_avx2<Block>(s);
     }
@@ -484,17 +517,10 @@ void k_lane_tile(const k_matrix<Block>& m, const matrix_product<float>& p, const
     const block_q8_k* x[R];
 #pragma GCC unroll 16
     for (std::size_t r = 0; r < R; ++r) x[r] = reinterpret_cast<const block_q8_k*>(scratch + (row + r) * row_bytes);
-    // Per lane: its weight row's offset from w[0] and its activation row's from x[0] in
-    // bytes, for the gathers of d, dmin and the rows' scales.
-    alignas(32) std::int32_t w_offset[k_lanes], x_offset[k_lanes];
-#pragma GCC unroll 16
-    for (std::size_t l = 0; l < k_lanes; ++l) {
-        w_offset[l] = static_cast<std::int32_t>(reinterpret_cast<const char*>(w[std::min(l / R, G - 1)]) -
-                                                reinterpret_cast<const char*>(w[0]));
-        x_offset[l] = static_cast<std::int32_t>((l % R) * row_bytes);
-    }
-    const __m256i w_index = _mm256_load_si256(reinterpret_cast<const __m256i*>(w_offset));
-    const __m256i x_index = _mm256_load_si256(reinterpret_cast<const __m256i*>(x_offset));
+    // Per lane (g R + r): the 32-bit word holding its weight block's d (and dmin), and
+    // its activation block's d, copied per block as the blocks are decoded.
+    alignas(32) std::int32_t scale_words[k_lanes] = {};
+    alignas(32) float row_d[k_lanes] = {};
     __m256 sum = _mm256_setzero_ps();
     typename Isa::ivec isum[k_lanes];
     __m256i msum[k_lanes];
@@ -509,9 +535,12 @@ void k_lane_tile(const k_matrix<Block>& m, const matrix_product<float>& p, const
 #pragma GCC unroll 16
             for (std::size_t r = 0; r < R; ++r) xb[r] = x[r] + b;
             Isa::template partials<R>(dec, xb, isum + g * R, msum + g * R);
+            const std::int32_t word = scale_word(w[g][b]);
+#pragma GCC unroll 16
+            for (std::size_t r = 0; r < R; ++r) scale_words[g * R + r] = word, row_d[g * R + r] = x[r][b].d;
         }
-        const __m256 xd = _mm256_i32gather_ps(&x[0][b].d, x_index, 1);
-        const block_scales_avx2 d = gather_block_scales<Block>(w[0] + b, w_index);
+        const __m256 xd = R == 1 ? _mm256_set1_ps(x[0][b].d) : _mm256_load_ps(row_d);
+        const block_scales_avx2 d = block_scales<Block>(_mm256_load_si256(reinterpret_cast<const __m256i*>(scale_words)));
         sum = _mm256_add_ps(sum, rounded_avx2(_mm256_mul_ps(_mm256_cvtepi32_ps(Isa::lane_totals(isum)), _mm256_mul_ps(d.d, xd))));
         if constexpr (has_min) {
             const __m256 min_scale = _mm256_mul_ps(d.dmin, xd);
@@ -535,11 +564,10 @@ void k_lane_rows(const k_matrix<Block>& m, const matrix_product<float>& p, const
     // One row (a decode step): the 8 outputs of a tile an eighth of the range apart, not
     // side by side: 8 streams from memory in flight (measured: 1.2-1.5x the weight bytes
     // per second). A pair's result does not depend on its lane, so the bits are the same.
-    if (R == 1) {
-        const std::size_t apart = (o_end - o_begin) / G;
-        for (std::size_t i = 0; i < apart; ++i) k_lane_tile<Block, Isa, R>(m, p, scratch, row_bytes, o_begin + i, o_end, row, apart);
-        o_begin += G * apart;
-    }
+    if (R == 1)
+        o_begin = spread_over_streams(o_begin, o_end, G, [&](std::size_t o, std::size_t apart) {
+            k_lane_tile<Block, Isa, R>(m, p, scratch, row_bytes, o, o_end, row, apart);
+        });
     for (std::size_t o = o_begin; o < o_end; o += G) k_lane_tile<Block, Isa, R>(m, p, scratch, row_bytes, o, o_end, row);
 }
 

@@ -549,11 +549,10 @@ void legacy_matmul(const legacy_matrix<Block>& m, const matrix_product<float>& p
     const std::size_t o_end = std::min(unit_end * q8_0_unit_outputs, m.out_dim);
     std::size_t o_begin = unit_begin * q8_0_unit_outputs;
     if constexpr (Isa::streams > 1) {
-        if (p.rows == 1 && m.blocks_per_row() % legacy_group_blocks == 0) {
-            const std::size_t apart = (o_end - o_begin) / Isa::streams;
-            for (std::size_t i = 0; i < apart; ++i) Isa::template tile<1, Isa::streams>(m, p, x, o_begin + i, 0, apart);
-            o_begin += Isa::streams * apart;
-        }
+        if (p.rows == 1 && m.blocks_per_row() % legacy_group_blocks == 0)
+            o_begin = spread_over_streams(o_begin, o_end, Isa::streams, [&](std::size_t o, std::size_t apart) {
+                Isa::template tile<1, Isa::streams>(m, p, x, o, 0, apart);
+            });
     }
     for (std::size_t o = o_begin; o < o_end; ++o) {
         std::size_t row = 0;

@@ -235,7 +235,7 @@ inline void store_output(const matrix_product<float>& p, std::size_t row, std::s
 // The scalar kernel: for each output and row, dot_q8_0's arithmetic in its order.
 // The AVX2 and AVX-512 kernels compute exactly this, bit for bit.
 struct q8_0_scalar {
-    static constexpr std::size_t group = 1, max_tile = 1;
+    static constexpr std::size_t group = 1, max_tile = 1, streams = 1;
     template <std::size_t Tile>
     static void tile(const q8_0_matrix& m, const matrix_product<float>& p, const prepared_rows& x, std::size_t o,
                      std::size_t row) noexcept {
@@ -308,7 +308,7 @@ inline std::int32_t load_4_bytes(const std::int8_t* p) noexcept {
 
 #if defined(KVDECODE_QUANT_AVX512)
 struct q8_0_avx512 {
-    static constexpr std::size_t group = 16, max_tile = 8;
+    static constexpr std::size_t group = 16, max_tile = 8, streams = 1;
 
     // After the transpose, lane l holds output lane_output(l) of the group.
     static constexpr std::size_t lane_output(std::size_t l) noexcept { return l ^ ((l >> 2 ^ l >> 3) & 1) * 12; }
@@ -402,7 +402,7 @@ struct q8_0_avx512 {
 // No unsigned-by-signed dot that adds into 32 bits: vpmaddubsw (pairs into 16 bits, which
 // |w| <= 128 times |x| <= 127 cannot overflow) and vpmaddwd, with the sign trick.
 struct q8_0_avx2 {
-    static constexpr std::size_t group = 8, max_tile = 8;
+    static constexpr std::size_t group = 8, max_tile = 8, streams = 1;
 
     static constexpr std::size_t lane_output(std::size_t l) noexcept { return l; }
 
@@ -586,7 +586,7 @@ struct q8_0_avx2_rows {
 // No byte multiply-add before SSSE3: bytes widened to 16 bits (sign-extended), then
 // pmaddwd.
 struct q8_0_sse2 {
-    static constexpr std::size_t group = 1, max_tile = 2;
+    static constexpr std::size_t group = 1, max_tile = 2, streams = 1;
 
     static void widen(__m128i v, __m128i& lo, __m128i& hi) noexcept {
         lo = _mm_srai_epi16(_mm_unpacklo_epi8(v, v), 8);
@@ -645,14 +645,12 @@ void q8_0_matmul(const q8_0_matrix& m, const matrix_product<float>& p, const std
     const prepared_rows x{scratch, q8_0_weight_activations{m.in_dim}};
     const std::size_t o_end = std::min(unit_end * q8_0_unit_outputs, m.out_dim);
     std::size_t o_begin = unit_begin * q8_0_unit_outputs;
-    if constexpr (requires { Isa::streams; }) {
-        // One row (a decode step): Isa::streams weight rows at once, a quarter of the
-        // range apart, as the Q4/Q5 kernels do (legacy_matmul); each output's sum is the same.
-        if (p.rows == 1) {
-            const std::size_t apart = (o_end - o_begin) / Isa::streams;
-            for (std::size_t i = 0; i < apart; ++i) Isa::template tile<1, Isa::streams>(m, p, x, o_begin + i, 0, apart);
-            o_begin += Isa::streams * apart;
-        }
+    if constexpr (Isa::streams > 1) {
+        // One row (a decode step): Isa::streams weight rows at once, as the Q4/Q5 kernels do.
+        if (p.rows == 1)
+            o_begin = spread_over_streams(o_begin, o_end, Isa::streams, [&](std::size_t o, std::size_t apart) {
+                Isa::template tile<1, Isa::streams>(m, p, x, o, 0, apart);
+            });
     }
     for (std::size_t o = o_begin; o < o_end; o += Isa::group) {
         // Tiles as even as the row count allows (9 rows: 5 + 4, not 8 + 1): a tile's

@@ -34,5 +34,17 @@ inline void store_outputs(const matrix_product<T>& p, std::size_t row, std::size
         for (std::size_t o = 0; o < count; ++o) out[o] = sums[o] * scale;
 }
 
+// One activation row (a decode step) against `streams` weight rows at once, a
+// 1/streams of [begin, end) apart, so that as many streams come from memory together:
+// tile(o, apart) computes outputs o, o + apart, ..., o + (streams - 1) apart. Returns
+// the first output left (fewer than `streams` at the end) for the caller's own loop.
+// Each output's sum is the one it would get alone.
+template <class Tile>
+inline std::size_t spread_over_streams(std::size_t begin, std::size_t end, std::size_t streams, Tile&& tile) {
+    const std::size_t apart = (end - begin) / streams;
+    for (std::size_t i = 0; i < apart; ++i) tile(begin + i, apart);
+    return begin + streams * apart;
+}
+
 }  // namespace quant::detail
 }  // namespace kvdecode
