@@ -46,8 +46,10 @@
 namespace kvdecode::quant {
 
 inline constexpr std::size_t k_unit_outputs = 32;  // outputs per work unit
-// How far ahead each weight row is asked for: measured, 8 KiB beat 1, 2 and 4 KiB by
-// 10-30% at one activation row out of cache (every line of each block prefetched).
+// How far ahead the weights are asked for, in all: measured, 8 KiB beat 1, 2 and 4 KiB
+// by 10-30% at one activation row out of cache with the tile's rows side by side (one
+// stream). With 8 streams (rows spread apart, k_lane_rows) each asks 1 KiB ahead: 8 KiB
+// each overflowed L1 and cost 15-20% from DRAM.
 inline constexpr std::size_t k_prefetch_bytes = 8192;
 
 // A matrix: out_dim rows of k_blocks(in_dim) blocks.
@@ -490,11 +492,11 @@ void k_matmul_scalar(const k_matrix<Block>& m, const matrix_product<float>& p, c
 #if defined(KVDECODE_QUANT_AVX2)
 inline constexpr std::size_t k_lanes = 8;  // (output, row) pairs per step: the float lanes of one __m256
 
-// Every cache line of the block k_prefetch_bytes ahead (one address per block would
+// Every cache line of the block `distance` bytes ahead (one address per block would
 // leave a line in two or three to the hardware prefetcher).
 template <class Block>
-inline void prefetch_block(const Block* block) noexcept {
-    const char* ahead = reinterpret_cast<const char*>(block) + k_prefetch_bytes;
+inline void prefetch_block(const Block* block, std::size_t distance) noexcept {
+    const char* ahead = reinterpret_cast<const char*>(block) + distance;
 #pragma GCC unroll 4
     for (std::size_t line = 0; line < sizeof(Block); line += 64) __builtin_prefetch(ahead + line, 0, 3);
 }
@@ -514,6 +516,7 @@ void k_lane_tile(const k_matrix<Block>& m, const matrix_product<float>& p, const
     const Block* w[G];
 #pragma GCC unroll 16
     for (std::size_t g = 0; g < G; ++g) w[g] = m.blocks + std::min(o + g * stride, o_end - 1) * nb;
+    const std::size_t distance = stride > 1 ? k_prefetch_bytes / G : k_prefetch_bytes;
     const block_q8_k* x[R];
 #pragma GCC unroll 16
     for (std::size_t r = 0; r < R; ++r) x[r] = reinterpret_cast<const block_q8_k*>(scratch + (row + r) * row_bytes);
@@ -529,7 +532,7 @@ void k_lane_tile(const k_matrix<Block>& m, const matrix_product<float>& p, const
     for (std::size_t b = 0; b < nb; ++b) {
 #pragma GCC unroll 16
         for (std::size_t g = 0; g < G; ++g) {
-            prefetch_block(w[g] + b);
+            prefetch_block(w[g] + b, distance);
             Isa::decode(w[g][b], dec);
             const block_q8_k* xb[R];
 #pragma GCC unroll 16

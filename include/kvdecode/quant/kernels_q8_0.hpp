@@ -215,11 +215,15 @@ struct prepared_rows {
     }
 };
 
-// The weight stream 8 KiB ahead, asked for by the first tile of rows only (later tiles
-// find the row in L1): the hardware prefetcher alone falls behind the row-at-a-time
-// kernels (kernels_q4_q5.hpp's, SSE2's here), even for one row.
-inline void prefetch_weights(const void* block, std::size_t row) noexcept {
-    if (row == 0) __builtin_prefetch(static_cast<const char*>(block) + 8192, 0, 3);
+// The weight stream 8 KiB ahead in all, asked for by the first tile of rows only (later
+// tiles find the row in L1): the hardware prefetcher alone falls behind the
+// row-at-a-time kernels (kernels_q4_q5.hpp's, SSE2's here), even for one row. With
+// several streams (one row spread over outputs apart) each asks its share ahead, so
+// the lines in flight stay within L1.
+inline constexpr std::size_t q8_0_prefetch_bytes = 8192;
+
+inline void prefetch_weights(const void* block, std::size_t row, std::size_t distance = q8_0_prefetch_bytes) noexcept {
+    if (row == 0) __builtin_prefetch(static_cast<const char*>(block) + distance, 0, 3);
 }
 
 // Every multiply-add here and in the block sums below is an explicit fma (std::fma,
@@ -501,8 +505,8 @@ struct q8_0_avx512_rows {
             __m512i magnitude[Outputs];
 #pragma GCC unroll 4
             for (std::size_t k = 0; k < Outputs; ++k) {
-                prefetch_weights(w[k] + b, row);
-                prefetch_weights(w[k] + b + 1, row);  // 68 bytes a step: sometimes a second line
+                prefetch_weights(w[k] + b, row, q8_0_prefetch_bytes / Outputs);
+                prefetch_weights(w[k] + b + 1, row, q8_0_prefetch_bytes / Outputs);  // 68 bytes a step: sometimes a second line
                 const __m256i first = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[k][b].qs));
                 const __m256i second =
                     pair ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[k][b + 1].qs)) : _mm256_setzero_si256();
@@ -555,7 +559,7 @@ struct q8_0_avx2_rows {
             __m256 dw[Outputs];
 #pragma GCC unroll 4
             for (std::size_t k = 0; k < Outputs; ++k) {
-                prefetch_weights(w[k] + b, row);
+                prefetch_weights(w[k] + b, row, q8_0_prefetch_bytes / Outputs);
                 wq[k] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[k][b].qs));
                 magnitude[k] = _mm256_sign_epi8(wq[k], wq[k]);
                 dw[k] = _mm256_set1_ps(_cvtsh_ss(w[k][b].d));
