@@ -343,12 +343,9 @@ struct q8_0_avx512 {
                      std::size_t row) noexcept {
         const std::size_t nb = m.blocks_per_row();
         const group_rows<16> g(m, o);
-        // Each lane's scale: its row's offset from the first, for a gather of d (and 2 quants).
-        alignas(64) std::int32_t offsets[16];
-        for (std::size_t l = 0; l < 16; ++l)
-            offsets[l] = static_cast<std::int32_t>(reinterpret_cast<const char*>(g.row[lane_output(l)]) -
-                                                   reinterpret_cast<const char*>(g.row[0]));
-        const __m512i d_offsets = _mm512_load_si512(offsets);
+        // Each lane's float16 scale, copied per block with scalar loads (a 16-lane gather
+        // cost more than the transpose).
+        alignas(32) std::uint16_t lane_d[16];
         const std::int8_t* xq[Tile];
         const float* xd[Tile];
         const std::int32_t* xo[Tile];
@@ -359,7 +356,8 @@ struct q8_0_avx512 {
             g.prefetch(b, nb, row);
             __m512i w[8];
             transpose(g, b, w);
-            const __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(d_offsets, g.row[0] + b, 1)));
+            for (std::size_t l = 0; l < 16; ++l) lane_d[l] = g.row[lane_output(l)][b].d;
+            const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(lane_d)));
 #if defined(KVDECODE_QUANT_AVX512_VNNI)
             // vpdpbusd multiplies unsigned by signed bytes: the weights + 128, and the row's
             // -128 * (sum of its block's quants) as the sums' starting value.
