@@ -212,6 +212,81 @@ TEST_CASE("Q6_K dequantises hand-built blocks: low nibbles, high bits, signed sc
     CHECK(v[192] == 0.5f * 5 * (0 - 32));
 }
 
+// Blocks that exercise the vector quantiser's every branch: random scales, ties of the
+// largest magnitude (either sign first), halves that round to even, zeros, a NaN, an
+// infinity, subnormals (-127 / max overflows), huge values, -0.
+std::vector<std::vector<float>> q8_k_test_blocks() {
+    std::vector<std::vector<float>> blocks;
+    for (std::uint64_t seed = 0; seed < 200; ++seed) blocks.push_back(random_row(qk_k, 1000 + seed, std::ldexp(1.0, int(seed % 40) - 20)));
+    // Uniform values: some products iscale * x round to exactly k + 0.5 where the exact
+    // product is not (a fused multiply-add would round them the other way).
+    kvdecode::rng gen(11);
+    for (int n = 0; n < 20000; ++n) {
+        std::vector<float> b(qk_k);
+        for (float& v : b) v = static_cast<float>((2 * gen.uniform() - 1) * (n % 7 + 1));
+        blocks.push_back(std::move(b));
+    }
+    for (float first : {-3.0f, 3.0f}) {
+        auto b = random_row(qk_k, 7);
+        b[40] = first, b[41] = -first, b[200] = first;
+        blocks.push_back(b);
+    }
+    std::vector<float> halves(qk_k);
+    for (std::size_t i = 0; i < qk_k; ++i) halves[i] = (static_cast<float>(i % 64) - 31.5f) / 63.5f * 2.0f;
+    halves[3] = -2.0f;
+    blocks.push_back(halves);  // iscale 63.5: many products end in .5
+    blocks.emplace_back(qk_k, 0.0f);
+    blocks.emplace_back(qk_k, -0.0f);
+    auto nan = random_row(qk_k, 8);
+    nan[100] = std::numeric_limits<float>::quiet_NaN();
+    blocks.push_back(nan);
+    auto inf = random_row(qk_k, 9);
+    inf[255] = -std::numeric_limits<float>::infinity();
+    blocks.push_back(inf);
+    blocks.emplace_back(qk_k, 1e-39f);
+    auto huge = random_row(qk_k, 10, 1e37);
+    huge[0] = 3e38f;
+    blocks.push_back(huge);
+    auto one = std::vector<float>(qk_k, 0.0f);
+    one[128] = -1e-30f;
+    blocks.push_back(one);
+    return blocks;
+}
+
+TEST_CASE("the vector Q8_K quantiser writes the scalar one's bytes, and prepare uses it", "[quant][k_quants]") {
+    const auto blocks = q8_k_test_blocks();
+    auto same = [](const block_q8_k& a, const block_q8_k& b) { return std::memcmp(&a, &b, sizeof a) == 0; };
+#if defined(KVDECODE_QUANT_AVX2)
+    if (kvdecode::quant::detail::cpu_runs(kernel_isa::avx2)) {
+        for (std::size_t i = 0; i < blocks.size(); ++i) {
+            CAPTURE(i);
+            block_q8_k want, got;
+            std::memset(&want, 0x5a, sizeof want);
+            std::memset(&got, 0xa5, sizeof got);
+            quantize_block_q8_k(blocks[i].data(), qk_k, want);
+            kvdecode::quant::detail::quantize_q8_k_avx2(blocks[i].data(), got);
+            CHECK((same(want, got) || (std::isnan(want.d) && std::isnan(got.d) &&
+                                       std::memcmp(want.qs, got.qs, sizeof want.qs) == 0 &&
+                                       std::memcmp(want.bsums, got.bsums, sizeof want.bsums) == 0)));
+        }
+    } else {
+        WARN("this CPU has no AVX2: the vector Q8_K quantiser is not run");
+    }
+#else
+    WARN("built without AVX2: the vector Q8_K quantiser is not compiled");
+#endif
+    // A row of whole blocks and a short one through prepare, against quantize_row_q8_k.
+    std::vector<float> row;
+    for (std::size_t i = 0; i < 6; ++i) row.insert(row.end(), blocks[i * 40].begin(), blocks[i * 40].end());
+    row.resize(row.size() - 100);
+    const std::size_t nb = k_blocks(row.size());
+    std::vector<block_q8_k> want(nb);
+    quantize_row_q8_k(row.data(), want.data(), row.size());
+    kvdecode::aligned_buffer<std::byte> scratch(q8_k_activations{row.size()}.row_bytes());
+    prepare_q8_k_row(row.data(), row.size(), scratch.data());
+    for (std::size_t b = 0; b < nb; ++b) CHECK(same(want[b], reinterpret_cast<const block_q8_k*>(scratch.data())[b]));
+}
+
 TEST_CASE("Q8_K quantises known vectors as ggml's reference does", "[quant][k_quants]") {
     SECTION("the largest magnitude negative: d > 0, ties to even") {
         std::vector<float> x(256, 0.0f);
