@@ -327,7 +327,7 @@ struct group_activations {
 
 #if defined(KVDECODE_QUANT_AVX512)
 struct q8_0_avx512 {
-    static constexpr std::size_t group = 16, max_tile = 8, streams = 1;
+    static constexpr std::size_t group = 16, max_tile = 8;
 
     // After the transpose, lane l holds output lane_output(l) of the group.
     static constexpr std::size_t lane_output(std::size_t l) noexcept { return l ^ ((l >> 2 ^ l >> 3) & 1) * 12; }
@@ -414,7 +414,7 @@ struct q8_0_avx512 {
 // No unsigned-by-signed dot that adds into 32 bits: vpmaddubsw (pairs into 16 bits, which
 // |w| <= 128 times |x| <= 127 cannot overflow) and vpmaddwd, with the sign trick.
 struct q8_0_avx2 {
-    static constexpr std::size_t group = 8, max_tile = 8, streams = 1;
+    static constexpr std::size_t group = 8, max_tile = 8;
 
     static constexpr std::size_t lane_output(std::size_t l) noexcept { return l; }
 
