@@ -14,14 +14,15 @@
 // super-block:
 //   decode  each of the G blocks once: quants to unsigned bytes (0..63), the 16 scales
 //           and mins to bytes, in vector registers: the only part written per type
-//           (AVX2; the AVX-512 kernels join its vectors in pairs);
+//           (AVX2; the AVX-512 kernels join its vectors in pairs). Q4_K and Q5_K's
+//           packed 6-bit scales are unpacked for the G blocks together (k4_step_*);
 //   sums    for each of the R rows, the exact integers of k_quants.hpp as int32 lanes,
 //           isum = sum_j scale_j * (sum q * x - offset * bsum_j) and msum = sum_j
 //           min_j * bsum_j: bytes multiplied pairwise into int16 (vpmaddubsw: |q| <= 63,
 //           |x| <= 127, no saturation), times the sub-block's scale into int32
 //           (vpmaddwd, or vpdpwssd with AVX-512 VNNI);
 //   reduce  the 8 pairs' lanes summed together into one vector of 8 integers (a
-//           transposing add tree: the horizontal sums shared by 8 dots);
+//           transposing add tree, lane_tree: the horizontal sums shared by 8 dots);
 //   add     each pair's float part in its lane with detail::add_block's operations
 //           (d and dmin of the G blocks and the R rows' scales copied into lanes), so each
 //           output is bit for bit the scalar reference's sum, whatever its lane, tile
@@ -63,12 +64,17 @@ struct k_matrix {
     std::size_t blocks_per_row() const noexcept { return k_blocks(in_dim); }
 };
 
-// The scratch layout of one prepared activation row.
+// The scratch layout of one prepared activation row: its Q8_K blocks, then per block 16
+// int16, 8 zeros and the sums of each 32 values (bsums in pairs: Q4_K and Q5_K's mins
+// apply per 32, and one 256-bit load puts the sums beside a block's 8 scales and 8 mins
+// as words).
 struct q8_k_activations {
     std::size_t in_dim = 0;
 
     std::size_t blocks() const noexcept { return k_blocks(in_dim); }
-    std::size_t row_bytes() const noexcept { return (blocks() * sizeof(block_q8_k) + 63) / 64 * 64; }
+    std::size_t sums_offset() const noexcept { return blocks() * sizeof(block_q8_k); }
+    std::size_t row_bytes() const noexcept { return (sums_offset() + blocks() * 16 * sizeof(std::int16_t) + 63) / 64 * 64; }
+    const std::int16_t* sums32(const std::byte* row) const noexcept { return reinterpret_cast<const std::int16_t*>(row + sums_offset()); }
 };
 
 namespace detail {
@@ -152,11 +158,15 @@ inline quantize_q8_k_fn best_quantize_q8_k() noexcept {
 // bytes, 4-byte aligned): quantize_row_q8_k's blocks, whole ones on the vector quantiser.
 inline void prepare_q8_k_row(const float* x, std::size_t in_dim, std::byte* dst) noexcept {
     static const detail::quantize_q8_k_fn whole_block = detail::best_quantize_q8_k();
+    const q8_k_activations layout{in_dim};
     auto* blocks = reinterpret_cast<block_q8_k*>(dst);
-    for (std::size_t b = 0; b < k_blocks(in_dim); ++b) {
+    auto* sums = reinterpret_cast<std::int16_t*>(dst + layout.sums_offset());
+    for (std::size_t b = 0; b < layout.blocks(); ++b) {
         const std::size_t count = std::min(qk_k, in_dim - b * qk_k);
         if (count == qk_k) whole_block(x + b * qk_k, blocks[b]);
         else quantize_block_q8_k(x + b * qk_k, count, blocks[b]);
+        for (std::size_t k = 0; k < 8; ++k)
+            sums[16 * b + k] = 0, sums[16 * b + 8 + k] = static_cast<std::int16_t>(blocks[b].bsums[2 * k] + blocks[b].bsums[2 * k + 1]);
     }
 }
 
@@ -256,27 +266,73 @@ struct k_decode_avx2<block_q3_k> {
     }
 };
 
-// Q4_K and Q5_K's 12 scale bytes as 8 scale bytes then 8 min bytes, each byte given
-// twice, in vector registers (a scalar unpack of the 6-bit fields was a third of the
-// kernel's instructions). Bytes 0-3 hold scales 0-3 (low 6 bits), 4-7 mins 0-3, and
-// their top 2 bits are the high bits of scales / mins 4-7, whose low 4 bits are the
-// nibbles of bytes 8-11. The 16-byte load stays inside the block: quants follow.
-[[gnu::always_inline]] inline k_scales_avx2 scales_k4_avx2(const std::uint8_t* packed) noexcept {
-    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(packed));
+// Q4_K and Q5_K's 12 scale bytes (at scales, 16 bytes loaded: quants follow) as 8 scale
+// bytes then 8 min bytes, per 128 bits: the kernels unpack the G blocks of a step
+// together, 2 blocks per 256-bit register or 4 per 512 (k4_step_avx2, k4_step_avx512;
+// one block at a time, with the scales given twice, it was a sixth of the Q4_K kernel's
+// time with the weights in cache). Bytes 0-3 hold scales 0-3 (low 6 bits), 4-7 mins 0-3,
+// and their top 2 bits are the high bits of scales / mins 4-7, whose low 4 bits are the
+// nibbles of bytes 8-11. Ops is the register width's shuffle, shift, and and or.
+template <class Block>
+inline constexpr bool k4_scales = std::is_same_v<Block, block_q4_k> || std::is_same_v<Block, block_q5_k>;
+
+template <class V, class Ops>
+[[gnu::always_inline]] inline V k4_scale_min_bytes(V v) noexcept {
     // Per 4-byte group: scales 0-3, scales 4-7, mins 0-3, mins 4-7.
-    const __m128i fields = _mm_shuffle_epi8(v, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
-    const __m128i tops = _mm_shuffle_epi8(v, _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7));
-    const __m128i low = _mm_and_si128(fields, _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0));
-    const __m128i high_nibble = _mm_and_si128(_mm_srli_epi16(fields, 4), _mm_setr_epi32(0, 0, 0, 0x0f0f0f0f));
-    const __m128i top_bits = _mm_and_si128(_mm_srli_epi16(tops, 2), _mm_setr_epi32(0, 0x30303030, 0, 0x30303030));
-    const __m128i bytes = _mm_or_si128(_mm_or_si128(low, high_nibble), top_bits);
-    return {_mm_unpacklo_epi8(bytes, bytes), _mm_unpackhi_epi8(bytes, bytes)};
+    const V fields = Ops::shuffle(v, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
+    const V tops = Ops::shuffle(v, _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7));
+    const V low = Ops::and_(fields, _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0));
+    const V high_nibble = Ops::and_(Ops::srli16(fields, 4), _mm_setr_epi32(0, 0, 0, 0x0f0f0f0f));
+    const V top_bits = Ops::and_(Ops::srli16(tops, 2), _mm_setr_epi32(0, 0x30303030, 0, 0x30303030));
+    return Ops::or_(Ops::or_(low, high_nibble), top_bits);
 }
+
+// The operations above on 256 bits, each 128-bit constant given to both halves.
+struct k4_ops_avx2 {
+    static __m256i wide(__m128i c) noexcept { return _mm256_broadcastsi128_si256(c); }
+    [[gnu::always_inline]] static __m256i shuffle(__m256i v, __m128i c) noexcept { return _mm256_shuffle_epi8(v, wide(c)); }
+    [[gnu::always_inline]] static __m256i and_(__m256i v, __m128i c) noexcept { return _mm256_and_si256(v, wide(c)); }
+    [[gnu::always_inline]] static __m256i or_(__m256i a, __m256i b) noexcept { return _mm256_or_si256(a, b); }
+    [[gnu::always_inline]] static __m256i srli16(__m256i v, int n) noexcept { return _mm256_srli_epi16(v, n); }
+};
+
+[[gnu::always_inline]] inline __m128i k4_scale_load(const std::uint8_t* scales) noexcept {
+    return _mm_loadu_si128(reinterpret_cast<const __m128i*>(scales));
+}
+
+// The G blocks' bytes: block g in 128-bit half g % 2 of bytes[g / 2].
+template <class Block>
+struct k4_step_avx2 {
+    __m256i bytes[4];
+    template <std::size_t G>
+    [[gnu::always_inline]] void load(const Block* const* w, std::size_t b) noexcept {
+#pragma GCC unroll 4
+        for (std::size_t i = 0; i < (G + 1) / 2; ++i) {
+            const __m128i first = k4_scale_load(w[2 * i][b].scales);
+            const __m256i two = G > 1 ? _mm256_setr_m128i(first, k4_scale_load(w[2 * i + 1][b].scales)) : _mm256_castsi128_si256(first);
+            bytes[i] = k4_scale_min_bytes<__m256i, k4_ops_avx2>(two);
+        }
+    }
+    // Block g's scales then mins as 16 words.
+    [[gnu::always_inline]] __m256i words(std::size_t g) const noexcept {
+        return _mm256_cvtepu8_epi16(g % 2 == 0 ? _mm256_castsi256_si128(bytes[g / 2]) : _mm256_extracti128_si256(bytes[g / 2], 1));
+    }
+    // Block g's 16 bytes in both halves.
+    [[gnu::always_inline]] __m256i both_halves(std::size_t g) const noexcept {
+        return g % 2 == 0 ? _mm256_permute2x128_si256(bytes[g / 2], bytes[g / 2], 0x00)
+                          : _mm256_permute2x128_si256(bytes[g / 2], bytes[g / 2], 0x11);
+    }
+};
+
+// The other types unpack each block's scales in decode.
+struct no_step {
+    template <std::size_t G, class Block>
+    void load(const Block* const*, std::size_t) noexcept {}
+};
 
 template <>
 struct k_decode_avx2<block_q4_k> {
     [[gnu::always_inline]] static void quants(const block_q4_k& b, __m256i* q) noexcept { nibbles_avx2(b.qs, q); }
-    [[gnu::always_inline]] static k_scales_avx2 scales(const block_q4_k& b) noexcept { return scales_k4_avx2(b.scales); }
 };
 template <>
 struct k_decode_avx2<block_q5_k> {
@@ -284,7 +340,6 @@ struct k_decode_avx2<block_q5_k> {
         nibbles_avx2(b.qs, q);
         bit_planes_avx2(b.qh, 16, q);
     }
-    [[gnu::always_inline]] static k_scales_avx2 scales(const block_q5_k& b) noexcept { return scales_k4_avx2(b.scales); }
 };
 template <>
 struct k_decode_avx2<block_q6_k> {
@@ -314,7 +369,7 @@ struct k_decode_avx2<block_q6_k> {
 // dmin are put in the 8 lanes of a step at once (block_scales).
 struct k_block_tail {
     __m256i bias;  // offset * scale_j
-    __m256i min;   // min_j
+    __m256i min;   // min_j (Q4_K, Q5_K: the 8 scales, then min_j of 8)
 };
 
 template <class Block>
@@ -335,21 +390,44 @@ template <class Block>
 
 // The offset's part taken off the lanes of sum_j scale_j * sum q * x, and the min's
 // lanes, from the row's bsums: each integer of k_block_sums as 8 int32 lanes.
+// sums32: the block's 8 zeros and sums of 32 (q8_k_activations).
 template <class Block>
-[[gnu::always_inline]] inline void finish_partials(__m256i acc, const k_block_tail& t, const block_q8_k& x, __m256i& isum, __m256i& msum) noexcept {
+[[gnu::always_inline]] inline void finish_partials(__m256i acc, const k_block_tail& t, const block_q8_k& x, const std::int16_t* sums32,
+                                                   __m256i& isum, __m256i& msum) noexcept {
     const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.bsums));
     if constexpr (k_format<Block>::offset != 0) acc = _mm256_sub_epi32(acc, _mm256_madd_epi16(bsums, t.bias));
     isum = acc;
-    if constexpr (k_format<Block>::has_min) msum = _mm256_madd_epi16(bsums, t.min);
+    if constexpr (k4_scales<Block>) msum = _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sums32)), t.min);
+    else if constexpr (k_format<Block>::has_min) msum = _mm256_madd_epi16(bsums, t.min);
 }
 
-// Lane k: the sum of a[k]'s 8 lanes (exact: the integers of one block fit int32).
-[[gnu::always_inline]] inline __m256i lane_totals_avx2(const __m256i* a) noexcept {
-    const __m256i h01 = _mm256_hadd_epi32(a[0], a[1]), h23 = _mm256_hadd_epi32(a[2], a[3]);
-    const __m256i h45 = _mm256_hadd_epi32(a[4], a[5]), h67 = _mm256_hadd_epi32(a[6], a[7]);
-    const __m256i h03 = _mm256_hadd_epi32(h01, h23), h47 = _mm256_hadd_epi32(h45, h67);  // a0..a3 | a4..a7, low and high halves
-    return _mm256_add_epi32(_mm256_permute2x128_si256(h03, h47, 0x20), _mm256_permute2x128_si256(h03, h47, 0x31));
-}
+// Lane k of the result: the sum of lane vector k's int32 lanes (exact: the integers of
+// one block fit int32), reduced as the vectors come: two lanes into a pair once both are
+// in, two pairs into a four, the two fours into the totals. At most three vectors wait
+// where eight did: with isum and msum of 8 lanes held until the end of a step, AVX2's 16
+// registers were all accumulators and the decode spilled. Ops gives the three levels.
+template <class Ops>
+struct lane_tree {
+    using vec = typename Ops::vec;
+    vec even, pairs[4], fours[2];
+    // Lane l's vector (l a constant once the callers' loops are unrolled).
+    [[gnu::always_inline]] void add(std::size_t l, vec v) noexcept {
+        if (l % 2 == 0) return void(even = v);
+        pairs[l / 2] = Ops::pair(even, v);
+        if (l % 4 == 3) fours[l / 4] = Ops::four(pairs[l / 2 - 1], pairs[l / 2]);
+    }
+    [[gnu::always_inline]] __m256i totals() const noexcept { return Ops::totals(fours[0], fours[1]); }
+};
+
+// AVX2: horizontal adds; the fours hold lanes 0..3 | 4..7 in their low and high halves.
+struct lane_tree_avx2 {
+    using vec = __m256i;
+    [[gnu::always_inline]] static __m256i pair(__m256i a, __m256i b) noexcept { return _mm256_hadd_epi32(a, b); }
+    [[gnu::always_inline]] static __m256i four(__m256i a, __m256i b) noexcept { return _mm256_hadd_epi32(a, b); }
+    [[gnu::always_inline]] static __m256i totals(__m256i low, __m256i high) noexcept {
+        return _mm256_add_epi32(_mm256_permute2x128_si256(low, high, 0x20), _mm256_permute2x128_si256(low, high, 0x31));
+    }
+};
 
 // The float16 d (and dmin) of 8 blocks as floats per lane, from each block's 32-bit
 // word at scale_word_at: d's bytes (and dmin's after them) or, where d ends the block,
@@ -389,25 +467,36 @@ template <class Block>
 template <class Block>
 struct k_avx2 {
     using ivec = __m256i;  // a pair's int32 lanes of isum
-    [[gnu::always_inline]] static __m256i lane_totals(const ivec* a) noexcept { return lane_totals_avx2(a); }
+    using tree = lane_tree_avx2;
+    using step = std::conditional_t<k4_scales<Block>, k4_step_avx2<Block>, no_step>;
     struct decoded {
         __m256i q[8];
         __m256i scale[8];  // int16 lanes: the scale of sub-block 2 j (low 128 bits) and 2 j + 1 (high)
         k_block_tail tail;
     };
-    [[gnu::always_inline]] static void decode(const Block& b, decoded& out) noexcept {
-        const k_scales_avx2 s = k_decode_avx2<Block>::scales(b);
+    // Block b, the step's block g.
+    [[gnu::always_inline]] static void decode(const Block& b, const step& st, std::size_t g, decoded& out) noexcept {
         k_decode_avx2<Block>::quants(b, out.q);
-        const __m256i scale_bytes = _mm256_broadcastsi128_si256(s.scale);
+        if constexpr (k4_scales<Block>) {
+            // Scale j (one per 32 values) zero-extended into every word: byte j, then a zero.
+            const __m256i bytes = st.both_halves(g);
 #pragma GCC unroll 16
-        for (int j = 0; j < 8; ++j) out.scale[j] = spread_scales_avx2(scale_bytes, 2 * j, 2 * j + 1);
-        out.tail = tail_avx2<Block>(s);
+            for (int j = 0; j < 8; ++j) out.scale[j] = _mm256_shuffle_epi8(bytes, _mm256_set1_epi16(static_cast<short>(0x8000 | j)));
+            out.tail = {_mm256_setzero_si256(), st.words(g)};
+        } else {
+            const k_scales_avx2 s = k_decode_avx2<Block>::scales(b);
+            const __m256i scale_bytes = _mm256_broadcastsi128_si256(s.scale);
+#pragma GCC unroll 16
+            for (int j = 0; j < 8; ++j) out.scale[j] = spread_scales_avx2(scale_bytes, 2 * j, 2 * j + 1);
+            out.tail = tail_avx2<Block>(s);
+        }
     }
     // R activation rows' blocks x[r] with one decoded block: each vector of quants and
     // scales read once for all R rows (AVX2's 16 registers cannot hold the whole block
     // beside R accumulators).
     template <std::size_t R>
-    [[gnu::always_inline]] static void partials(const decoded& w, const block_q8_k* const* x, __m256i* isum, __m256i* msum) noexcept {
+    [[gnu::always_inline]] static void partials(const decoded& w, const block_q8_k* const* x, const std::int16_t* const* sums32,
+                                                __m256i* isum, __m256i* msum) noexcept {
         __m256i acc[R];
 #pragma GCC unroll 16
         for (std::size_t r = 0; r < R; ++r) acc[r] = _mm256_setzero_si256();
@@ -421,28 +510,29 @@ struct k_avx2 {
             }
         }
 #pragma GCC unroll 16
-        for (std::size_t r = 0; r < R; ++r) finish_partials<Block>(acc[r], w.tail, *x[r], isum[r], msum[r]);
+        for (std::size_t r = 0; r < R; ++r) finish_partials<Block>(acc[r], w.tail, *x[r], sums32[r], isum[r], msum[r]);
     }
 };
 #endif
 
 #if defined(KVDECODE_QUANT_AVX512)
-// Lane k: the sum of a[k]'s 16 lanes. Per 128 bits, pairs then fours of vectors
-// interleaved and added (a, b, c, d in each 128 bits of abcd), then the four 128-bit
-// parts added across.
-[[gnu::always_inline]] inline __m256i lane_totals_avx512(const __m512i* a) noexcept {
-    __m512i two[4], four[2];
-#pragma GCC unroll 4
-    for (int i = 0; i < 4; ++i)
-        two[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(a[2 * i], a[2 * i + 1]), _mm512_unpackhi_epi32(a[2 * i], a[2 * i + 1]));
-#pragma GCC unroll 2
-    for (int i = 0; i < 2; ++i)
-        four[i] = _mm512_add_epi32(_mm512_unpacklo_epi64(two[2 * i], two[2 * i + 1]), _mm512_unpackhi_epi64(two[2 * i], two[2 * i + 1]));
+// Lane vectors of 16 int32: per 128 bits, pairs then fours of vectors interleaved and
+// added (a, b, c, d in each 128 bits of abcd), then the four 128-bit parts added across.
+struct lane_tree_avx512 {
+    using vec = __m512i;
+    [[gnu::always_inline]] static __m512i pair(__m512i a, __m512i b) noexcept {
+        return _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+    }
+    [[gnu::always_inline]] static __m512i four(__m512i a, __m512i b) noexcept {
+        return _mm512_add_epi32(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b));
+    }
     // abcd parts 0 + 2 and 1 + 3 | efgh's the same, then the two halves' parts added.
-    const __m512i w = _mm512_add_epi32(_mm512_shuffle_i32x4(four[0], four[1], 0x44), _mm512_shuffle_i32x4(four[0], four[1], 0xEE));
-    const __m256i low = _mm512_castsi512_si256(w), high = _mm512_extracti64x4_epi64(w, 1);
-    return _mm256_add_epi32(_mm256_permute2x128_si256(low, high, 0x20), _mm256_permute2x128_si256(low, high, 0x31));
-}
+    [[gnu::always_inline]] static __m256i totals(__m512i abcd, __m512i efgh) noexcept {
+        const __m512i w = _mm512_add_epi32(_mm512_shuffle_i32x4(abcd, efgh, 0x44), _mm512_shuffle_i32x4(abcd, efgh, 0xEE));
+        const __m256i low = _mm512_castsi512_si256(w), high = _mm512_extracti64x4_epi64(w, 1);
+        return _mm256_add_epi32(_mm256_permute2x128_si256(low, high, 0x20), _mm256_permute2x128_si256(low, high, 0x31));
+    }
+};
 
 // Each type's quants as 4 vectors of 64 bytes, vector c holding values 64 c .. 64 c + 63:
 // the AVX2 decode's vectors joined in pairs.
@@ -471,33 +561,80 @@ struct k_quants_avx512<block_q4_k> {
     }
 };
 
+// Q4_K and Q5_K's scale bytes as in k4_step_avx2, 4 blocks per register: block g in
+// 128-bit part g % 4 of bytes[g / 4].
+struct k4_ops_avx512 {
+    static __m512i wide(__m128i c) noexcept { return _mm512_broadcast_i32x4(c); }
+    [[gnu::always_inline]] static __m512i shuffle(__m512i v, __m128i c) noexcept { return _mm512_shuffle_epi8(v, wide(c)); }
+    [[gnu::always_inline]] static __m512i and_(__m512i v, __m128i c) noexcept { return _mm512_and_si512(v, wide(c)); }
+    [[gnu::always_inline]] static __m512i or_(__m512i a, __m512i b) noexcept { return _mm512_or_si512(a, b); }
+    [[gnu::always_inline]] static __m512i srli16(__m512i v, int n) noexcept { return _mm512_srli_epi16(v, n); }
+};
+
+template <class Block>
+struct k4_step_avx512 {
+    __m512i bytes[2];
+    template <std::size_t G>
+    [[gnu::always_inline]] void load(const Block* const* w, std::size_t b) noexcept {
+#pragma GCC unroll 2
+        for (std::size_t i = 0; i < (G + 3) / 4; ++i) {
+            // Parts past G are left undefined: never read.
+            const auto part = [&](std::size_t k) { return k4_scale_load(w[4 * i + k][b].scales); };
+            __m512i four = _mm512_castsi128_si512(part(0));
+            if constexpr (G > 1) four = _mm512_inserti32x4(four, part(1), 1);
+            if constexpr (G > 2) four = _mm512_inserti32x4(four, part(2), 2), four = _mm512_inserti32x4(four, part(3), 3);
+            bytes[i] = k4_scale_min_bytes<__m512i, k4_ops_avx512>(four);
+        }
+    }
+    // Blocks g & ~1 and g | 1: each one's scales then mins, 16 words each.
+    [[gnu::always_inline]] __m512i pair_words(std::size_t g) const noexcept {
+        const __m512i four = bytes[g / 4];
+        return _mm512_cvtepu8_epi16(g % 4 < 2 ? _mm512_castsi512_si256(four) : _mm512_extracti64x4_epi64(four, 1));
+    }
+};
+
 // The quants as above; the products in 512-bit registers.
 template <class Block>
 struct k_avx512 {
     using ivec = __m512i;
-    [[gnu::always_inline]] static __m256i lane_totals(const ivec* a) noexcept { return lane_totals_avx512(a); }
+    using tree = lane_tree_avx512;
+    using step = std::conditional_t<k4_scales<Block>, k4_step_avx512<Block>, no_step>;
     struct decoded {
         __m512i q[4];
         __m512i scale[4];  // int16 lanes: scales of sub-blocks 4 c .. 4 c + 3, one per 128 bits
         k_block_tail tail;
     };
-    [[gnu::always_inline]] static void decode(const Block& b, decoded& out) noexcept {
-        const k_scales_avx2 s = k_decode_avx2<Block>::scales(b);
+    [[gnu::always_inline]] static void decode(const Block& b, const step& st, std::size_t g, decoded& out) noexcept {
         k_quants_avx512<Block>::quants(b, out.q);
-        // The 16 scales as words; 128-bit lane k of scale[c]: word 4 c + k in all 8 of its words.
-        const __m512i words = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(s.scale));
+        if constexpr (k4_scales<Block>) {
+            // Scale j of 8 (one per 32 values) for lanes 2 j and 2 j + 1 (the 16 words' 2 c + k / 2).
+            const __m512i words = st.pair_words(g);
+            const int first = 16 * static_cast<int>(g % 2);
 #pragma GCC unroll 4
-        for (int c = 0; c < 4; ++c) {
-            constexpr long long each_word = 0x0001000100010001;
-            const __m512i index = _mm512_set_epi64(each_word * (4 * c + 3), each_word * (4 * c + 3), each_word * (4 * c + 2),
-                                                   each_word * (4 * c + 2), each_word * (4 * c + 1), each_word * (4 * c + 1),
-                                                   each_word * (4 * c), each_word * (4 * c));
-            out.scale[c] = _mm512_permutexvar_epi16(index, words);
+            for (int c = 0; c < 4; ++c) {
+                constexpr long long each_word = 0x0001000100010001;
+                const long long low = each_word * (first + 2 * c), high = each_word * (first + 2 * c + 1);
+                out.scale[c] = _mm512_permutexvar_epi16(_mm512_set_epi64(high, high, high, high, low, low, low, low), words);
+            }
+            out.tail = {_mm256_setzero_si256(), g % 2 == 0 ? _mm512_castsi512_si256(words) : _mm512_extracti64x4_epi64(words, 1)};
+        } else {
+            const k_scales_avx2 s = k_decode_avx2<Block>::scales(b);
+            // The 16 scales as words; 128-bit lane k of scale[c]: word 4 c + k in all 8 of its words.
+            const __m512i words = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(s.scale));
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; ++c) {
+                constexpr long long each_word = 0x0001000100010001;
+                const __m512i index = _mm512_set_epi64(each_word * (4 * c + 3), each_word * (4 * c + 3), each_word * (4 * c + 2),
+                                                       each_word * (4 * c + 2), each_word * (4 * c + 1), each_word * (4 * c + 1),
+                                                       each_word * (4 * c), each_word * (4 * c));
+                out.scale[c] = _mm512_permutexvar_epi16(index, words);
+            }
+            out.tail = tail_avx2<Block>(s);
         }
-        out.tail = tail_avx2<Block>(s);
     }
     template <std::size_t R>
-    [[gnu::always_inline]] static void partials(const decoded& w, const block_q8_k* const* x, __m512i* isum, __m256i* msum) noexcept {
+    [[gnu::always_inline]] static void partials(const decoded& w, const block_q8_k* const* x, const std::int16_t* const* sums32,
+                                                __m512i* isum, __m256i* msum) noexcept {
         __m512i acc[R];
 #pragma GCC unroll 16
         for (std::size_t r = 0; r < R; ++r) acc[r] = _mm512_setzero_si512();
@@ -516,7 +653,7 @@ struct k_avx512 {
 #pragma GCC unroll 16
         for (std::size_t r = 0; r < R; ++r) {
             __m256i offset_part = _mm256_setzero_si256();
-            finish_partials<Block>(offset_part, w.tail, *x[r], offset_part, msum[r]);
+            finish_partials<Block>(offset_part, w.tail, *x[r], sums32[r], offset_part, msum[r]);
             isum[r] = k_format<Block>::offset != 0 ? _mm512_add_epi32(acc[r], _mm512_zextsi256_si512(offset_part)) : acc[r];
         }
     }
@@ -588,7 +725,7 @@ inline void prefetch_block(const Block* block, std::size_t distance) noexcept {
 
 // Outputs [o, o + G) x activation rows [row, row + R), G = 8 / R, pair (g, r) in float
 // lane g R + r: per weight block, each of the G blocks decoded once and multiplied with
-// the R rows' blocks into int32 lanes, the 8 pairs' lanes summed together (lane_totals),
+// the R rows' blocks into int32 lanes, the 8 pairs' lanes summed together (lane_tree),
 // then each pair's float part added in its own lane, with the scalar reference's
 // operations (add_block), so a pair's result does not depend on its lane or the tile.
 // Outputs past o_end (the matrix's last unit) repeat the last output, not stored.
@@ -602,37 +739,54 @@ void k_lane_tile(const k_matrix<Block>& m, const matrix_product<float>& p, const
 #pragma GCC unroll 16
     for (std::size_t g = 0; g < G; ++g) w[g] = m.blocks + std::min(o + g * stride, o_end - 1) * nb;
     const std::size_t distance = stride > 1 ? k_prefetch_bytes / G : k_prefetch_bytes;
+    const q8_k_activations layout{m.in_dim};
     const block_q8_k* x[R];
+    const std::int16_t* sums32[R];
 #pragma GCC unroll 16
-    for (std::size_t r = 0; r < R; ++r) x[r] = reinterpret_cast<const block_q8_k*>(scratch + (row + r) * row_bytes);
+    for (std::size_t r = 0; r < R; ++r)
+        x[r] = reinterpret_cast<const block_q8_k*>(scratch + (row + r) * row_bytes), sums32[r] = layout.sums32(scratch + (row + r) * row_bytes);
     // Per lane (g R + r): the 32-bit word holding its weight block's d (and dmin), and
     // its activation block's d, copied per block as the blocks are decoded.
     alignas(32) std::int32_t scale_words[k_lanes] = {};
     alignas(32) float row_d[k_lanes] = {};
     __m256 sum = _mm256_setzero_ps();
-    typename Isa::ivec isum[k_lanes];
-    __m256i msum[k_lanes];
-    for (std::size_t l = G * R; l < k_lanes; ++l) isum[l] = typename Isa::ivec{}, msum[l] = _mm256_setzero_si256();
     typename Isa::decoded dec;
+    typename Isa::step step;
     for (std::size_t b = 0; b < nb; ++b) {
+        step.template load<G>(w, b);
+        lane_tree<typename Isa::tree> isums;
+        lane_tree<lane_tree_avx2> msums;
 #pragma GCC unroll 16
         for (std::size_t g = 0; g < G; ++g) {
             prefetch_block(w[g] + b, distance);
-            Isa::decode(w[g][b], dec);
+            Isa::decode(w[g][b], step, g, dec);
             const block_q8_k* xb[R];
+            const std::int16_t* sb[R];
 #pragma GCC unroll 16
-            for (std::size_t r = 0; r < R; ++r) xb[r] = x[r] + b;
-            Isa::template partials<R>(dec, xb, isum + g * R, msum + g * R);
+            for (std::size_t r = 0; r < R; ++r) xb[r] = x[r] + b, sb[r] = sums32[r] + 16 * b;
+            typename Isa::ivec isum[R];
+            __m256i msum[R];
+            Isa::template partials<R>(dec, xb, sb, isum, msum);
+#pragma GCC unroll 16
+            for (std::size_t r = 0; r < R; ++r) {
+                isums.add(g * R + r, isum[r]);
+                if constexpr (has_min) msums.add(g * R + r, msum[r]);
+            }
             const std::int32_t word = scale_word(w[g][b]);
 #pragma GCC unroll 16
             for (std::size_t r = 0; r < R; ++r) scale_words[g * R + r] = word, row_d[g * R + r] = x[r][b].d;
         }
+#pragma GCC unroll 16
+        for (std::size_t l = G * R; l < k_lanes; ++l) {
+            isums.add(l, typename Isa::ivec{});
+            if constexpr (has_min) msums.add(l, _mm256_setzero_si256());
+        }
         const __m256 xd = R == 1 ? _mm256_set1_ps(x[0][b].d) : _mm256_load_ps(row_d);
         const block_scales_avx2 d = block_scales<Block>(_mm256_load_si256(reinterpret_cast<const __m256i*>(scale_words)));
-        sum = _mm256_add_ps(sum, rounded_avx2(_mm256_mul_ps(_mm256_cvtepi32_ps(Isa::lane_totals(isum)), _mm256_mul_ps(d.d, xd))));
+        sum = _mm256_add_ps(sum, rounded_avx2(_mm256_mul_ps(_mm256_cvtepi32_ps(isums.totals()), _mm256_mul_ps(d.d, xd))));
         if constexpr (has_min) {
             const __m256 min_scale = _mm256_mul_ps(d.dmin, xd);
-            sum = _mm256_sub_ps(sum, rounded_avx2(_mm256_mul_ps(_mm256_cvtepi32_ps(lane_totals_avx2(msum)), min_scale)));
+            sum = _mm256_sub_ps(sum, rounded_avx2(_mm256_mul_ps(_mm256_cvtepi32_ps(msums.totals()), min_scale)));
         }
     }
     alignas(32) float out[k_lanes];
