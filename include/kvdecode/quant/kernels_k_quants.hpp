@@ -192,39 +192,30 @@ struct k_scalar {
 
 #if defined(KVDECODE_QUANT_AVX2)
 // Each type's quants as 8 vectors of 32 bytes, vector t holding values 32 t .. 32 t + 31
-// (the orders k_format's unpack_quants writes).
-[[gnu::always_inline]] inline void two_bit_planes_avx2(const std::uint8_t* qs, __m256i* q) noexcept {
-    const __m256i three = _mm256_set1_epi8(3);
-#pragma GCC unroll 16
-    for (int h = 0; h < 2; ++h) {
-        const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * h));
-        q[4 * h + 0] = _mm256_and_si256(bytes, three);
-        q[4 * h + 1] = _mm256_and_si256(_mm256_srli_epi16(bytes, 2), three);
-        q[4 * h + 2] = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), three);
-        q[4 * h + 3] = _mm256_and_si256(_mm256_srli_epi16(bytes, 6), three);
-    }
+// (the orders k_format's unpack_quants writes), one vector at a time: the AVX2 kernel
+// decodes each as its products need it (its 16 registers cannot hold a whole block
+// beside the accumulators), the AVX-512 one the whole block (k_quants_avx2). Vectors
+// sharing bytes load them again from L1.
+[[gnu::always_inline]] inline __m256i load_32_bytes(const std::uint8_t* p) noexcept {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
 }
 
-[[gnu::always_inline]] inline void nibbles_avx2(const std::uint8_t* qs, __m256i* q) noexcept {
-    const __m256i low = _mm256_set1_epi8(0x0F);
-#pragma GCC unroll 16
-    for (int j = 0; j < 4; ++j) {
-        const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * j));
-        q[2 * j] = _mm256_and_si256(bytes, low);
-        q[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low);
-    }
+// Bits 2 (t % 4) of bytes 32 (t / 4) .. 32 (t / 4) + 31.
+[[gnu::always_inline]] inline __m256i two_bit_plane_avx2(const std::uint8_t* qs, int t) noexcept {
+    return _mm256_and_si256(_mm256_srli_epi16(load_32_bytes(qs + 32 * (t / 4)), 2 * (t % 4)), _mm256_set1_epi8(3));
 }
 
-// `value` or'ed into q[t] where bit t of the byte is set (Q3_K's hmask, Q5_K's qh).
-[[gnu::always_inline]] inline void bit_planes_avx2(const std::uint8_t* bits, std::uint8_t value, __m256i* q) noexcept {
-    const __m256i all = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bits));
-    const __m256i v = _mm256_set1_epi8(static_cast<char>(value));
-#pragma GCC unroll 16
-    for (int t = 0; t < 8; ++t) {
-        const __m256i bit = _mm256_set1_epi8(static_cast<char>(1u << t));
-        const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(all, bit), bit);
-        q[t] = _mm256_or_si256(q[t], _mm256_and_si256(set, v));
-    }
+// The low (t even) or high nibbles of bytes 32 (t / 2) .. 32 (t / 2) + 31.
+[[gnu::always_inline]] inline __m256i nibble_avx2(const std::uint8_t* qs, int t) noexcept {
+    const __m256i bytes = load_32_bytes(qs + 32 * (t / 2));
+    return _mm256_and_si256(t % 2 == 0 ? bytes : _mm256_srli_epi16(bytes, 4), _mm256_set1_epi8(0x0F));
+}
+
+// `value` where bit t of the byte is set, else 0 (Q3_K's hmask, Q5_K's qh).
+[[gnu::always_inline]] inline __m256i bit_plane_avx2(const std::uint8_t* bits, std::uint8_t value, int t) noexcept {
+    const __m256i bit = _mm256_set1_epi8(static_cast<char>(1u << t));
+    const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(load_32_bytes(bits), bit), bit);
+    return _mm256_and_si256(set, _mm256_set1_epi8(static_cast<char>(value)));
 }
 
 // Each type's decode: its quants (above), and its 16 scales and mins (one per 16
@@ -239,7 +230,7 @@ struct k_decode_avx2;
 
 template <>
 struct k_decode_avx2<block_q2_k> {
-    [[gnu::always_inline]] static void quants(const block_q2_k& b, __m256i* q) noexcept { two_bit_planes_avx2(b.qs, q); }
+    [[gnu::always_inline]] static __m256i quant(const block_q2_k& b, int t) noexcept { return two_bit_plane_avx2(b.qs, t); }
     [[gnu::always_inline]] static k_scales_avx2 scales(const block_q2_k& b) noexcept {
         const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));
         const __m128i low = _mm_set1_epi8(0x0F);
@@ -248,9 +239,8 @@ struct k_decode_avx2<block_q2_k> {
 };
 template <>
 struct k_decode_avx2<block_q3_k> {
-    [[gnu::always_inline]] static void quants(const block_q3_k& b, __m256i* q) noexcept {
-        two_bit_planes_avx2(b.qs, q);
-        bit_planes_avx2(b.hmask, 4, q);
+    [[gnu::always_inline]] static __m256i quant(const block_q3_k& b, int t) noexcept {
+        return _mm256_or_si256(two_bit_plane_avx2(b.qs, t), bit_plane_avx2(b.hmask, 4, t));
     }
     // q3_k_scale in vectors: low nibbles of bytes 0-7 then their high nibbles (scales
     // 0-15), or'ed with bits 2 (j / 4) of byte 8 + j % 4 moved to bits 4-5.
@@ -332,37 +322,38 @@ struct no_step {
 
 template <>
 struct k_decode_avx2<block_q4_k> {
-    [[gnu::always_inline]] static void quants(const block_q4_k& b, __m256i* q) noexcept { nibbles_avx2(b.qs, q); }
+    [[gnu::always_inline]] static __m256i quant(const block_q4_k& b, int t) noexcept { return nibble_avx2(b.qs, t); }
 };
 template <>
 struct k_decode_avx2<block_q5_k> {
-    [[gnu::always_inline]] static void quants(const block_q5_k& b, __m256i* q) noexcept {
-        nibbles_avx2(b.qs, q);
-        bit_planes_avx2(b.qh, 16, q);
+    [[gnu::always_inline]] static __m256i quant(const block_q5_k& b, int t) noexcept {
+        return _mm256_or_si256(nibble_avx2(b.qs, t), bit_plane_avx2(b.qh, 16, t));
     }
 };
 template <>
 struct k_decode_avx2<block_q6_k> {
     // Half h: ql bytes 64 h .. 64 h + 63 give the low nibbles of values 128 h + 0..63 and
     // the high nibbles of 128 h + 64..127; qh[32 h + l] bits 2 t the top bits of 128 h + 32 t + l.
-    [[gnu::always_inline]] static void quants(const block_q6_k& b, __m256i* q) noexcept {
-        const __m256i low = _mm256_set1_epi8(0x0F), top = _mm256_set1_epi8(0x30);
-#pragma GCC unroll 16
-        for (int h = 0; h < 2; ++h) {
-            const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.ql + 64 * h));
-            const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.ql + 64 * h + 32));
-            const __m256i hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh + 32 * h));
-            q[4 * h + 0] = _mm256_or_si256(_mm256_and_si256(l0, low), _mm256_and_si256(_mm256_slli_epi16(hi, 4), top));
-            q[4 * h + 1] = _mm256_or_si256(_mm256_and_si256(l1, low), _mm256_and_si256(_mm256_slli_epi16(hi, 2), top));
-            q[4 * h + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low), _mm256_and_si256(hi, top));
-            q[4 * h + 3] =
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low), _mm256_and_si256(_mm256_srli_epi16(hi, 2), top));
-        }
+    // Vector t = 4 h + s: the low (s < 2) or high nibbles of ql bytes 64 h + 32 (s % 2) ..,
+    // qh bits 2 s moved to bits 4-5.
+    [[gnu::always_inline]] static __m256i quant(const block_q6_k& b, int t) noexcept {
+        const int h = t / 4, s = t % 4;
+        const __m256i l = load_32_bytes(b.ql + 64 * h + 32 * (s % 2)), hi = load_32_bytes(b.qh + 32 * h);
+        const __m256i low = _mm256_and_si256(s < 2 ? l : _mm256_srli_epi16(l, 4), _mm256_set1_epi8(0x0F));
+        const __m256i top = s == 0 ? _mm256_slli_epi16(hi, 4) : s == 1 ? _mm256_slli_epi16(hi, 2) : s == 2 ? hi : _mm256_srli_epi16(hi, 2);
+        return _mm256_or_si256(low, _mm256_and_si256(top, _mm256_set1_epi8(0x30)));
     }
     [[gnu::always_inline]] static k_scales_avx2 scales(const block_q6_k& b) noexcept {
         return {_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)), _mm_setzero_si128()};
     }
 };
+
+// A whole block's 8 vectors.
+template <class Block>
+[[gnu::always_inline]] inline void k_quants_avx2(const Block& b, __m256i* q) noexcept {
+#pragma GCC unroll 8
+    for (int t = 0; t < 8; ++t) q[t] = k_decode_avx2<Block>::quant(b, t);
+}
 
 // What the sums need of a block beyond its quants and scales: the offset's and min's
 // parts per sub-block as int16 vectors (for vpmaddwd with the 16 bsums). Its d and
@@ -469,31 +460,33 @@ struct k_avx2 {
     using ivec = __m256i;  // a pair's int32 lanes of isum
     using tree = lane_tree_avx2;
     using step = std::conditional_t<k4_scales<Block>, k4_step_avx2<Block>, no_step>;
+    // A block's scales, and its quants left in the block: partials decodes each vector of
+    // quants and scales as it multiplies them.
     struct decoded {
-        __m256i q[8];
-        __m256i scale[8];  // int16 lanes: the scale of sub-block 2 j (low 128 bits) and 2 j + 1 (high)
+        const Block* block;
+        __m256i scale_bytes;  // Q4_K, Q5_K: the block's 8 scales and 8 mins; else its 16 scales; in both halves
         k_block_tail tail;
+        // Int16 lanes: the scale of sub-block 2 j (low 128 bits) and 2 j + 1 (high).
+        [[gnu::always_inline]] __m256i scale(int j) const noexcept {
+            // Q4_K, Q5_K: scale j (one per 32 values) zero-extended into every word, byte j then a zero.
+            if constexpr (k4_scales<Block>) return _mm256_shuffle_epi8(scale_bytes, _mm256_set1_epi16(static_cast<short>(0x8000 | j)));
+            else return spread_scales_avx2(scale_bytes, 2 * j, 2 * j + 1);
+        }
     };
     // Block b, the step's block g.
     [[gnu::always_inline]] static void decode(const Block& b, const step& st, std::size_t g, decoded& out) noexcept {
-        k_decode_avx2<Block>::quants(b, out.q);
+        out.block = &b;
         if constexpr (k4_scales<Block>) {
-            // Scale j (one per 32 values) zero-extended into every word: byte j, then a zero.
-            const __m256i bytes = st.both_halves(g);
-#pragma GCC unroll 16
-            for (int j = 0; j < 8; ++j) out.scale[j] = _mm256_shuffle_epi8(bytes, _mm256_set1_epi16(static_cast<short>(0x8000 | j)));
+            out.scale_bytes = st.both_halves(g);
             out.tail = {_mm256_setzero_si256(), st.words(g)};
         } else {
             const k_scales_avx2 s = k_decode_avx2<Block>::scales(b);
-            const __m256i scale_bytes = _mm256_broadcastsi128_si256(s.scale);
-#pragma GCC unroll 16
-            for (int j = 0; j < 8; ++j) out.scale[j] = spread_scales_avx2(scale_bytes, 2 * j, 2 * j + 1);
+            out.scale_bytes = _mm256_broadcastsi128_si256(s.scale);
             out.tail = tail_avx2<Block>(s);
         }
     }
-    // R activation rows' blocks x[r] with one decoded block: each vector of quants and
-    // scales read once for all R rows (AVX2's 16 registers cannot hold the whole block
-    // beside R accumulators).
+    // R activation rows' blocks x[r] with one block: each vector of quants and scales
+    // decoded once for all R rows.
     template <std::size_t R>
     [[gnu::always_inline]] static void partials(const decoded& w, const block_q8_k* const* x, const std::int16_t* const* sums32,
                                                 __m256i* isum, __m256i* msum) noexcept {
@@ -502,7 +495,7 @@ struct k_avx2 {
         for (std::size_t r = 0; r < R; ++r) acc[r] = _mm256_setzero_si256();
 #pragma GCC unroll 16
         for (int j = 0; j < 8; ++j) {
-            const __m256i q = w.q[j], scale = w.scale[j];
+            const __m256i q = k_decode_avx2<Block>::quant(*w.block, j), scale = w.scale(j);
 #pragma GCC unroll 16
             for (std::size_t r = 0; r < R; ++r) {
                 const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[r]->qs + 32 * j));
@@ -540,7 +533,7 @@ template <class Block>
 struct k_quants_avx512 {
     [[gnu::always_inline]] static void quants(const Block& b, __m512i* q) noexcept {
         __m256i half[8];
-        k_decode_avx2<Block>::quants(b, half);
+        k_quants_avx2(b, half);
 #pragma GCC unroll 4
         for (int c = 0; c < 4; ++c) q[c] = _mm512_inserti64x4(_mm512_castsi256_si512(half[2 * c]), half[2 * c + 1], 1);
     }
