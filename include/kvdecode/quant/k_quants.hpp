@@ -294,6 +294,17 @@ inline void dequantize_row_q6_k(const block_q6_k* x, float* y, std::size_t n) no
 // products become NaN), and one so small that -127 / max overflows gets qs = 0 and
 // d = 0 (ggml: an all-zero block, d = 0).
 
+namespace detail {
+// bsums[j] = the sum of qs[16 j .. 16 j + 15].
+inline void fill_bsums(block_q8_k& y) noexcept {
+    for (std::size_t j = 0; j < qk_k / 16; ++j) {
+        int sum = 0;
+        for (std::size_t i = 0; i < 16; ++i) sum += y.qs[16 * j + i];
+        y.bsums[j] = static_cast<std::int16_t>(sum);
+    }
+}
+}  // namespace detail
+
 inline void quantize_block_q8_k(const float* x, std::size_t count, block_q8_k& y) noexcept {
     float max = 0, amax = 0;
     bool finite = true;
@@ -314,11 +325,7 @@ inline void quantize_block_q8_k(const float* x, std::size_t count, block_q8_k& y
         return;
     }
     for (std::size_t i = 0; i < count; ++i) y.qs[i] = static_cast<std::int8_t>(std::min(127, detail::nearest_int(iscale * x[i])));
-    for (std::size_t j = 0; j < qk_k / 16; ++j) {
-        int sum = 0;
-        for (std::size_t i = 0; i < 16; ++i) sum += y.qs[16 * j + i];
-        y.bsums[j] = static_cast<std::int16_t>(sum);
-    }
+    detail::fill_bsums(y);
     y.d = 1 / iscale;
 }
 

@@ -134,11 +134,7 @@ inline void quantize_q8_k_avx2(const float* x, block_q8_k& y) noexcept {
         const __m256i bytes = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(y.qs + i), _mm256_permutevar8x32_epi32(bytes, order));
     }
-    for (std::size_t j = 0; j < qk_k / 16; ++j) {
-        int sum = 0;
-        for (std::size_t i = 0; i < 16; ++i) sum += y.qs[16 * j + i];
-        y.bsums[j] = static_cast<std::int16_t>(sum);
-    }
+    fill_bsums(y);
     y.d = 1 / iscale;
 }
 #endif
@@ -767,7 +763,10 @@ void k_lane_tile(const k_matrix<Block>& m, const matrix_product<float>& p, const
             }
             const std::int32_t word = scale_word(w[g][b]);
 #pragma GCC unroll 16
-            for (std::size_t r = 0; r < R; ++r) scale_words[g * R + r] = word, row_d[g * R + r] = x[r][b].d;
+            for (std::size_t r = 0; r < R; ++r) {
+                scale_words[g * R + r] = word;
+                if constexpr (R > 1) row_d[g * R + r] = x[r][b].d;  // one row: its d broadcast below
+            }
         }
 #pragma GCC unroll 16
         for (std::size_t l = G * R; l < k_lanes; ++l) {

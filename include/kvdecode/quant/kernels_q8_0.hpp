@@ -585,13 +585,14 @@ void q8_0_remainder_tile(const q8_0_matrix& m, const matrix_product<float>& p, c
     }
 }
 
-// Outputs of units [unit_begin, unit_end), a group of outputs at a time: each group's
-// weights once per tile of rows (they stay in L1 or L2 for the later tiles).
+// Outputs of units [unit_begin, unit_end) on the one-output kernels (scalar, SSE2, and
+// AVX2 for 1 to 3 rows): an output's weights once per tile of rows (they stay in L1 for
+// the later tiles).
 template <class Isa>
 void q8_0_matmul(const q8_0_matrix& m, const matrix_product<float>& p, const std::byte* scratch, std::size_t unit_begin,
                  std::size_t unit_end) noexcept {
     constexpr std::size_t tile = Isa::max_tile;
-    static_assert(q8_0_unit_outputs % Isa::group == 0, "units split between groups");
+    static_assert(Isa::group == 1, "one output at a time: group kernels take q8_0_group_matmul");
     const prepared_rows x{scratch, q8_0_weight_activations{m.in_dim}};
     const std::size_t o_end = std::min(unit_end * q8_0_unit_outputs, m.out_dim);
     std::size_t o_begin = unit_begin * q8_0_unit_outputs;
@@ -602,7 +603,7 @@ void q8_0_matmul(const q8_0_matrix& m, const matrix_product<float>& p, const std
                 Isa::template tile<1, Isa::streams>(m, p, x, o, 0, apart);
             });
     }
-    for (std::size_t o = o_begin; o < o_end; o += Isa::group)
+    for (std::size_t o = o_begin; o < o_end; ++o)
         for (std::size_t row = 0; row < p.rows;) {
             const std::size_t n = even_tile_rows(p.rows - row, tile);
             q8_0_remainder_tile<Isa, tile>(m, p, x, o, row, n);
