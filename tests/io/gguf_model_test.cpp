@@ -421,13 +421,18 @@ TEST_CASE("greedy decoding of the Hugging Face conversions agrees with llama.cpp
 }
 
 TEST_CASE("block-type weights stay in the mapping, which outlives the gguf_file", "[io][gguf][model]") {
-    const auto path = kvtest::shared_file("fixtures/gguf/kjv-q8_0.gguf");
-    if (!path) return;
+    const auto path = kvtest::shared_file("fixtures/gguf/kjv-q4_0.gguf");
+    const auto q8_path = kvtest::shared_file("fixtures/gguf/kjv-q8_0.gguf");
+    if (!path || !q8_path) return;
     const transformer<float> model = load_gguf_model(*path);  // the gguf_file is gone after this line
-    REQUIRE(model.weights().type() == weight_type::q8_0);
+    REQUIRE(model.weights().type() == weight_type::q4_0);
     REQUIRE(model.weights().wo(0).in_place());
-    REQUIRE(model.weights().token_embedding().matrix()->in_place());
-    REQUIRE(model.weights().wqkv(0).segments().size() == 1);  // q, k, v all Q8_0: stacked once at load
+    REQUIRE(model.weights().wqkv(0).segments().size() == 1);  // q, k, v all Q4_0: stacked once at load
+    // Q8_0 is interleaved at load (q8_0_interleaved.hpp): the matrices own their bytes.
+    const transformer<float> q8 = load_gguf_model(*q8_path);
+    REQUIRE(q8.weights().type() == weight_type::q8_0);
+    REQUIRE(!q8.weights().wo(0).in_place());
+    REQUIRE(!q8.weights().token_embedding().matrix()->in_place());
     // From memory there is no owner: every matrix is copied, and the bytes may go.
     const auto bytes = std::make_unique<std::vector<std::byte>>();
     {

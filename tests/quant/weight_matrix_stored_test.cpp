@@ -1,7 +1,7 @@
-// weight_matrix's stored constructor (a model file's layout): sizes checked, block
-// types used in place when an owner keeps aligned bytes alive (copied otherwise,
-// and the copy outlives the caller's bytes), float types repacked into their panels
-// with their values unchanged; products and rows equal to the matrix built from the
+// weight_matrix's stored constructor (a model file's layout): sizes checked, legacy and
+// K-quant block types used in place when an owner keeps aligned bytes alive (copied
+// otherwise, and the copy outlives the caller's bytes), q8_0 interleaved and float
+// types repacked into their panels with their values unchanged; products and rows equal to the matrix built from the
 // same values by the float constructor.
 
 #include <algorithm>
@@ -93,11 +93,11 @@ TEST_CASE("stored float rows are repacked with their values unchanged", "[quant]
     }
 }
 
-TEST_CASE("stored Q8_0 rows are used in place with an owner, copied without", "[quant][stored]") {
+TEST_CASE("stored Q4_0 rows are used in place with an owner, copied without", "[quant][stored]") {
     const std::size_t out_dim = 45, in_dim = 96;
     const auto w = random_values(out_dim * in_dim, 3);
-    const auto bytes = kvtest::to_stored(weight_type::q8_0, w.data(), out_dim, in_dim);
-    const weight_matrix<float> converted(weight_type::q8_0, w.data(), out_dim, in_dim);
+    const auto bytes = kvtest::to_stored(weight_type::q4_0, w.data(), out_dim, in_dim);
+    const weight_matrix<float> converted(weight_type::q4_0, w.data(), out_dim, in_dim);
     const auto x = random_values(5 * in_dim, 4);
     const auto want = product(converted, x, 5);
 
@@ -106,7 +106,7 @@ TEST_CASE("stored Q8_0 rows are used in place with an owner, copied without", "[
         auto owned = std::make_shared<kvdecode::aligned_buffer<std::byte>>(bytes.size() + 2);
         std::memcpy(owned->data(), bytes.data(), bytes.size());
         const std::byte* at = owned->data();
-        weight_matrix<float> m(weight_type::q8_0, std::span<const std::byte>(at, bytes.size()), out_dim, in_dim, owned);
+        weight_matrix<float> m(weight_type::q4_0, std::span<const std::byte>(at, bytes.size()), out_dim, in_dim, owned);
         REQUIRE(m.in_place());
         std::weak_ptr<kvdecode::aligned_buffer<std::byte>> alive = owned;
         owned.reset();
@@ -119,17 +119,50 @@ TEST_CASE("stored Q8_0 rows are used in place with an owner, copied without", "[
     SECTION("misaligned bytes are copied even with an owner") {
         auto owned = std::make_shared<kvdecode::aligned_buffer<std::byte>>(bytes.size() + 2);
         std::memcpy(owned->data() + 2, bytes.data(), bytes.size());
-        const weight_matrix<float> m(weight_type::q8_0, std::span<const std::byte>(owned->data() + 2, bytes.size()),
+        const weight_matrix<float> m(weight_type::q4_0, std::span<const std::byte>(owned->data() + 2, bytes.size()),
                                      out_dim, in_dim, owned);
         REQUIRE(!m.in_place());
         REQUIRE(product(m, x, 5) == want);
     }
     SECTION("without an owner the bytes are copied and may be dropped") {
         auto temporary = std::make_unique<std::vector<std::byte>>(bytes);
-        const weight_matrix<float> m(weight_type::q8_0, *temporary, out_dim, in_dim);
+        const weight_matrix<float> m(weight_type::q4_0, *temporary, out_dim, in_dim);
         temporary.reset();
         REQUIRE(!m.in_place());
         REQUIRE(product(m, x, 5) == want);
+    }
+}
+
+TEST_CASE("stored Q8_0 rows are interleaved once: the owner's bytes may go, values unchanged", "[quant][stored]") {
+    // 45 outputs: two whole groups of 16 and one of 13 padded; from aligned and misaligned bytes.
+    const std::size_t out_dim = 45, in_dim = 96;
+    const auto w = random_values(out_dim * in_dim, 3);
+    const auto bytes = kvtest::to_stored(weight_type::q8_0, w.data(), out_dim, in_dim);
+    const weight_matrix<float> converted(weight_type::q8_0, w.data(), out_dim, in_dim);
+    const auto x = random_values(5 * in_dim, 4);
+    const auto want = product(converted, x, 5);
+    for (std::size_t misalign : {0, 2, 5}) {
+        CAPTURE(misalign);
+        auto owned = std::make_shared<kvdecode::aligned_buffer<std::byte>>(bytes.size() + 8);
+        std::memcpy(owned->data() + misalign, bytes.data(), bytes.size());
+        const weight_matrix<float> m(weight_type::q8_0, std::span<const std::byte>(owned->data() + misalign, bytes.size()),
+                                     out_dim, in_dim, owned);
+        REQUIRE(!m.in_place());
+        std::weak_ptr<kvdecode::aligned_buffer<std::byte>> alive = owned;
+        std::fill_n(owned->data(), owned->size(), std::byte{0x7f});
+        owned.reset();
+        REQUIRE(alive.expired());
+        REQUIRE(m.bytes() == 3 * 3 * (512 + 32));  // 3 groups of 16 outputs, 3 blocks of 32 values
+        REQUIRE(product(m, x, 5) == want);
+        // The file's own values, read back as q8_0.hpp says.
+        for (std::size_t o = 0; o < out_dim; ++o) {
+            std::vector<kvdecode::quant::block_q8_0> file_row(3);
+            std::memcpy(file_row.data(), bytes.data() + o * 3 * 34, 3 * 34);
+            std::vector<float> want_row(in_dim);
+            kvdecode::quant::dequantize_row_q8_0(file_row.data(), want_row.data(), in_dim);
+            REQUIRE(row(m, o) == want_row);
+            REQUIRE(row(m, o) == row(converted, o));
+        }
     }
 }
 

@@ -14,13 +14,14 @@
 #include "kvdecode/model/stored_weights.hpp"
 #include "kvdecode/model/weights.hpp"
 #include "kvdecode/quant/half.hpp"
+#include "kvdecode/quant/q4_q5.hpp"
 #include "kvdecode/quant/q8_0.hpp"
 #include "kvdecode/quant/weight_type.hpp"
 
 namespace kvtest {
 
 // W (out_dim, in_dim), row-major, in the file layout of `type`: f32 as is, f16/bf16
-// rounded to nearest, q8_0 quantised by the reference quantiser.
+// rounded to nearest, q8_0 and q4_0 quantised by the reference quantisers.
 inline std::vector<std::byte> to_stored(kvdecode::weight_type type, const float* w, std::size_t out_dim,
                                         std::size_t in_dim) {
     using kvdecode::weight_type;
@@ -42,6 +43,12 @@ inline std::vector<std::byte> to_stored(kvdecode::weight_type type, const float*
             case weight_type::q8_0: {
                 std::vector<quant::block_q8_0> blocks(quant::q8_0_blocks(in_dim));
                 quant::quantize_row_q8_0(src, blocks.data(), in_dim);
+                std::memcpy(dst, blocks.data(), row);
+                break;
+            }
+            case weight_type::q4_0: {
+                std::vector<quant::block_q4_0> blocks(quant::legacy_blocks(in_dim));
+                quant::quantize_row_legacy(src, blocks.data(), in_dim);
                 std::memcpy(dst, blocks.data(), row);
                 break;
             }

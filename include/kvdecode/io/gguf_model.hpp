@@ -1,7 +1,8 @@
 #pragma once
 // A transformer from a GGUF file: the architecture read from the metadata, the
 // tensors found by llama.cpp's names, every shape checked against the config, each
-// matrix kept in its file type (block types used in place in the mapping).
+// matrix kept in its file type (block types used in place in the mapping, but q8_0,
+// interleaved once at load: quant/q8_0_interleaved.hpp).
 //
 // Architectures are data, not code paths: `general.architecture` picks a small table
 // of differences, and everything else is read from `<arch>.*` keys.

@@ -20,7 +20,8 @@
 //   transformer_weights (row-major T): converted to one weight_type at load; the
 //     token embedding stays row-major in T, a lookup.
 //   stored_weights (a file's layout, model/stored_weights.hpp): every matrix keeps
-//     its file type (mixed files just work), block types in place; the token
+//     its file type (mixed files just work), block types in place (q8_0 interleaved
+//     once, quant/q8_0_interleaved.hpp); the token
 //     embedding is a weight_matrix of its file type, rows dequantised one per token,
 //     and the same matrix as the classifier when the file ties them.
 
@@ -122,7 +123,7 @@ public:
         classifier_ = std::make_shared<const weight_matrix<T>>(pack(w.classifier(), c.vocab_size, c.dim, w.rms_final()));
     }
 
-    // Every matrix in its stored type (block types used in place, kept alive by
+    // Every matrix in its stored type (block types but q8_0 used in place, kept alive by
     // s.owner), gains separate. Throws std::invalid_argument naming the weight whose
     // shape or size does not match the config.
     explicit packed_weights(const stored_weights& s)

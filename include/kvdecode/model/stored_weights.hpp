@@ -3,7 +3,7 @@
 // file layout (a weight_type and rows of row_bytes(type, in_dim) bytes, as GGUF
 // has them), norm gains and biases as floats. A loader (io/gguf_model.hpp) fills it
 // with views into a mapped file and packed_weights builds the model from it, using
-// block-type bytes in place. Nothing here owns the matrix bytes: `owner` (or the
+// block-type bytes in place (q8_0 is interleaved once). Nothing here owns the matrix bytes: `owner` (or the
 // caller) keeps them alive.
 
 #include <algorithm>

@@ -29,7 +29,7 @@ namespace kvdecode {
 
 enum class kernel_isa {
     scalar,  // plain loops: every target, and the reference the others are tested against
-    sse2,    // SSE2 (f16 converted in integer registers, Q8_0 through 16-bit multiply-adds)
+    sse2,    // SSE2 (f16 and bf16 only: converted in integer registers)
     avx2,    // AVX2 + FMA + F16C
     avx512,  // AVX-512 F + BW (+ VNNI where the target has it)
 };

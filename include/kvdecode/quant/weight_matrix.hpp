@@ -6,8 +6,8 @@
 //   f32   packed_matmul's 128-byte column panels and kernels (simd/packed_matmul.hpp)
 //   f16   64-byte column panels of 32 outputs (kernels_half.hpp)
 //   bf16  the same panels
-//   q8_0  GGUF's rows of 34-byte blocks; activations quantised to Q8_0 by prepare
-//         (kernels_q8_0.hpp)
+//   q8_0  GGUF's 34-byte blocks, interleaved 16 outputs at a time (q8_0_interleaved.hpp);
+//         activations quantised to Q8_0 by prepare (kernels_q8_0.hpp)
 //   q4_0, q4_1, q5_0, q5_1  GGUF's rows of 18/20/22/24-byte blocks (in_dim a multiple
 //         of 32); activations quantised to Q8_0 (q4_0, q5_0) or Q8_1 (q4_1, q5_1) by
 //         prepare (kernels_q4_q5.hpp)
@@ -28,9 +28,10 @@
 //
 // Two constructors: from a row-major matrix in T (quantised or converted here), and
 // from `stored` bytes in a model file's layout (GGUF: out_dim rows of
-// row_bytes(type, in_dim) bytes). Block types keep the file layout as their own, so
-// a stored matrix is used in place when an owner keeps the bytes alive (a mapped
-// file), or copied once; the float types are repacked into their panels.
+// row_bytes(type, in_dim) bytes). The legacy and K-quant block types keep the file
+// layout as their own, so a stored matrix is used in place when an owner keeps the
+// bytes alive (a mapped file), or copied once; q8_0 is interleaved and the float types
+// repacked into their panels, once, values unchanged.
 //
 // Immutable after construction, so one matrix may serve any number of threads. The
 // elements are reached through one pointer, data_: into the matrix's own 64-byte
@@ -109,10 +110,11 @@ public:
     }
 
     // Wraps `stored`: out_dim rows of in_dim values in the file layout of `type`
-    // (exactly out_dim * row_bytes(type, in_dim) bytes; little-endian, as GGUF). Block
-    // types point at the bytes when `owner` keeps them alive and they are aligned to
-    // stored_alignment, and copy them otherwise; f32, f16 and bf16 rows are repacked
-    // into their panels, values unchanged. Throws std::invalid_argument for an empty
+    // (exactly out_dim * row_bytes(type, in_dim) bytes; little-endian, as GGUF). The
+    // legacy and K-quant types point at the bytes when `owner` keeps them alive and they
+    // are aligned to stored_alignment, and copy them otherwise; q8_0 blocks are
+    // interleaved and f32, f16 and bf16 rows repacked into their panels, values unchanged
+    // (the owner is then not kept). Throws std::invalid_argument for an empty
     // matrix, T other than float, a row that is not whole blocks, or a size mismatch,
     // naming the sizes.
     weight_matrix(weight_type type, std::span<const std::byte> stored, std::size_t out_dim, std::size_t in_dim,
@@ -134,7 +136,11 @@ public:
                                         " rows of " + std::to_string(row_bytes(type, in_dim)) + "), got " +
                                         std::to_string(stored.size()));
         if constexpr (std::is_same_v<T, float>) {
-            if (block_values(type) > 1) {
+            if (type == weight_type::q8_0) {
+                storage_ = aligned_buffer<std::byte>(storage_bytes());
+                data_ = storage_.data();
+                quant::interleave_q8_0(stored.data(), out_dim, in_dim, storage_.data());
+            } else if (block_values(type) > 1) {
                 const bool aligned = reinterpret_cast<std::uintptr_t>(stored.data()) % stored_alignment == 0;
                 if (owner && aligned) {
                     data_ = stored.data();
@@ -261,7 +267,8 @@ public:
             }
             return false;
         }
-        if ((is_legacy(type) || is_k_quant(type)) && isa == kernel_isa::sse2) return false;  // scalar, AVX2, AVX-512 only
+        if (type != weight_type::f16 && type != weight_type::bf16 && isa == kernel_isa::sse2)
+            return false;  // block types: scalar, AVX2, AVX-512 only
         return std::is_same_v<T, float> && quant::detail::compiled_in(isa) && quant::detail::cpu_runs(isa);
     }
 
@@ -293,8 +300,7 @@ public:
                 return;
             }
             case weight_type::q8_0: {
-                if constexpr (std::is_same_v<T, float>)
-                    quant::dequantize_row_q8_0(q8_0_rows() + o * q8_0().blocks_per_row(), out, in_dim_);
+                if constexpr (std::is_same_v<T, float>) quant::dequantize_row_q8_0(q8_0(), o, out);
                 return;
             }
             case weight_type::q4_0:
@@ -381,10 +387,9 @@ private:
 
     simd::packed_layout<T> f32_layout() const noexcept { return {out_dim_, in_dim_}; }
     quant::half_panel_layout half_layout() const noexcept { return {out_dim_, in_dim_}; }
-    quant::q8_0_matrix q8_0() const noexcept { return {q8_0_rows(), out_dim_, in_dim_}; }
+    quant::q8_0_interleaved q8_0() const noexcept { return {data_, out_dim_, in_dim_}; }
     const T* f32_panels() const noexcept { return reinterpret_cast<const T*>(data_); }
     const std::uint16_t* half_panels() const noexcept { return reinterpret_cast<const std::uint16_t*>(data_); }
-    const quant::block_q8_0* q8_0_rows() const noexcept { return reinterpret_cast<const quant::block_q8_0*>(data_); }
     template <class Block>
     quant::legacy_matrix<Block> legacy() const noexcept {
         return {reinterpret_cast<const Block*>(data_), out_dim_, in_dim_};
@@ -412,9 +417,10 @@ private:
             case weight_type::f32: return f32_layout().elements() * sizeof(T);
             case weight_type::f16:
             case weight_type::bf16: return half_layout().elements() * sizeof(std::uint16_t);
+            case weight_type::q8_0: return quant::q8_0_interleaved::bytes(out_dim_, in_dim_);
             default: break;
         }
-        // Block types: rows of whole blocks (Q8_0's last one may be padded with zeros).
+        // Block types: rows of whole blocks.
         const std::size_t per_block = block_values(type_);
         return out_dim_ * ((in_dim_ + per_block - 1) / per_block) * block_bytes(type_);
     }
@@ -555,11 +561,8 @@ private:
     template <kernel_isa Isa>
     static void run_q8_0(const weight_matrix& m, const matrix_product<T>& p, const std::byte* scratch, std::size_t begin,
                          std::size_t end) noexcept {
-        const quant::q8_0_matrix q = m.q8_0();
+        const quant::q8_0_interleaved q = m.q8_0();
         if constexpr (Isa == kernel_isa::scalar) quant::q8_0_matmul_scalar(q, p, scratch, begin, end);
-#if defined(KVDECODE_QUANT_SSE2)
-        if constexpr (Isa == kernel_isa::sse2) quant::q8_0_matmul_sse2(q, p, scratch, begin, end);
-#endif
 #if defined(KVDECODE_QUANT_AVX2)
         if constexpr (Isa == kernel_isa::avx2) quant::q8_0_matmul_avx2(q, p, scratch, begin, end);
 #endif
@@ -674,14 +677,15 @@ void weight_matrix<T>::pack(const T* w, const T* column_scale) {
                                                                   reinterpret_cast<std::uint16_t*>(dst));
                 return;
             case weight_type::q8_0: {
+                // GGUF's rows first, then interleaved as a stored matrix is.
                 const std::size_t nb = quant::q8_0_blocks(in_dim_);
                 aligned_buffer<float> row(in_dim_);
-                auto* blocks = reinterpret_cast<quant::block_q8_0*>(dst);
+                aligned_buffer<quant::block_q8_0> blocks(out_dim_ * nb);
                 for (std::size_t o = 0; o < out_dim_; ++o) {
-                    for (std::size_t k = 0; k < in_dim_; ++k)
-                        row[k] = column_scale ? w[o * in_dim_ + k] * column_scale[k] : w[o * in_dim_ + k];
-                    quant::quantize_row_q8_0(row.data(), blocks + o * nb, in_dim_);
+                    scaled_row(w, column_scale, o, row.data());
+                    quant::quantize_row_q8_0(row.data(), blocks.data() + o * nb, in_dim_);
                 }
+                quant::interleave_q8_0(reinterpret_cast<const std::byte*>(blocks.data()), out_dim_, in_dim_, dst);
                 return;
             }
             case weight_type::q4_0:
