@@ -385,6 +385,18 @@ TEST_CASE("Q8_0 kernels give the scalar kernel's bits for any rows, in_dim and u
         const weight_matrix<float> m(weight_type::q8_0, w.data(), out_dim, in_dim);
         for (std::size_t rows : {1, 2, 3, 4, 5, 7, 8, 9, 12, 13, 16, 17, 33}) check_q8_0_bits(m, random_vector<float>(rows * in_dim, rows), rows);
     }
+    SECTION("enough groups for every stream count (8 groups at once for one row, 2 for several), and groups left over") {
+        const std::size_t out = 300, in_dim = 96;  // 19 groups, the last of 12 outputs
+        const auto w = random_vector<float>(out * in_dim, 27);
+        const weight_matrix<float> m(weight_type::q8_0, w.data(), out, in_dim);
+        for (std::size_t rows : {1, 2, 3, 8, 9, 17}) {
+            const auto x = random_vector<float>(rows * in_dim, 28 + rows);
+            check_q8_0_bits(m, x, rows);
+            for (kernel_isa isa : {kernel_isa::avx2, kernel_isa::avx512})
+                if (weight_matrix<float>::has_kernel(weight_type::q8_0, isa))
+                    REQUIRE(q8_0_product(m, isa, x.data(), rows, {1, 3, 4, 9}) == q8_0_product(m, kernel_isa::scalar, x.data(), rows));
+        }
+    }
     SECTION("in_dim every multiple of 32 up to 4096, and some that end in a partial block") {
         std::vector<std::size_t> in_dims = {1, 31, 33, 100, 255, 4095};
         for (std::size_t n = 32; n <= 4096; n += 32) in_dims.push_back(n);

@@ -227,28 +227,30 @@ inline void store_group(const matrix_product<float>& p, const q8_0_interleaved& 
 // float(sum) * (d_w * d_x)). The AVX2 and AVX-512 kernels compute exactly this, bit for
 // bit, for any number of rows.
 struct q8_0_scalar {
-    static constexpr std::size_t max_tile = 1, streams = 1;
-    template <std::size_t Tile>
+    static constexpr std::size_t max_tile = 1, streams = 1, tile_streams = 1;
+    template <std::size_t Tile, std::size_t S>
     static void tile(const q8_0_interleaved& m, const matrix_product<float>& p, const prepared_rows& x, std::size_t g,
-                     std::size_t row) noexcept {
+                     std::size_t apart, std::size_t row) noexcept {
         float sums[q8_0_interleaved::group];
-        for (std::size_t r = row; r < row + Tile; ++r) {
-            const std::int8_t* xq = x.quants(r);
-            const float* xd = x.scales(r);
-            for (std::size_t j = 0; j < q8_0_interleaved::group; ++j) {
-                float sum = 0;
-                for (std::size_t b = 0; b < m.blocks_per_row(); ++b) {
-                    const std::int8_t* w = m.quants(g, b) + 4 * j;
-                    std::int32_t isum = 0;
-                    for (std::size_t i = 0; i < q8_0_block_values; ++i)
-                        isum += std::int32_t{w[i / 4 * q8_0_interleaved::slice_bytes + i % 4]} *
-                                std::int32_t{xq[b * q8_0_block_values + i]};
-                    sum = std::fma(static_cast<float>(isum), f16_to_f32(m.scales(g, b)[j]) * xd[8 * b], sum);
+        for (std::size_t s = 0; s < S; ++s)
+            for (std::size_t r = row; r < row + Tile; ++r) {
+                const std::size_t gs = g + s * apart;
+                const std::int8_t* xq = x.quants(r);
+                const float* xd = x.scales(r);
+                for (std::size_t j = 0; j < q8_0_interleaved::group; ++j) {
+                    float sum = 0;
+                    for (std::size_t b = 0; b < m.blocks_per_row(); ++b) {
+                        const std::int8_t* w = m.quants(gs, b) + 4 * j;
+                        std::int32_t isum = 0;
+                        for (std::size_t i = 0; i < q8_0_block_values; ++i)
+                            isum += std::int32_t{w[i / 4 * q8_0_interleaved::slice_bytes + i % 4]} *
+                                    std::int32_t{xq[b * q8_0_block_values + i]};
+                        sum = std::fma(static_cast<float>(isum), f16_to_f32(m.scales(gs, b)[j]) * xd[8 * b], sum);
+                    }
+                    sums[j] = sum;
                 }
-                sums[j] = sum;
+                store_group(p, m, r, gs, sums);
             }
-            store_group(p, m, r, g, sums);
-        }
     }
 };
 
@@ -271,13 +273,13 @@ struct tile_activations {
     }
 };
 
-// The weight stream this far ahead, asked for by the first tile of rows only (later
-// tiles find the group in L1 or L2): every line of the quants, and the scales' line
-// every other block.
+// The weight stream this far ahead in all (each of S streams asks for its share),
+// asked for by the first tile of rows only (later tiles find the groups in L1 or L2):
+// every line of the quants, and the scales' line every other block.
 inline constexpr std::size_t q8_0_prefetch_blocks = 16;
 
 inline void prefetch_group_block(const q8_0_interleaved& m, std::size_t g, std::size_t b, std::size_t row,
-                                 std::size_t ahead = q8_0_prefetch_blocks) noexcept {
+                                 std::size_t ahead) noexcept {
     if (row != 0) return;
     // Past the group's last block the stream goes on into the next group's (the groups
     // lie one after another); a prefetch past the matrix is harmless.
@@ -286,114 +288,81 @@ inline void prefetch_group_block(const q8_0_interleaved& m, std::size_t g, std::
     if (b % 2 == 0) __builtin_prefetch(m.scales(g, 0) + (b + ahead) * q8_0_interleaved::group, 0, 3);
 }
 
-// One activation row (a decode step) takes Isa::streams groups at once, spread over
-// the thread's range: a single sequential stream does not keep enough reads in flight
-// to reach the memory's bandwidth. Measured on 768x2048 from DRAM (2-core development
-// machine), one stream took 145-195 us however far ahead it prefetched, 2 streams 115,
-// 4 streams 98-101 and 8 streams 91-101 (AVX-512); the AVX2 kernel keeps 4, as 8 would
-// need 16 accumulators of its 16 registers.
+// A tile runs through S groups at once (g, g + apart, ...: spread over the thread's
+// range), block by block, so that S streams come from memory together: a single
+// sequential stream does not keep enough reads in flight to reach the memory's
+// bandwidth. Measured on 768x2048 from DRAM (2-core development machine), one row:
+// one stream took 145-195 us however far ahead it prefetched, 2 streams 115, 4 streams
+// 98-101 and 8 streams 91-101 (AVX-512). One row takes Isa::streams groups at once,
+// several rows Isa::tile_streams: on the 16-core Xeon, 8 rows from DRAM took 223 us
+// with 1 stream, 195 with 2 and 183 with 4 (its accumulators then live in memory, one
+// load and store per row and block beside 8 integer dots); on AVX2, 2 streams were no
+// faster than 1.
 
 #if defined(KVDECODE_QUANT_AVX512)
 // 16 outputs per vector, one per lane; per block, each of the Tile rows costs eight
 // 4-byte broadcasts and integer dots into one register of 16 exact block sums, and one
-// float scale-and-add for all 16 outputs. Weights are loaded once per block for the tile.
+// float scale-and-add for all 16 outputs. A group's block is loaded once for the tile.
 struct q8_0_avx512 {
-    static constexpr std::size_t max_tile = 8, streams = 8;
+    static constexpr std::size_t max_tile = 8, streams = 8, tile_streams = 4;
 
-    template <std::size_t Tile>
+    template <std::size_t Tile, std::size_t S>
     static void tile(const q8_0_interleaved& m, const matrix_product<float>& p, const prepared_rows& x, std::size_t g,
-                     std::size_t row) noexcept {
+                     std::size_t apart, std::size_t row) noexcept {
         const tile_activations<Tile> xs(x, row);
-        __m512 acc[Tile];
-        for (std::size_t r = 0; r < Tile; ++r) acc[r] = _mm512_setzero_ps();
-        for (std::size_t b = 0; b < m.blocks_per_row(); ++b) {
-            prefetch_group_block(m, g, b, row);
-            const std::int8_t* q = m.quants(g, b);
-            const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(m.scales(g, b))));
-            __m512i w[8];
-#if defined(KVDECODE_QUANT_AVX512_VNNI)
-            // vpdpbusd multiplies unsigned by signed bytes: the weights + 128, and the
-            // row's -128 * (sum of its block's quants) as the sums' starting value.
-            for (std::size_t k = 0; k < 8; ++k)
-                w[k] = _mm512_xor_si512(_mm512_load_si512(q + 64 * k), _mm512_set1_epi8(-128));
-#else
-            __mmask64 negative[8];
-            for (std::size_t k = 0; k < 8; ++k) {
-                const __m512i v = _mm512_load_si512(q + 64 * k);
-                negative[k] = _mm512_movepi8_mask(v), w[k] = _mm512_abs_epi8(v);
-            }
-#endif
-            __m512i sums[Tile];
-            for (std::size_t r = 0; r < Tile; ++r) {
-#if defined(KVDECODE_QUANT_AVX512_VNNI)
-                sums[r] = _mm512_set1_epi32(xs.offset[r][b]);
-#else
-                sums[r] = _mm512_setzero_si512();
-#endif
-            }
-            // k outer, rows inner: Tile independent chains of integer dots.
-            for (std::size_t k = 0; k < 8; ++k)
-                for (std::size_t r = 0; r < Tile; ++r) {
-                    const __m512i xv = _mm512_set1_epi32(load_4_bytes(xs.quants[r] + b * q8_0_block_values + 4 * k));
-#if defined(KVDECODE_QUANT_AVX512_VNNI)
-                    sums[r] = _mm512_dpbusd_epi32(sums[r], w[k], xv);
-#else
-                    // |w| times x with w's sign moved onto it (the header: the sign trick).
-                    const __m512i signed_x = _mm512_mask_sub_epi8(xv, negative[k], _mm512_setzero_si512(), xv);
-                    sums[r] = _mm512_add_epi32(sums[r], _mm512_madd_epi16(_mm512_maddubs_epi16(w[k], signed_x), _mm512_set1_epi16(1)));
-#endif
-                }
-            for (std::size_t r = 0; r < Tile; ++r) {
-                const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(xs.scales[r][8 * b]));
-                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums[r]), scale, acc[r]);
-            }
-        }
-        for (std::size_t r = 0; r < Tile; ++r) {
-            alignas(64) float sums[16];
-            _mm512_store_ps(sums, acc[r]);
-            store_group(p, m, row + r, g, sums);
-        }
-    }
-
-    // One row against groups g, g + apart, ..., g + (S - 1) apart, block by block: the
-    // row's 8 broadcasts of a block serve every group.
-    template <std::size_t S>
-    static void one_row(const q8_0_interleaved& m, const matrix_product<float>& p, const prepared_rows& x, std::size_t g,
-                        std::size_t apart) noexcept {
-        const std::int8_t* xq = x.quants(0);
-        const float* xd = x.scales(0);
-        [[maybe_unused]] const std::int32_t* offset = x.offset_terms(0);
-        __m512 acc[S];
-        for (std::size_t s = 0; s < S; ++s) acc[s] = _mm512_setzero_ps();
-        for (std::size_t b = 0; b < m.blocks_per_row(); ++b) {
-            __m512i xv[8];
-            for (std::size_t k = 0; k < 8; ++k) xv[k] = _mm512_set1_epi32(load_4_bytes(xq + b * q8_0_block_values + 4 * k));
-            const __m512 xs = _mm512_set1_ps(xd[8 * b]);
+        __m512 acc[S][Tile];
+        for (std::size_t s = 0; s < S; ++s)
+            for (std::size_t r = 0; r < Tile; ++r) acc[s][r] = _mm512_setzero_ps();
+        for (std::size_t b = 0; b < m.blocks_per_row(); ++b)
             for (std::size_t s = 0; s < S; ++s) {
                 const std::size_t gs = g + s * apart;
-                prefetch_group_block(m, gs, b, 0, q8_0_prefetch_blocks / S);
+                prefetch_group_block(m, gs, b, row, q8_0_prefetch_blocks / S);
                 const std::int8_t* q = m.quants(gs, b);
+                const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(m.scales(gs, b))));
+                __m512i w[8];
 #if defined(KVDECODE_QUANT_AVX512_VNNI)
-                __m512i sums = _mm512_set1_epi32(offset[b]);
+                // vpdpbusd multiplies unsigned by signed bytes: the weights + 128, and the
+                // row's -128 * (sum of its block's quants) as the sums' starting value.
                 for (std::size_t k = 0; k < 8; ++k)
-                    sums = _mm512_dpbusd_epi32(sums, _mm512_xor_si512(_mm512_load_si512(q + 64 * k), _mm512_set1_epi8(-128)), xv[k]);
+                    w[k] = _mm512_xor_si512(_mm512_load_si512(q + 64 * k), _mm512_set1_epi8(-128));
 #else
-                __m512i sums = _mm512_setzero_si512();
+                __mmask64 negative[8];
                 for (std::size_t k = 0; k < 8; ++k) {
                     const __m512i v = _mm512_load_si512(q + 64 * k);
-                    const __m512i signed_x = _mm512_mask_sub_epi8(xv[k], _mm512_movepi8_mask(v), _mm512_setzero_si512(), xv[k]);
-                    sums = _mm512_add_epi32(sums, _mm512_madd_epi16(_mm512_maddubs_epi16(_mm512_abs_epi8(v), signed_x), _mm512_set1_epi16(1)));
+                    negative[k] = _mm512_movepi8_mask(v), w[k] = _mm512_abs_epi8(v);
                 }
 #endif
-                const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(m.scales(gs, b))));
-                acc[s] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), _mm512_mul_ps(dw, xs), acc[s]);
+                __m512i sums[Tile];
+                for (std::size_t r = 0; r < Tile; ++r) {
+#if defined(KVDECODE_QUANT_AVX512_VNNI)
+                    sums[r] = _mm512_set1_epi32(xs.offset[r][b]);
+#else
+                    sums[r] = _mm512_setzero_si512();
+#endif
+                }
+                // k outer, rows inner: Tile independent chains of integer dots.
+                for (std::size_t k = 0; k < 8; ++k)
+                    for (std::size_t r = 0; r < Tile; ++r) {
+                        const __m512i xv = _mm512_set1_epi32(load_4_bytes(xs.quants[r] + b * q8_0_block_values + 4 * k));
+#if defined(KVDECODE_QUANT_AVX512_VNNI)
+                        sums[r] = _mm512_dpbusd_epi32(sums[r], w[k], xv);
+#else
+                        // |w| times x with w's sign moved onto it (the header: the sign trick).
+                        const __m512i signed_x = _mm512_mask_sub_epi8(xv, negative[k], _mm512_setzero_si512(), xv);
+                        sums[r] = _mm512_add_epi32(sums[r], _mm512_madd_epi16(_mm512_maddubs_epi16(w[k], signed_x), _mm512_set1_epi16(1)));
+#endif
+                    }
+                for (std::size_t r = 0; r < Tile; ++r) {
+                    const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(xs.scales[r][8 * b]));
+                    acc[s][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums[r]), scale, acc[s][r]);
+                }
             }
-        }
-        for (std::size_t s = 0; s < S; ++s) {
-            alignas(64) float sums[16];
-            _mm512_store_ps(sums, acc[s]);
-            store_group(p, m, 0, g + s * apart, sums);
-        }
+        for (std::size_t s = 0; s < S; ++s)
+            for (std::size_t r = 0; r < Tile; ++r) {
+                alignas(64) float sums[16];
+                _mm512_store_ps(sums, acc[s][r]);
+                store_group(p, m, row + r, g + s * apart, sums);
+            }
     }
 };
 #endif
@@ -402,80 +371,50 @@ struct q8_0_avx512 {
 // No unsigned-by-signed dot that adds into 32 bits: vpmaddubsw (pairs into 16 bits, which
 // |w| <= 128 times |x| <= 127 cannot overflow) and vpmaddwd, with the sign trick. A group
 // in two halves of 8 outputs (the first 32 bytes of each slice, then the last), each a
-// pass over the group's blocks: with 16 vector registers (Zen 3), 4 rows' block sums and
-// accumulators for 8 outputs fit beside the weights, 16 outputs' would not. The second
-// half's pass finds the group's lines in L1 or L2.
+// pass over the groups' blocks: with 16 vector registers (Zen 3), the block sums and
+// accumulators of 4 rows (or of 1 row in 4 groups) for 8 outputs fit beside the
+// weights, 16 outputs' would not. The second half's pass finds the lines in L1 or L2.
 struct q8_0_avx2 {
-    static constexpr std::size_t max_tile = 4, streams = 4;
+    static constexpr std::size_t max_tile = 4, streams = 4, tile_streams = 1;
 
-    template <std::size_t Tile>
+    template <std::size_t Tile, std::size_t S>
     static void tile(const q8_0_interleaved& m, const matrix_product<float>& p, const prepared_rows& x, std::size_t g,
-                     std::size_t row) noexcept {
+                     std::size_t apart, std::size_t row) noexcept {
         const tile_activations<Tile> xs(x, row);
         const __m256i ones = _mm256_set1_epi16(1);
-        alignas(32) float sums[Tile][16];
+        alignas(32) float sums[S][Tile][16];
         for (std::size_t half = 0; half < 2; ++half) {
-            __m256 acc[Tile];
-            for (std::size_t r = 0; r < Tile; ++r) acc[r] = _mm256_setzero_ps();
-            for (std::size_t b = 0; b < m.blocks_per_row(); ++b) {
-                if (half == 0) prefetch_group_block(m, g, b, row);
-                const std::int8_t* q = m.quants(g, b) + 32 * half;
-                const __m256 dw = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(m.scales(g, b) + 8 * half)));
-                __m256i block_sums[Tile];
-                for (std::size_t r = 0; r < Tile; ++r) block_sums[r] = _mm256_setzero_si256();
-                for (std::size_t k = 0; k < 8; ++k) {
-                    const __m256i w = _mm256_load_si256(reinterpret_cast<const __m256i*>(q + 64 * k));
-                    const __m256i magnitude = _mm256_sign_epi8(w, w);
-                    for (std::size_t r = 0; r < Tile; ++r) {
-                        const __m256i xv = _mm256_set1_epi32(load_4_bytes(xs.quants[r] + b * q8_0_block_values + 4 * k));
-                        block_sums[r] = _mm256_add_epi32(
-                            block_sums[r], _mm256_madd_epi16(_mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(xv, w)), ones));
-                    }
-                }
-                for (std::size_t r = 0; r < Tile; ++r) {
-                    const __m256 scale = _mm256_mul_ps(dw, _mm256_set1_ps(xs.scales[r][8 * b]));
-                    acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_sums[r]), scale, acc[r]);
-                }
-            }
-            for (std::size_t r = 0; r < Tile; ++r) _mm256_store_ps(sums[r] + 8 * half, acc[r]);
-        }
-        for (std::size_t r = 0; r < Tile; ++r) store_group(p, m, row + r, g, sums[r]);
-    }
-
-    // One row against groups g, g + apart, ..., g + (S - 1) apart, block by block, both
-    // halves of each: 2 S accumulators.
-    template <std::size_t S>
-    static void one_row(const q8_0_interleaved& m, const matrix_product<float>& p, const prepared_rows& x, std::size_t g,
-                        std::size_t apart) noexcept {
-        const std::int8_t* xq = x.quants(0);
-        const float* xd = x.scales(0);
-        const __m256i ones = _mm256_set1_epi16(1);
-        __m256 acc[S][2];
-        for (std::size_t s = 0; s < S; ++s) acc[s][0] = acc[s][1] = _mm256_setzero_ps();
-        for (std::size_t b = 0; b < m.blocks_per_row(); ++b) {
-            const __m256 xs = _mm256_set1_ps(xd[8 * b]);
-            for (std::size_t s = 0; s < S; ++s) {
-                const std::size_t gs = g + s * apart;
-                prefetch_group_block(m, gs, b, 0, q8_0_prefetch_blocks / S);
-                for (std::size_t half = 0; half < 2; ++half) {
+            __m256 acc[S][Tile];
+            for (std::size_t s = 0; s < S; ++s)
+                for (std::size_t r = 0; r < Tile; ++r) acc[s][r] = _mm256_setzero_ps();
+            for (std::size_t b = 0; b < m.blocks_per_row(); ++b)
+                for (std::size_t s = 0; s < S; ++s) {
+                    const std::size_t gs = g + s * apart;
+                    if (half == 0) prefetch_group_block(m, gs, b, row, q8_0_prefetch_blocks / S);
                     const std::int8_t* q = m.quants(gs, b) + 32 * half;
-                    __m256i sums = _mm256_setzero_si256();
+                    const __m256 dw =
+                        _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(m.scales(gs, b) + 8 * half)));
+                    __m256i block_sums[Tile];
+                    for (std::size_t r = 0; r < Tile; ++r) block_sums[r] = _mm256_setzero_si256();
                     for (std::size_t k = 0; k < 8; ++k) {
                         const __m256i w = _mm256_load_si256(reinterpret_cast<const __m256i*>(q + 64 * k));
-                        const __m256i xv = _mm256_set1_epi32(load_4_bytes(xq + b * q8_0_block_values + 4 * k));
-                        sums = _mm256_add_epi32(sums, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(xv, w)), ones));
+                        const __m256i magnitude = _mm256_sign_epi8(w, w);
+                        for (std::size_t r = 0; r < Tile; ++r) {
+                            const __m256i xv = _mm256_set1_epi32(load_4_bytes(xs.quants[r] + b * q8_0_block_values + 4 * k));
+                            block_sums[r] = _mm256_add_epi32(
+                                block_sums[r], _mm256_madd_epi16(_mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(xv, w)), ones));
+                        }
                     }
-                    const __m256 dw = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(m.scales(gs, b) + 8 * half)));
-                    acc[s][half] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(dw, xs), acc[s][half]);
+                    for (std::size_t r = 0; r < Tile; ++r) {
+                        const __m256 scale = _mm256_mul_ps(dw, _mm256_set1_ps(xs.scales[r][8 * b]));
+                        acc[s][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_sums[r]), scale, acc[s][r]);
+                    }
                 }
-            }
+            for (std::size_t s = 0; s < S; ++s)
+                for (std::size_t r = 0; r < Tile; ++r) _mm256_store_ps(sums[s][r] + 8 * half, acc[s][r]);
         }
-        for (std::size_t s = 0; s < S; ++s) {
-            alignas(32) float sums[16];
-            _mm256_store_ps(sums, acc[s][0]);
-            _mm256_store_ps(sums + 8, acc[s][1]);
-            store_group(p, m, 0, g + s * apart, sums);
-        }
+        for (std::size_t s = 0; s < S; ++s)
+            for (std::size_t r = 0; r < Tile; ++r) store_group(p, m, row + r, g + s * apart, sums[s][r]);
     }
 };
 #endif
@@ -487,18 +426,30 @@ inline std::size_t even_tile_rows(std::size_t left, std::size_t max_tile) noexce
     return (left + tiles - 1) / tiles;
 }
 
-template <class Isa, std::size_t Tile>
+template <class Isa, std::size_t S, std::size_t Tile = Isa::max_tile>
 void q8_0_remainder_tile(const q8_0_interleaved& m, const matrix_product<float>& p, const prepared_rows& x, std::size_t g,
-                         std::size_t row, std::size_t rows) noexcept {
+                         std::size_t apart, std::size_t row, std::size_t rows) noexcept {
     if constexpr (Tile > 0) {
-        if (rows == Tile) Isa::template tile<Tile>(m, p, x, g, row);
-        else q8_0_remainder_tile<Isa, Tile - 1>(m, p, x, g, row, rows);
+        if (rows == Tile) Isa::template tile<Tile, S>(m, p, x, g, apart, row);
+        else q8_0_remainder_tile<Isa, S, Tile - 1>(m, p, x, g, apart, row, rows);
     }
 }
 
-// Groups of units [unit_begin, unit_end), each for every tile of rows in turn: a group's
-// weights come from memory for the first tile and from L1 or L2 for the others (a group
-// of in_dim 2048 is 34 KiB).
+// Every tile of rows for S groups (g, g + apart, ...): the groups' weights come from
+// memory for the first tile and from L1 or L2 for the others (a group of in_dim 2048 is
+// 34 KiB).
+template <class Isa, std::size_t S>
+void q8_0_groups(const q8_0_interleaved& m, const matrix_product<float>& p, const prepared_rows& x, std::size_t g,
+                 std::size_t apart) noexcept {
+    for (std::size_t row = 0; row < p.rows;) {
+        const std::size_t n = even_tile_rows(p.rows - row, Isa::max_tile);
+        q8_0_remainder_tile<Isa, S>(m, p, x, g, apart, row, n);
+        row += n;
+    }
+}
+
+// The groups of units [unit_begin, unit_end): as many streams at once as the ISA takes
+// for this many rows, the groups left over (fewer than the streams) one at a time.
 template <class Isa>
 void q8_0_matmul(const q8_0_interleaved& m, const matrix_product<float>& p, const std::byte* scratch, std::size_t unit_begin,
                  std::size_t unit_end) noexcept {
@@ -510,15 +461,16 @@ void q8_0_matmul(const q8_0_interleaved& m, const matrix_product<float>& p, cons
     if constexpr (Isa::streams > 1) {
         if (p.rows == 1)
             g_begin = spread_over_streams(g_begin, g_end, Isa::streams, [&](std::size_t g, std::size_t apart) {
-                Isa::template one_row<Isa::streams>(m, p, x, g, apart);
+                Isa::template tile<1, Isa::streams>(m, p, x, g, apart, 0);
             });
     }
-    for (std::size_t g = g_begin; g < g_end; ++g)
-        for (std::size_t row = 0; row < p.rows;) {
-            const std::size_t n = even_tile_rows(p.rows - row, Isa::max_tile);
-            q8_0_remainder_tile<Isa, Isa::max_tile>(m, p, x, g, row, n);
-            row += n;
-        }
+    if constexpr (Isa::tile_streams > 1) {
+        if (p.rows > 1)
+            g_begin = spread_over_streams(g_begin, g_end, Isa::tile_streams, [&](std::size_t g, std::size_t apart) {
+                q8_0_groups<Isa, Isa::tile_streams>(m, p, x, g, apart);
+            });
+    }
+    for (std::size_t g = g_begin; g < g_end; ++g) q8_0_groups<Isa, 1>(m, p, x, g, 0);
 }
 
 }  // namespace detail
