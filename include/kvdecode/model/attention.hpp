@@ -89,18 +89,33 @@ void attend_one_token(const kv_cache<T>& cache, const attention_args<T>& a, std:
     const std::size_t hd = c.head_dim, bs = cache.block_size(), keys = a.start + 1;
     const std::span<const block_id> blocks = cache.block_list(a.seq);
     const T scale = T(1) / std::sqrt(static_cast<T>(hd));
+    // A kv head's rows of one block are contiguous, but the next block's are a block of
+    // every kv head away (another page): the hardware prefetcher starts over at each
+    // block. So each row asks for the same row of the next block.
+    const std::size_t n_blocks = (keys + bs - 1) / bs;
+    auto prefetch_row = [&](const E* row) {
+        for (std::size_t byte = 0; byte < hd * sizeof(E); byte += 64) __builtin_prefetch(reinterpret_cast<const char*>(row) + byte, 0, 3);
+    };
     for (std::size_t h = g * c.group_size(); h < (g + 1) * c.group_size(); ++h) {
         const T* q = a.q + h * hd;
         for (std::size_t b = 0, j = 0; j < keys; ++b) {
             const E* k = cache.template key<E>(a.layer, blocks[b], g);
-            for (std::size_t end = std::min(keys, j + bs); j < end; ++j, k += hd) a.scores[j] = Rows::dot(q, k, hd) * scale;
+            const E* next = b + 1 < n_blocks ? cache.template key<E>(a.layer, blocks[b + 1], g) : nullptr;
+            for (std::size_t end = std::min(keys, j + bs); j < end; ++j, k += hd) {
+                if (next) prefetch_row(next + (j % bs) * hd);
+                a.scores[j] = Rows::dot(q, k, hd) * scale;
+            }
         }
         simd::softmax(a.scores, keys);
         T* out = a.out + h * hd;
         std::fill(out, out + hd, T(0));
         for (std::size_t b = 0, j = 0; j < keys; ++b) {
             const E* v = cache.template value<E>(a.layer, blocks[b], g);
-            for (std::size_t end = std::min(keys, j + bs); j < end; ++j, v += hd) Rows::axpy(a.scores[j], v, out, hd);
+            const E* next = b + 1 < n_blocks ? cache.template value<E>(a.layer, blocks[b + 1], g) : nullptr;
+            for (std::size_t end = std::min(keys, j + bs); j < end; ++j, v += hd) {
+                if (next) prefetch_row(next + (j % bs) * hd);
+                Rows::axpy(a.scores[j], v, out, hd);
+            }
         }
     }
 }
