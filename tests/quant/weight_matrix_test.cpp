@@ -554,7 +554,7 @@ TEST_CASE("weight_matrix sizes: bytes streamed, units, scratch", "[quant][weight
     }
     REQUIRE(f32.scratch_bytes(3) == 0);
     REQUIRE(f16.scratch_bytes(3) == 0);
-    // 2 blocks: 64 quants + 16 floats of scales, then 2 int32 offset terms (a 64-byte line)
+    // 2 blocks: 64 quants + 2 float scales (two 64-byte lines), then 2 int32 offset terms (one line)
     REQUIRE(q8.scratch_bytes(3) == 3 * 192);
     REQUIRE(q8.scratch_bytes(0) == 0);
     // The legacy types: whole blocks of 32; scratch in groups of 8 blocks of 384 bytes

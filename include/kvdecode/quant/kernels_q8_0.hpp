@@ -5,11 +5,10 @@
 // Weights are in the interleaved layout of q8_0_interleaved.hpp (16 outputs per group,
 // repacked once at load). Before a product, prepare quantises each activation row into
 // scratch, laid out for the kernels:
-//   quants  int8  [padded_blocks * 32]   the rows' qs, block after block
-//   scales  float [padded_blocks * 8]    each block's scale (its float16 d, widened) 8 times
-// with padded_blocks = blocks rounded up to even, the padding zero. Rows start
-// row_bytes() apart, a multiple of 128 bytes. prepare_q8_0_row adds each block's
-// -128 * (sum of quants) (the AVX-512 VNNI kernel's offset term, below).
+//   quants  int8  [blocks * 32]   the rows' qs, block after block
+//   scales  float [blocks]        each block's scale (its float16 d, widened)
+// Rows start row_bytes() apart, a multiple of 64 bytes. prepare_q8_0_row adds each
+// block's -128 * (sum of quants) (the AVX-512 VNNI kernel's offset term, below).
 //
 // Per output, the kernels sum over blocks float(block's int32 dot) * (d_w * d_x): the
 // 32 products of a block are exact in 32-bit integers, and only the scaling and the sum
@@ -50,9 +49,8 @@ struct q8_0_activations {
     std::size_t in_dim = 0;
 
     std::size_t blocks() const noexcept { return q8_0_blocks(in_dim); }
-    std::size_t padded_blocks() const noexcept { return (blocks() + 1) / 2 * 2; }
-    std::size_t scales_offset() const noexcept { return padded_blocks() * q8_0_block_values; }
-    std::size_t row_bytes() const noexcept { return padded_blocks() * (q8_0_block_values + 8 * sizeof(float)); }
+    std::size_t scales_offset() const noexcept { return blocks() * q8_0_block_values; }
+    std::size_t row_bytes() const noexcept { return (blocks() * (q8_0_block_values + sizeof(float)) + 63) / 64 * 64; }
 };
 
 namespace detail {
@@ -141,7 +139,7 @@ inline quantize_block_fn best_quantize_block() noexcept {
 
 // One activation row x (in_dim values) into its prepared form at dst (row_bytes()
 // bytes, aligned to 64 bytes): the Q8_0 blocks quantize_row_q8_0 makes, quants and
-// widened scales apart, padding zero.
+// widened scales apart.
 inline void quantize_activation_row(const float* x, std::size_t in_dim, std::byte* dst) noexcept {
     static const detail::quantize_block_fn whole_block = detail::best_quantize_block();
     const q8_0_activations layout{in_dim};
@@ -151,15 +149,12 @@ inline void quantize_activation_row(const float* x, std::size_t in_dim, std::byt
         const std::size_t first = b * q8_0_block_values, count = std::min(q8_0_block_values, in_dim - first);
         const std::uint16_t d = count == q8_0_block_values ? whole_block(x + first, quants + first)
                                                            : quantize_block_q8_0(x + first, count, quants + first);
-        std::fill_n(scales + 8 * b, 8, f16_to_f32(d));
+        scales[b] = f16_to_f32(d);
     }
-    const std::size_t used = layout.blocks(), padded = layout.padded_blocks();
-    std::fill(quants + used * q8_0_block_values, quants + padded * q8_0_block_values, std::int8_t{0});
-    std::fill(scales + 8 * used, scales + 8 * padded, 0.0f);
 }
 
 // What prepare writes for Q8_0 weights: the row quantize_activation_row makes, then
-// for each (padded) block -128 times the sum of its quants, as int32, the term that
+// for each block -128 times the sum of its quants, as int32, the term that
 // takes the kernels' +128 offset of the weights back out (see below). Rows start
 // row_bytes() apart, a multiple of 64 bytes.
 struct q8_0_weight_activations {
@@ -168,7 +163,7 @@ struct q8_0_weight_activations {
     q8_0_activations q8_0() const noexcept { return {in_dim}; }
     std::size_t sums_offset() const noexcept { return q8_0().row_bytes(); }
     std::size_t row_bytes() const noexcept {
-        return sums_offset() + (q8_0().padded_blocks() * sizeof(std::int32_t) + 63) / 64 * 64;
+        return sums_offset() + (q8_0().blocks() * sizeof(std::int32_t) + 63) / 64 * 64;
     }
 };
 
@@ -179,7 +174,7 @@ inline void prepare_q8_0_row(const float* x, std::size_t in_dim, std::byte* dst)
     const q8_0_weight_activations layout{in_dim};
     const auto* quants = reinterpret_cast<const std::int8_t*>(dst);
     auto* sums = reinterpret_cast<std::int32_t*>(dst + layout.sums_offset());
-    for (std::size_t b = 0; b < layout.q8_0().padded_blocks(); ++b) {
+    for (std::size_t b = 0; b < layout.q8_0().blocks(); ++b) {
         std::int32_t sum = 0;
         for (std::size_t i = 0; i < q8_0_block_values; ++i) sum += quants[b * q8_0_block_values + i];
         sums[b] = -128 * sum;
@@ -245,7 +240,7 @@ struct q8_0_scalar {
                         for (std::size_t i = 0; i < q8_0_block_values; ++i)
                             isum += std::int32_t{w[i / 4 * q8_0_interleaved::slice_bytes + i % 4]} *
                                     std::int32_t{xq[b * q8_0_block_values + i]};
-                        sum = std::fma(static_cast<float>(isum), f16_to_f32(m.scales(gs, b)[j]) * xd[8 * b], sum);
+                        sum = std::fma(static_cast<float>(isum), f16_to_f32(m.scales(gs, b)[j]) * xd[b], sum);
                     }
                     sums[j] = sum;
                 }
@@ -353,7 +348,7 @@ struct q8_0_avx512 {
 #endif
                     }
                 for (std::size_t r = 0; r < Tile; ++r) {
-                    const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(xs.scales[r][8 * b]));
+                    const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(xs.scales[r][b]));
                     acc[s][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums[r]), scale, acc[s][r]);
                 }
             }
@@ -406,7 +401,7 @@ struct q8_0_avx2 {
                         }
                     }
                     for (std::size_t r = 0; r < Tile; ++r) {
-                        const __m256 scale = _mm256_mul_ps(dw, _mm256_set1_ps(xs.scales[r][8 * b]));
+                        const __m256 scale = _mm256_mul_ps(dw, _mm256_set1_ps(xs.scales[r][b]));
                         acc[s][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_sums[r]), scale, acc[s][r]);
                     }
                 }
