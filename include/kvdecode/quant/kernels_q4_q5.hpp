@@ -420,10 +420,40 @@ struct legacy_avx512 {
         }
         return word_index(w);
     }
-    // Half h's 4 blocks' qh (32 bits) at dwords 4h + j.
+    // A 5-bit block's fifth bits: with BITALG, its leading 8 bytes (d, qh; or d, m, qh)
+    // go to qword k of one register, where one bit shuffle per part picks that part's
+    // mask and one permute the d (and m) of all 8 blocks. Without it, the qh go to dwords
+    // 4h + j, and are transposed to masks through general registers.
+#if defined(__AVX512BITALG__)
+    static constexpr bool lead_qwords = F::bits == 5;
+#else
+    static constexpr bool lead_qwords = false;
+#endif
+    // Half h's 4 blocks' qh, or with lead_qwords their leading 4 words.
     static constexpr index qh_index(std::size_t h) noexcept {
         std::array<std::size_t, 32> w{};
-        for (std::size_t j = 0; j < 4; ++j) w[8 * h + 2 * j] = (j * L::size + L::qh) / 2, w[8 * h + 2 * j + 1] = w[8 * h + 2 * j] + 1;
+        for (std::size_t j = 0; j < 4; ++j) {
+            if (lead_qwords)
+                for (std::size_t i = 0; i < 4; ++i) w[4 * (4 * h + j) + i] = j * L::size / 2 + i;
+            else
+                w[8 * h + 2 * j] = (j * L::size + L::qh) / 2, w[8 * h + 2 * j + 1] = w[8 * h + 2 * j] + 1;
+        }
+        return word_index(w);
+    }
+    // Bit selectors for vpshufbitqmb: byte 8k + j of part p's mask is bit 8p + j of block
+    // k's qh, in qword k.
+    static constexpr legacy_index<std::uint8_t, 64> fifth_bit_index(std::size_t part) noexcept {
+        legacy_index<std::uint8_t, 64> idx{};
+        for (std::size_t i = 0; i < 64; ++i) idx.v[i] = static_cast<std::uint8_t>(8 * (L::qh + part) + i % 8);
+        return idx;
+    }
+    // The leading qwords -> header_index's order: block k's d at words 2k, 2k + 1, m at 16 + 2k, 17 + 2k.
+    static constexpr index lead_header_index() noexcept {
+        std::array<std::size_t, 32> w{};
+        for (std::size_t k = 0; k < 8; ++k) {
+            w[2 * k] = w[2 * k + 1] = 4 * k;
+            w[16 + 2 * k] = w[17 + 2 * k] = 4 * k + L::m / 2;
+        }
         return word_index(w);
     }
 
@@ -472,22 +502,36 @@ struct legacy_avx512 {
                 const __m512i q2 = _mm512_shuffle_i64x2(qa, qb, 0xee);                      // bytes 8..15
                 lo1[k] = _mm512_and_si512(q1, nibble), hi1[k] = _mm512_and_si512(_mm512_srli_epi16(q1, 4), nibble);
                 lo2[k] = _mm512_and_si512(q2, nibble), hi2[k] = _mm512_and_si512(_mm512_srli_epi16(q2, 4), nibble);
-                if constexpr (F::bits == 5) {
-                    // qh of the 8 blocks as dwords, transposed to 4 masks: byte `part` of every block's qh.
-                    __m512i qh = _mm512_mask_blend_epi16(0xff00u, gather_words(a0, qh0, a1), gather_words(b0, qh1, b1));
-                    qh = _mm512_shuffle_epi8(qh, _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15)));
-                    qh = _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7, 0, 0, 0, 0, 0, 0, 0, 0), qh);
-                    const __m128i parts01 = _mm512_castsi512_si128(qh), parts23 = _mm512_extracti32x4_epi32(qh, 1);
-                    const __m512i fifth = _mm512_set1_epi8(0x10);
-                    auto add_fifth = [&](__m512i q, long long bits) {
-                        return _mm512_mask_add_epi8(q, _cvtu64_mask64(static_cast<std::uint64_t>(bits)), q, fifth);
+                __m512i head;
+                if constexpr (lead_qwords) {
+#if defined(__AVX512BITALG__)
+                    static constexpr legacy_index<std::uint8_t, 64> fifth_bits[4] = {fifth_bit_index(0), fifth_bit_index(1),
+                                                                                      fifth_bit_index(2), fifth_bit_index(3)};
+                    static constexpr index lead_head_indices = lead_header_index();
+                    const __m512i lead = _mm512_mask_blend_epi16(0xffff0000u, gather_words(a0, qh0, a1), gather_words(b0, qh1, b1));
+                    auto add_fifth = [&](__m512i q, std::size_t part) {
+                        const __mmask64 bits = _mm512_bitshuffle_epi64_mask(lead, _mm512_load_si512(fifth_bits[part].v));
+                        return _mm512_mask_add_epi8(q, bits, q, _mm512_set1_epi8(0x10));
                     };
-                    lo1[k] = add_fifth(lo1[k], _mm_cvtsi128_si64(parts01)), lo2[k] = add_fifth(lo2[k], _mm_extract_epi64(parts01, 1));
-                    hi1[k] = add_fifth(hi1[k], _mm_cvtsi128_si64(parts23)), hi2[k] = add_fifth(hi2[k], _mm_extract_epi64(parts23, 1));
+                    lo1[k] = add_fifth(lo1[k], 0), lo2[k] = add_fifth(lo2[k], 1), hi1[k] = add_fifth(hi1[k], 2), hi2[k] = add_fifth(hi2[k], 3);
+                    head = gather_words(lead, load(lead_head_indices), lead);
+#endif
+                } else {
+                    if constexpr (F::bits == 5) {
+                        // qh of the 8 blocks as dwords, transposed to 4 masks: byte `part` of every block's qh.
+                        __m512i qh = _mm512_mask_blend_epi16(0xff00u, gather_words(a0, qh0, a1), gather_words(b0, qh1, b1));
+                        qh = _mm512_shuffle_epi8(qh, _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15)));
+                        qh = _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7, 0, 0, 0, 0, 0, 0, 0, 0), qh);
+                        const __m128i parts01 = _mm512_castsi512_si128(qh), parts23 = _mm512_extracti32x4_epi32(qh, 1);
+                        auto add_fifth = [&](__m512i q, long long bits) {
+                            return _mm512_mask_add_epi8(q, _cvtu64_mask64(static_cast<std::uint64_t>(bits)), q, _mm512_set1_epi8(0x10));
+                        };
+                        lo1[k] = add_fifth(lo1[k], _mm_cvtsi128_si64(parts01)), lo2[k] = add_fifth(lo2[k], _mm_extract_epi64(parts01, 1));
+                        hi1[k] = add_fifth(hi1[k], _mm_cvtsi128_si64(parts23)), hi2[k] = add_fifth(hi2[k], _mm_extract_epi64(parts23, 1));
+                    }
+                    head = scales_in_first ? gather_words(a0, head0, b0)
+                                           : _mm512_mask_blend_epi16(0xff00ff00u, gather_words(a0, head0, a1), gather_words(b0, head1, b1));
                 }
-                const __m512i head = scales_in_first ? gather_words(a0, head0, b0)
-                                                     : _mm512_mask_blend_epi16(0xff00ff00u, gather_words(a0, head0, a1),
-                                                                               gather_words(b0, head1, b1));
                 dw[k] = _mm512_cvtph_ps(_mm512_castsi512_si256(head));
                 if constexpr (F::has_min) mw[k] = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(head, 1));
             }
