@@ -655,7 +655,7 @@ TEST_CASE("Q6_K kernels on every instruction set equal the reference dot", "[qua
 
 TEST_CASE("K-quant kernels report the instruction sets they ran on", "[quant][k_quants]") {
     std::string ran;
-    for (kernel_isa isa : isas_here()) ran += " " + std::string(kvdecode::to_string(isa));
+    for (kernel_isa isa : isas_here()) ran.append(" ").append(kvdecode::to_string(isa));
     WARN("K-quant kernels tested on this machine:" << ran);
     REQUIRE_FALSE(kvdecode::weight_matrix<float>::has_kernel(kvdecode::weight_type::q4_k, kernel_isa::sse2));
 }
