@@ -550,6 +550,38 @@ struct k_quants_avx512<block_q4_k> {
     }
 };
 
+// Q2_K and Q3_K without a join: 32 bytes of quants hold values 64 c .. 64 c + 63 in bit
+// pairs 2 (2 c % 4) and the next pair up, so the bytes are loaded into both halves and
+// shifted by a different count per half (one variable shift; the 2-bit planes were 3
+// operations per 32 values and a join per 64). Q3_K's high bits: bit 2 c of its hmask
+// bytes for the lower half, 2 c + 1 for the upper, tested into a mask that adds 4.
+[[gnu::always_inline]] inline __m512i two_bit_pair_avx512(const std::uint8_t* qs, int c) noexcept {
+    const __m512i both = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * (c / 2))));
+    const short low = static_cast<short>(4 * (c % 2)), high = static_cast<short>(4 * (c % 2) + 2);
+    const __m512i shifts = _mm512_inserti64x4(_mm512_set1_epi16(low), _mm256_set1_epi16(high), 1);
+    return _mm512_and_si512(_mm512_srlv_epi16(both, shifts), _mm512_set1_epi8(3));
+}
+template <>
+struct k_quants_avx512<block_q2_k> {
+    [[gnu::always_inline]] static void quants(const block_q2_k& b, __m512i* q) noexcept {
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; ++c) q[c] = two_bit_pair_avx512(b.qs, c);
+    }
+};
+template <>
+struct k_quants_avx512<block_q3_k> {
+    [[gnu::always_inline]] static void quants(const block_q3_k& b, __m512i* q) noexcept {
+        const __m512i hmask = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.hmask)));
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; ++c) {
+            const __m512i bits = _mm512_inserti64x4(_mm512_set1_epi8(static_cast<char>(1 << (2 * c))),
+                                                    _mm256_set1_epi8(static_cast<char>(1 << (2 * c + 1))), 1);
+            const __m512i low = two_bit_pair_avx512(b.qs, c);
+            q[c] = _mm512_mask_add_epi8(low, _mm512_test_epi8_mask(hmask, bits), low, _mm512_set1_epi8(4));
+        }
+    }
+};
+
 // Q4_K and Q5_K's scale bytes as in k4_step_avx2, 4 blocks per register: block g in
 // 128-bit part g % 4 of bytes[g / 4].
 struct k4_ops_avx512 {
