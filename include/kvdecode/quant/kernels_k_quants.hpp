@@ -14,7 +14,8 @@
 // super-block:
 //   decode  each of the G blocks once: quants to unsigned bytes (0..63), the 16 scales
 //           and mins to bytes, in vector registers: the only part written per type
-//           (AVX2; the AVX-512 kernels join its vectors in pairs). Q4_K and Q5_K's
+//           (AVX2; the AVX-512 kernels join its vectors in pairs, except for Q2_K,
+//           Q3_K and Q4_K, which decode 64 values at once). Q4_K and Q5_K's
 //           packed 6-bit scales are unpacked for the G blocks together (k4_step_*);
 //   sums    for each of the R rows, the exact integers of k_quants.hpp as int32 lanes,
 //           isum = sum_j scale_j * (sum q * x - offset * bsum_j) and msum = sum_j
