@@ -208,11 +208,14 @@ struct k_scalar {
     return _mm256_and_si256(t % 2 == 0 ? bytes : _mm256_srli_epi16(bytes, 4), _mm256_set1_epi8(0x0F));
 }
 
-// `value` where bit t of the byte is set, else 0 (Q3_K's hmask, Q5_K's qh).
+// `value` (a power of two) where bit t of the byte is set, else 0 (Q3_K's hmask, Q5_K's
+// qh): the bit shifted to value's place and masked. The 16-bit shift moves bits across
+// the word's two bytes only into places the mask clears.
 [[gnu::always_inline]] inline __m256i bit_plane_avx2(const std::uint8_t* bits, std::uint8_t value, int t) noexcept {
-    const __m256i bit = _mm256_set1_epi8(static_cast<char>(1u << t));
-    const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(load_32_bytes(bits), bit), bit);
-    return _mm256_and_si256(set, _mm256_set1_epi8(static_cast<char>(value)));
+    const int place = std::countr_zero(value);
+    const __m256i b = load_32_bytes(bits);
+    const __m256i moved = t > place ? _mm256_srli_epi16(b, t - place) : t < place ? _mm256_slli_epi16(b, place - t) : b;
+    return _mm256_and_si256(moved, _mm256_set1_epi8(static_cast<char>(value)));
 }
 
 // Each type's decode: its quants (above), and its 16 scales and mins (one per 16
