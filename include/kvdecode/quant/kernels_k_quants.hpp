@@ -14,9 +14,9 @@
 // super-block:
 //   decode  each of the G blocks once: quants to unsigned bytes (0..63), the 16 scales
 //           and mins to bytes, in vector registers: the only part written per type
-//           (AVX2; the AVX-512 kernels join its vectors in pairs, except for Q2_K,
-//           Q3_K and Q4_K, which decode 64 values at once). Q4_K and Q5_K's
-//           packed 6-bit scales are unpacked for the G blocks together (k4_step_*);
+//           (AVX2 32 values at a time, k_decode_avx2; AVX-512 64, k_quants_avx512).
+//           Q4_K and Q5_K's packed 6-bit scales are unpacked for the G blocks
+//           together (k4_step_*);
 //   sums    for each of the R rows, the exact integers of k_quants.hpp as int32 lanes,
 //           isum = sum_j scale_j * (sum q * x - offset * bsum_j) and msum = sum_j
 //           min_j * bsum_j: bytes multiplied pairwise into int16 (vpmaddubsw: |q| <= 63,
@@ -191,8 +191,8 @@ struct k_scalar {
 // Each type's quants as 8 vectors of 32 bytes, vector t holding values 32 t .. 32 t + 31
 // (the orders k_format's unpack_quants writes), one vector at a time: the AVX2 kernel
 // decodes each as its products need it (its 16 registers cannot hold a whole block
-// beside the accumulators), the AVX-512 one the whole block (k_quants_avx2). Vectors
-// sharing bytes load them again from L1.
+// beside the accumulators; the AVX-512 kernel decodes the whole block, 64 values at a
+// time, k_quants_avx512). Vectors sharing bytes load them again from L1.
 [[gnu::always_inline]] inline __m256i load_32_bytes(const std::uint8_t* p) noexcept {
     return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
 }
@@ -347,13 +347,6 @@ struct k_decode_avx2<block_q6_k> {
         return {_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)), _mm_setzero_si128()};
     }
 };
-
-// A whole block's 8 vectors.
-template <class Block>
-[[gnu::always_inline]] inline void k_quants_avx2(const Block& b, __m256i* q) noexcept {
-#pragma GCC unroll 8
-    for (int t = 0; t < 8; ++t) q[t] = k_decode_avx2<Block>::quant(b, t);
-}
 
 // What the sums need of a block beyond its quants and scales: the offset's and min's
 // parts per sub-block as int16 vectors (for vpmaddwd with the 16 bsums). Its d and
@@ -527,29 +520,60 @@ struct lane_tree_avx512 {
     }
 };
 
-// Each type's quants as 4 vectors of 64 bytes, vector c holding values 64 c .. 64 c + 63:
-// the AVX2 decode's vectors joined in pairs.
+// Each type's quants as 4 vectors of 64 bytes, vector c holding values 64 c .. 64 c + 63
+// (the AVX2 decode's vectors 2 c and 2 c + 1), decoded 64 values at a time.
 template <class Block>
-struct k_quants_avx512 {
-    [[gnu::always_inline]] static void quants(const Block& b, __m512i* q) noexcept {
-        __m256i half[8];
-        k_quants_avx2(b, half);
-#pragma GCC unroll 4
-        for (int c = 0; c < 4; ++c) q[c] = _mm512_inserti64x4(_mm512_castsi256_si512(half[2 * c]), half[2 * c + 1], 1);
-    }
-};
-// Q4_K without a join: 32 bytes of quants hold values 64 c .. 64 c + 31 in their low
-// nibbles and the next 32 in their high ones, so they are loaded into both halves and
-// the upper half shifted (no shuffle; the join's vinserti64x4 shared port 5 with the
-// scales' permutes).
+struct k_quants_avx512;
+// Without a join (every type now): Q4_K's 32 bytes of quants hold values 64 c .. 64 c + 31
+// in their low nibbles and the next 32 in their high ones, so they are loaded into both
+// halves and the upper half shifted (no shuffle; the join's vinserti64x4 shared port 5
+// with the scales' permutes). Measured with the weights in L2, 1 row, against decoding
+// 32 values at a time and joining pairs (768x2048): Q2_K 63 -> 52 us, Q3_K 104 -> 64,
+// Q5_K 85 -> 63, Q6_K 75 -> 57.
+[[gnu::always_inline]] inline __m512i nibble_pair_avx512(const std::uint8_t* qs, int c) noexcept {
+    const __m512i both = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * c)));
+    return _mm512_and_si512(_mm512_mask_srli_epi16(both, 0xFFFF0000u, both, 4), _mm512_set1_epi8(0x0F));
+}
+// Bit 2 c of the 32 bytes at bits in the lower half, bit 2 c + 1 in the upper, as a mask.
+[[gnu::always_inline]] inline __mmask64 bit_pair_avx512(__m512i bits_both, int c) noexcept {
+    const __m512i bit = _mm512_inserti64x4(_mm512_set1_epi8(static_cast<char>(1 << (2 * c))),
+                                           _mm256_set1_epi8(static_cast<char>(1 << (2 * c + 1))), 1);
+    return _mm512_test_epi8_mask(bits_both, bit);
+}
 template <>
 struct k_quants_avx512<block_q4_k> {
     [[gnu::always_inline]] static void quants(const block_q4_k& b, __m512i* q) noexcept {
-        const __m512i low = _mm512_set1_epi8(0x0F);
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; ++c) q[c] = nibble_pair_avx512(b.qs, c);
+    }
+};
+// Q5_K as Q4_K, the fifth bits from qh by one mask test per 64 values.
+template <>
+struct k_quants_avx512<block_q5_k> {
+    [[gnu::always_inline]] static void quants(const block_q5_k& b, __m512i* q) noexcept {
+        const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh)));
 #pragma GCC unroll 4
         for (int c = 0; c < 4; ++c) {
-            const __m512i both = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * c)));
-            q[c] = _mm512_and_si512(_mm512_mask_srli_epi16(both, 0xFFFF0000u, both, 4), low);
+            const __m512i low = nibble_pair_avx512(b.qs, c);
+            q[c] = _mm512_mask_add_epi8(low, bit_pair_avx512(qh, c), low, _mm512_set1_epi8(16));
+        }
+    }
+};
+// Q6_K: values 64 c .. 64 c + 63 are the low (c even) or high nibbles of ql bytes
+// 64 (c / 2) .. + 63, with bit pairs 2 s, s = 2 (c % 2) and the next, of qh bytes
+// 32 (c / 2) .. + 31 (in both halves) moved to bits 4-5 by one variable shift.
+template <>
+struct k_quants_avx512<block_q6_k> {
+    [[gnu::always_inline]] static void quants(const block_q6_k& b, __m512i* q) noexcept {
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; ++c) {
+            const __m512i l = _mm512_loadu_si512(b.ql + 64 * (c / 2));
+            const __m512i low = _mm512_and_si512(c % 2 == 0 ? l : _mm512_srli_epi16(l, 4), _mm512_set1_epi8(0x0F));
+            const __m512i hi = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh + 32 * (c / 2))));
+            // Bit pair 2 s to bits 4-5: left 4 (s = 0), left 2 (s = 1), none (s = 2), right 2 (s = 3).
+            const __m512i top = c % 2 == 0 ? _mm512_sllv_epi16(hi, _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1))
+                                           : _mm512_mask_srli_epi16(hi, 0xFFFF0000u, hi, 2);
+            q[c] = _mm512_or_si512(low, _mm512_and_si512(top, _mm512_set1_epi8(0x30)));
         }
     }
 };
@@ -578,10 +602,8 @@ struct k_quants_avx512<block_q3_k> {
         const __m512i hmask = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.hmask)));
 #pragma GCC unroll 4
         for (int c = 0; c < 4; ++c) {
-            const __m512i bits = _mm512_inserti64x4(_mm512_set1_epi8(static_cast<char>(1 << (2 * c))),
-                                                    _mm256_set1_epi8(static_cast<char>(1 << (2 * c + 1))), 1);
             const __m512i low = two_bit_pair_avx512(b.qs, c);
-            q[c] = _mm512_mask_add_epi8(low, _mm512_test_epi8_mask(hmask, bits), low, _mm512_set1_epi8(4));
+            q[c] = _mm512_mask_add_epi8(low, bit_pair_avx512(hmask, c), low, _mm512_set1_epi8(4));
         }
     }
 };
