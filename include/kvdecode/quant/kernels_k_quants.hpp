@@ -524,6 +524,19 @@ struct lane_tree_avx512 {
 // (the AVX2 decode's vectors 2 c and 2 c + 1), decoded 64 values at a time.
 template <class Block>
 struct k_quants_avx512;
+
+// The 32 bytes at p in both halves.
+[[gnu::always_inline]] inline __m512i load_32_bytes_twice(const std::uint8_t* p) noexcept {
+    return _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+// Words (or bytes) `low` in the lower half, `high` in the upper.
+[[gnu::always_inline]] inline __m512i halves_epi16(short low, short high) noexcept {
+    return _mm512_inserti64x4(_mm512_set1_epi16(low), _mm256_set1_epi16(high), 1);
+}
+[[gnu::always_inline]] inline __m512i halves_epi8(char low, char high) noexcept {
+    return _mm512_inserti64x4(_mm512_set1_epi8(low), _mm256_set1_epi8(high), 1);
+}
+
 // Without a join (every type now): Q4_K's 32 bytes of quants hold values 64 c .. 64 c + 31
 // in their low nibbles and the next 32 in their high ones, so they are loaded into both
 // halves and the upper half shifted (no shuffle; the join's vinserti64x4 shared port 5
@@ -531,14 +544,15 @@ struct k_quants_avx512;
 // 32 values at a time and joining pairs (768x2048): Q2_K 63 -> 52 us, Q3_K 104 -> 64,
 // Q5_K 85 -> 63, Q6_K 75 -> 57.
 [[gnu::always_inline]] inline __m512i nibble_pair_avx512(const std::uint8_t* qs, int c) noexcept {
-    const __m512i both = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * c)));
+    const __m512i both = load_32_bytes_twice(qs + 32 * c);
     return _mm512_and_si512(_mm512_mask_srli_epi16(both, 0xFFFF0000u, both, 4), _mm512_set1_epi8(0x0F));
 }
-// Bit 2 c of the 32 bytes at bits in the lower half, bit 2 c + 1 in the upper, as a mask.
-[[gnu::always_inline]] inline __mmask64 bit_pair_avx512(__m512i bits_both, int c) noexcept {
-    const __m512i bit = _mm512_inserti64x4(_mm512_set1_epi8(static_cast<char>(1 << (2 * c))),
-                                           _mm256_set1_epi8(static_cast<char>(1 << (2 * c + 1))), 1);
-    return _mm512_test_epi8_mask(bits_both, bit);
+// low plus `value` where the high bit of its value is set: bit 2 c of the 32 bytes in
+// bits_both for the lower half, bit 2 c + 1 for the upper (Q3_K's hmask, Q5_K's qh).
+[[gnu::always_inline]] inline __m512i add_high_bit_avx512(__m512i low, __m512i bits_both, int c, char value) noexcept {
+    const __m512i bit = halves_epi8(static_cast<char>(1 << (2 * c)), static_cast<char>(1 << (2 * c + 1)));
+    const __mmask64 set = _mm512_test_epi8_mask(bits_both, bit);
+    return _mm512_mask_add_epi8(low, set, low, _mm512_set1_epi8(value));
 }
 template <>
 struct k_quants_avx512<block_q4_k> {
@@ -551,12 +565,9 @@ struct k_quants_avx512<block_q4_k> {
 template <>
 struct k_quants_avx512<block_q5_k> {
     [[gnu::always_inline]] static void quants(const block_q5_k& b, __m512i* q) noexcept {
-        const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh)));
+        const __m512i qh = load_32_bytes_twice(b.qh);
 #pragma GCC unroll 4
-        for (int c = 0; c < 4; ++c) {
-            const __m512i low = nibble_pair_avx512(b.qs, c);
-            q[c] = _mm512_mask_add_epi8(low, bit_pair_avx512(qh, c), low, _mm512_set1_epi8(16));
-        }
+        for (int c = 0; c < 4; ++c) q[c] = add_high_bit_avx512(nibble_pair_avx512(b.qs, c), qh, c, 16);
     }
 };
 // Q6_K: values 64 c .. 64 c + 63 are the low (c even) or high nibbles of ql bytes
@@ -569,9 +580,9 @@ struct k_quants_avx512<block_q6_k> {
         for (int c = 0; c < 4; ++c) {
             const __m512i l = _mm512_loadu_si512(b.ql + 64 * (c / 2));
             const __m512i low = _mm512_and_si512(c % 2 == 0 ? l : _mm512_srli_epi16(l, 4), _mm512_set1_epi8(0x0F));
-            const __m512i hi = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh + 32 * (c / 2))));
+            const __m512i hi = load_32_bytes_twice(b.qh + 32 * (c / 2));
             // Bit pair 2 s to bits 4-5: left 4 (s = 0), left 2 (s = 1), none (s = 2), right 2 (s = 3).
-            const __m512i top = c % 2 == 0 ? _mm512_sllv_epi16(hi, _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1))
+            const __m512i top = c % 2 == 0 ? _mm512_sllv_epi16(hi, halves_epi16(4, 2))
                                            : _mm512_mask_srli_epi16(hi, 0xFFFF0000u, hi, 2);
             q[c] = _mm512_or_si512(low, _mm512_and_si512(top, _mm512_set1_epi8(0x30)));
         }
@@ -584,10 +595,8 @@ struct k_quants_avx512<block_q6_k> {
 // operations per 32 values and a join per 64). Q3_K's high bits: bit 2 c of its hmask
 // bytes for the lower half, 2 c + 1 for the upper, tested into a mask that adds 4.
 [[gnu::always_inline]] inline __m512i two_bit_pair_avx512(const std::uint8_t* qs, int c) noexcept {
-    const __m512i both = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * (c / 2))));
-    const short low = static_cast<short>(4 * (c % 2)), high = static_cast<short>(4 * (c % 2) + 2);
-    const __m512i shifts = _mm512_inserti64x4(_mm512_set1_epi16(low), _mm256_set1_epi16(high), 1);
-    return _mm512_and_si512(_mm512_srlv_epi16(both, shifts), _mm512_set1_epi8(3));
+    const __m512i shifts = halves_epi16(static_cast<short>(4 * (c % 2)), static_cast<short>(4 * (c % 2) + 2));
+    return _mm512_and_si512(_mm512_srlv_epi16(load_32_bytes_twice(qs + 32 * (c / 2)), shifts), _mm512_set1_epi8(3));
 }
 template <>
 struct k_quants_avx512<block_q2_k> {
@@ -599,12 +608,9 @@ struct k_quants_avx512<block_q2_k> {
 template <>
 struct k_quants_avx512<block_q3_k> {
     [[gnu::always_inline]] static void quants(const block_q3_k& b, __m512i* q) noexcept {
-        const __m512i hmask = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.hmask)));
+        const __m512i hmask = load_32_bytes_twice(b.hmask);
 #pragma GCC unroll 4
-        for (int c = 0; c < 4; ++c) {
-            const __m512i low = two_bit_pair_avx512(b.qs, c);
-            q[c] = _mm512_mask_add_epi8(low, bit_pair_avx512(hmask, c), low, _mm512_set1_epi8(4));
-        }
+        for (int c = 0; c < 4; ++c) q[c] = add_high_bit_avx512(two_bit_pair_avx512(b.qs, c), hmask, c, 4);
     }
 };
 
