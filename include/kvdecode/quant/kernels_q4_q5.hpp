@@ -296,7 +296,7 @@ struct legacy_avx2 {
             for (std::size_t k = 1; k < Outputs; ++k)
                 if (row == 0) legacy_prefetch(first + k * stream_blocks);  // legacy_groups asks for the first stream's
             for (std::size_t quarter = 0; quarter < 2; ++quarter) {
-                // Blocks A, B, C, D of this half of the group, for each output.
+                // Blocks A, B, C, D of this half of the group, one output at a time.
                 __m256i lo1[Outputs], hi1[Outputs], lo2[Outputs], hi2[Outputs];
                 __m256 dw[Outputs];
                 [[maybe_unused]] __m256 mw[Outputs];
@@ -326,16 +326,15 @@ struct legacy_avx2 {
                         _mm256_or_si256(_mm256_shuffle_epi8(h_ab, head_a), _mm256_shuffle_epi8(h_cd, head_c)), order);
                     dw[k] = _mm256_cvtph_ps(_mm256_castsi256_si128(halves));
                     if constexpr (F::has_min) mw[k] = _mm256_cvtph_ps(_mm256_extracti128_si256(halves, 1));
-                }
-                const std::size_t at = g * legacy_group_bytes + 32 * quarter;
+                    // This output's products now, while its quants are in registers (decoding
+                    // all outputs first spilled them with 4 streams: AVX2 has 16 registers).
+                    const std::size_t at = g * legacy_group_bytes + 32 * quarter;
 #pragma GCC unroll 16
-                for (std::size_t r = 0; r < Tile; ++r) {
-                    const std::byte* xg = xr[r] + at;
-                    auto xq = [&](std::size_t part) { return _mm256_load_si256(reinterpret_cast<const __m256i*>(xg + 64 * part)); };
-                    const auto* aux = reinterpret_cast<const float*>(xg + legacy_aux_at);
-                    const __m256 x_scales = _mm256_load_ps(reinterpret_cast<const float*>(xg + legacy_scales_at));
-#pragma GCC unroll 4
-                    for (std::size_t k = 0; k < Outputs; ++k) {
+                    for (std::size_t r = 0; r < Tile; ++r) {
+                        const std::byte* xg = xr[r] + at;
+                        auto xq = [&](std::size_t part) { return _mm256_load_si256(reinterpret_cast<const __m256i*>(xg + 64 * part)); };
+                        const auto* aux = reinterpret_cast<const float*>(xg + legacy_aux_at);
+                        const __m256 x_scales = _mm256_load_ps(reinterpret_cast<const float*>(xg + legacy_scales_at));
                         const __m256i pairs = _mm256_add_epi16(
                             _mm256_add_epi16(_mm256_maddubs_epi16(lo1[k], xq(0)), _mm256_maddubs_epi16(hi1[k], xq(1))),
                             _mm256_add_epi16(_mm256_maddubs_epi16(lo2[k], xq(2)), _mm256_maddubs_epi16(hi2[k], xq(3))));
