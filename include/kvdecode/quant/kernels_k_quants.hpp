@@ -542,6 +542,12 @@ struct k_quants_avx512;
 [[gnu::always_inline]] inline __m512i halves_epi8(char low, char high) noexcept {
     return _mm512_inserti64x4(_mm512_set1_epi8(low), _mm256_set1_epi8(high), 1);
 }
+// In 128-bit part k, every element (`each`: 0x0101.. for bytes, 0x0001.. for words)
+// equal to 4 c + k: sub-block 4 c + k's index for the 64 values 64 c .. 64 c + 63.
+[[gnu::always_inline]] inline __m512i sub_block_per_part(long long each, int c) noexcept {
+    return _mm512_set_epi64(each * (4 * c + 3), each * (4 * c + 3), each * (4 * c + 2), each * (4 * c + 2), each * (4 * c + 1),
+                            each * (4 * c + 1), each * (4 * c), each * (4 * c));
+}
 
 // Without a join (every type now): Q4_K's 32 bytes of quants hold values 64 c .. 64 c + 31
 // in their low nibbles and the next 32 in their high ones, so they are loaded into both
@@ -645,10 +651,7 @@ inline constexpr bool k_scaled_quants =
     const __m512i both = load_32_bytes_twice(qs + 32 * (c / 2));
     // Pairs at bits 0, 2 (c even) go up 4 and 2; pairs at 4, 6 (c odd) stay and go down 2.
     const __m512i moved = c % 2 == 0 ? _mm512_sllv_epi16(both, halves_epi16(4, 2)) : _mm512_mask_srli_epi16(both, 0xFFFF0000u, both, 2);
-    constexpr long long each_byte = 0x0101010101010101;
-    const __m512i i = _mm512_set_epi64(each_byte * (4 * c + 3), each_byte * (4 * c + 3), each_byte * (4 * c + 2),
-                                       each_byte * (4 * c + 2), each_byte * (4 * c + 1), each_byte * (4 * c + 1),
-                                       each_byte * (4 * c), each_byte * (4 * c));
+    const __m512i i = sub_block_per_part(0x0101010101010101, c);
     return _mm512_ternarylogic_epi32(moved, _mm512_set1_epi8(0x30), i, 0xEA);  // (moved & 0x30) | i
 }
 // Per 128-bit part p: p s for each of the 16 scales s in every part (bytes, mod 256).
@@ -656,16 +659,12 @@ inline constexpr bool k_scaled_quants =
     const __m512i twice = _mm512_maskz_add_epi8(0xFFFFFFFF00000000ull, s, s);  // parts 2, 3: 2 s
     return _mm512_mask_add_epi8(twice, 0xFFFF0000FFFF0000ull, twice, s);      // parts 1, 3: + s
 }
-template <class Block>
-struct k_scaled_avx512;
-template <>
-struct k_scaled_avx512<block_q2_k> {
-    [[gnu::always_inline]] static void quants(const block_q2_k& b, __m512i scales, __m512i* q) noexcept {
-        const __m512i table = scale_multiples_avx512(scales);
+// Q2_K's 4 vectors of quants times their scales (the 16 scales in every 128-bit part).
+[[gnu::always_inline]] inline void q2_k_scaled_quants_avx512(const block_q2_k& b, __m512i scales, __m512i* q) noexcept {
+    const __m512i table = scale_multiples_avx512(scales);
 #pragma GCC unroll 4
-        for (int c = 0; c < 4; ++c) q[c] = _mm512_permutexvar_epi8(two_bit_index_avx512(b.qs, c), table);
-    }
-};
+    for (int c = 0; c < 4; ++c) q[c] = _mm512_permutexvar_epi8(two_bit_index_avx512(b.qs, c), table);
+}
 #endif
 
 // Q4_K and Q5_K's scale bytes as in k4_step_avx2, 4 blocks per register: block g in
@@ -727,7 +726,7 @@ struct k_avx512 {
         } else if constexpr (k_scaled_quants<Block>) {
 #if defined(KVDECODE_QUANT_AVX512_VNNI) && defined(KVDECODE_QUANT_AVX512_VBMI)
             const k_scales_avx2 s = k_decode_avx2<Block>::scales(b);
-            k_scaled_avx512<Block>::quants(b, _mm512_broadcast_i32x4(s.scale), out.q);
+            q2_k_scaled_quants_avx512(b, _mm512_broadcast_i32x4(s.scale), out.q);
             out.tail = tail_avx2<Block>(s);
 #endif
         } else {
@@ -736,13 +735,7 @@ struct k_avx512 {
             // The 16 scales as words; 128-bit lane k of scale[c]: word 4 c + k in all 8 of its words.
             const __m512i words = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(s.scale));
 #pragma GCC unroll 4
-            for (int c = 0; c < 4; ++c) {
-                constexpr long long each_word = 0x0001000100010001;
-                const __m512i index = _mm512_set_epi64(each_word * (4 * c + 3), each_word * (4 * c + 3), each_word * (4 * c + 2),
-                                                       each_word * (4 * c + 2), each_word * (4 * c + 1), each_word * (4 * c + 1),
-                                                       each_word * (4 * c), each_word * (4 * c));
-                out.scale[c] = _mm512_permutexvar_epi16(index, words);
-            }
+            for (int c = 0; c < 4; ++c) out.scale[c] = _mm512_permutexvar_epi16(sub_block_per_part(0x0001000100010001, c), words);
             out.tail = tail_avx2<Block>(s);
         }
     }
