@@ -16,9 +16,12 @@
 #define KVDECODE_QUANT_AVX512 1
 #if defined(__AVX512VNNI__)
 #define KVDECODE_QUANT_AVX512_VNNI 1  // vpdpbusd for the Q8_0 dot; otherwise AVX-512BW maddubs + madd
-#if defined(__AVX512VBMI__)
-#define KVDECODE_QUANT_AVX512_VBMI 1  // with VNNI: Q2_K's scaled quants looked up (vpermb)
+#if defined(__AVX512VBMI__) && defined(__AVX512VL__)
+#define KVDECODE_QUANT_AVX512_VBMI 1  // with VNNI: Q2_K's scaled quants looked up (vpermb), Q3_K's scales unpacked (vpmultishiftqb)
 #endif
+#endif
+#if defined(__GFNI__)
+#define KVDECODE_QUANT_AVX512_GFNI 1  // the K-quants' bit fields moved by vgf2p8affineqb
 #endif
 #endif
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
