@@ -33,12 +33,14 @@
 // 8 dots, where one reduction per dot made the kernels compute-bound.
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#include <utility>
 
 #include "kvdecode/quant/k_quants.hpp"
 #include "kvdecode/quant/kernel_isa.hpp"
@@ -564,9 +566,12 @@ constexpr long long move_bits(int from, int to, int count) noexcept {
 // the 16-core Xeon, 768x2048 in L2, 1 row (8 rows), with Q3_K's scales by vpmultishiftqb:
 // Q3_K 54.9 -> 48.8 us (210 -> 195), Q4_K 41.4 -> 37.2 (199 -> 190), Q5_K 49.3 -> 46.0
 // (243 -> 204), Q6_K 47.0 -> 44.9 (192 -> 185).
-[[gnu::always_inline]] inline __m512i bit_field_halves(__m512i v, int from_low, int from_high, int to, int count) noexcept {
+[[gnu::always_inline]] inline __m512i bit_field_matrix(int from_low, int from_high, int to, int count) noexcept {
     const long long low = move_bits(from_low, to, count), high = move_bits(from_high, to, count);
-    return _mm512_gf2p8affine_epi64_epi8(v, _mm512_set_epi64(high, high, high, high, low, low, low, low), 0);
+    return _mm512_set_epi64(high, high, high, high, low, low, low, low);
+}
+[[gnu::always_inline]] inline __m512i bit_field_halves(__m512i v, int from_low, int from_high, int to, int count) noexcept {
+    return _mm512_gf2p8affine_epi64_epi8(v, bit_field_matrix(from_low, from_high, to, count), 0);
 }
 #endif
 
@@ -669,13 +674,17 @@ struct k_quants_avx512<block_q3_k> {
 
 // Q2_K with VNNI and VBMI: each quant times its sub-block's scale (0..45) looked up as
 // one byte, so a row's product is one vpdpbusd per 64 values where it was vpmaddubsw
-// and vpdpwssd, and the scales need no spreading into words. The table holds byte
-// 16 q + i for quant q of sub-block i (the 16 scales in each 128 bits, times 0..3); the
-// index is the quant moved to bits 4-5 with i (4 c + the 128-bit part) in bits 0-3.
+// and vpdpwssd, and the scales need no spreading into words. 128-bit part k of the
+// table holds, at byte 4 c + q, q times the scale of sub-block 4 c + k (whose quants
+// part k of vector c holds), so the lookup is an in-lane byte shuffle by the quant plus
+// 4 c: with GFNI the index is one vgf2p8affineqb, its constant adding the 4 c.
 // Measured on the 16-core Xeon, 768x2048 in L2, 1 row: 41.8 -> 35.0 us (8 rows: 188 ->
-// 165). Q3_K the same way ((q - 4) s + 124 from two tables by vpermi2b, the 124 taken
-// off by the row's block sums) was slower: 53.9 -> 59.6 us, its permutes and mask tests
-// all on one port.
+// 165) with a 64-byte table (byte 16 p + i: p times scale i) looked up by vpermb; this
+// table and index then took it from 47.6 to 43.0 us on another such machine (8 rows
+// level at 230).
+// Q3_K the same way ((q - 4) s + 124 from two tables by vpermi2b, the 124 taken off by
+// the row's block sums) was slower: 53.9 -> 59.6 us, its permutes and mask tests all
+// on one port.
 template <class Block>
 inline constexpr bool k_scaled_quants =
 #if defined(KVDECODE_QUANT_AVX512_VNNI) && defined(KVDECODE_QUANT_AVX512_VBMI)
@@ -685,26 +694,39 @@ inline constexpr bool k_scaled_quants =
 #endif
 
 #if defined(KVDECODE_QUANT_AVX512_VNNI) && defined(KVDECODE_QUANT_AVX512_VBMI)
-// Bits 4-5 of each byte: bit pair 2 (2 c % 4) of the 32 qs bytes for the lower half and
-// the next pair up for the upper (16-bit shifts carry bits across a word's bytes only
-// into places the mask clears), with i = 4 c + part in bits 0-3.
-[[gnu::always_inline]] inline __m512i two_bit_index_avx512(const std::uint8_t* qs, int c) noexcept {
-    const __m512i both = load_32_bytes_twice(qs + 32 * (c / 2));
-    // Pairs at bits 0, 2 (c even) go up 4 and 2; pairs at 4, 6 (c odd) stay and go down 2.
-    const __m512i moved = c % 2 == 0 ? _mm512_sllv_epi16(both, halves_epi16(4, 2)) : _mm512_mask_srli_epi16(both, 0xFFFF0000u, both, 2);
-    const __m512i i = sub_block_per_part(0x0101010101010101, c);
-    return _mm512_ternarylogic_epi32(moved, _mm512_set1_epi8(0x30), i, 0xEA);  // (moved & 0x30) | i
+// Bits 0-1 of each byte: bit pair 2 (2 C % 4) of the 32 qs bytes for the lower half and
+// the next pair up for the upper, with 4 C in bits 2-3.
+template <int C>
+[[gnu::always_inline]] inline __m512i two_bit_index_avx512(const std::uint8_t* qs) noexcept {
+    const __m512i both = load_32_bytes_twice(qs + 32 * (C / 2));
+    constexpr int from = 4 * (C % 2);
+#if defined(KVDECODE_QUANT_AVX512_GFNI)
+    return _mm512_gf2p8affine_epi64_epi8(both, bit_field_matrix(from, from + 2, 0, 2), 4 * C);
+#else
+    // 16-bit shifts carry bits across a word's bytes only into places the mask clears.
+    const __m512i moved = _mm512_srlv_epi16(both, halves_epi16(from, from + 2));
+    return _mm512_ternarylogic_epi32(moved, _mm512_set1_epi8(3), _mm512_set1_epi8(4 * C), 0xEA);  // (moved & 3) | 4 C
+#endif
 }
-// Per 128-bit part p: p s for each of the 16 scales s in every part (bytes, mod 256).
-[[gnu::always_inline]] inline __m512i scale_multiples_avx512(__m512i s) noexcept {
-    const __m512i twice = _mm512_maskz_add_epi8(0xFFFFFFFF00000000ull, s, s);  // parts 2, 3: 2 s
-    return _mm512_mask_add_epi8(twice, 0xFFFF0000FFFF0000ull, twice, s);      // parts 1, 3: + s
+// The table above from the 16 scales (bytes).
+[[gnu::always_inline]] inline __m512i scaled_quant_table_avx512(__m128i scales) noexcept {
+    // Word 4 k + c: bytes 16 k + 4 c + q, each scale 4 c + k.
+    alignas(64) static constexpr std::array<std::uint32_t, 16> scale_at = [] {
+        std::array<std::uint32_t, 16> words{};
+        for (std::uint32_t k = 0; k < 4; ++k)
+            for (std::uint32_t c = 0; c < 4; ++c) words[4 * k + c] = (4 * c + k) * 0x01010101u;
+        return words;
+    }();
+    const __m512i s = _mm512_permutexvar_epi8(_mm512_load_si512(scale_at.data()), _mm512_castsi128_si512(scales));
+    const __m512i twice = _mm512_maskz_add_epi8(0xCCCCCCCCCCCCCCCCull, s, s);  // q = 2, 3: 2 s
+    return _mm512_mask_add_epi8(twice, 0xAAAAAAAAAAAAAAAAull, twice, s);     // q = 1, 3: + s
 }
-// Q2_K's 4 vectors of quants times their scales (the 16 scales in every 128-bit part).
-[[gnu::always_inline]] inline void q2_k_scaled_quants_avx512(const block_q2_k& b, __m512i scales, __m512i* q) noexcept {
-    const __m512i table = scale_multiples_avx512(scales);
-#pragma GCC unroll 4
-    for (int c = 0; c < 4; ++c) q[c] = _mm512_permutexvar_epi8(two_bit_index_avx512(b.qs, c), table);
+// Q2_K's 4 vectors of quants times their scales.
+[[gnu::always_inline]] inline void q2_k_scaled_quants_avx512(const block_q2_k& b, __m128i scales, __m512i* q) noexcept {
+    const __m512i table = scaled_quant_table_avx512(scales);
+    [&]<int... C>(std::integer_sequence<int, C...>) {
+        ((q[C] = _mm512_shuffle_epi8(table, two_bit_index_avx512<C>(b.qs))), ...);
+    }(std::make_integer_sequence<int, 4>{});
 }
 #endif
 
@@ -796,7 +818,7 @@ struct k_avx512 {
         } else if constexpr (k_scaled_quants<Block>) {
 #if defined(KVDECODE_QUANT_AVX512_VNNI) && defined(KVDECODE_QUANT_AVX512_VBMI)
             const k_scales_avx2 s = k_decode_avx2<Block>::scales(b);
-            q2_k_scaled_quants_avx512(b, _mm512_broadcast_i32x4(s.scale), out.q);
+            q2_k_scaled_quants_avx512(b, s.scale, out.q);
             out.tail = tail_avx2<Block>(s);
 #endif
         } else {
