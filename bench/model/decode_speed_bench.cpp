@@ -20,10 +20,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "kvdecode/model/decode_context.hpp"
@@ -215,6 +217,8 @@ void gemm_eigen(benchmark::State& state, const kvbench::shape& s, std::size_t to
 }  // namespace
 
 int main(int argc, char** argv) {
+    const char* all = std::getenv("KVDECODE_BENCH_ALL_TYPES");
+    const bool all_types = all != nullptr && std::string_view(all) == "1";
     for (const auto& s : kvbench::shapes()) {
         for (std::size_t t : kvbench::thread_counts())
             benchmark::RegisterBenchmark(("decode/" + s.name + "/threads:" + std::to_string(t)).c_str(),
@@ -223,10 +227,10 @@ int main(int argc, char** argv) {
                 ->Unit(benchmark::kMicrosecond);
         if (s.name == "110M")
             for (weight_type type : all_weight_types)
-                // The K-quants of the table only: their reference quantisers take
-                // about half a minute each on the 110M model.
-                if (type != weight_type::f32 && type != weight_type::q2_k && type != weight_type::q3_k &&
-                    type != weight_type::q5_k)
+                // Q2_K, Q3_K and Q5_K only with KVDECODE_BENCH_ALL_TYPES=1: their reference
+                // quantisers take about half a minute each on the 110M model.
+                if (type != weight_type::f32 && (all_types || (type != weight_type::q2_k && type != weight_type::q3_k &&
+                                                               type != weight_type::q5_k)))
                     for (std::size_t t : kvbench::thread_counts())
                         if (t <= 2)
                             benchmark::RegisterBenchmark(("decode/" + s.name + "/" + std::string(to_string(type)) +
