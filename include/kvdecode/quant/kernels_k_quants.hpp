@@ -560,16 +560,17 @@ constexpr long long move_bits(int from, int to, int count) noexcept {
     for (int k = 0; k < count; ++k) m |= (1ull << (from + k)) << (8 * (7 - (to + k)));
     return static_cast<long long>(m);
 }
+// move_bits(from_low, ..) for the lower 256 bits, move_bits(from_high, ..) for the upper.
+[[gnu::always_inline]] inline __m512i bit_field_matrix(int from_low, int from_high, int to, int count) noexcept {
+    const long long low = move_bits(from_low, to, count), high = move_bits(from_high, to, count);
+    return _mm512_set_epi64(high, high, high, high, low, low, low, low);
+}
 // Bits [from_low, from_low + count) of each byte in the lower 256 bits and [from_high, ..)
 // in the upper, moved to [to, to + count), the other bits cleared: one vgf2p8affineqb
 // where a shift and a mask, or a mask test and an add, took two operations. Measured on
 // the 16-core Xeon, 768x2048 in L2, 1 row (8 rows), with Q3_K's scales by vpmultishiftqb:
 // Q3_K 54.9 -> 48.8 us (210 -> 195), Q4_K 41.4 -> 37.2 (199 -> 190), Q5_K 49.3 -> 46.0
 // (243 -> 204), Q6_K 47.0 -> 44.9 (192 -> 185).
-[[gnu::always_inline]] inline __m512i bit_field_matrix(int from_low, int from_high, int to, int count) noexcept {
-    const long long low = move_bits(from_low, to, count), high = move_bits(from_high, to, count);
-    return _mm512_set_epi64(high, high, high, high, low, low, low, low);
-}
 [[gnu::always_inline]] inline __m512i bit_field_halves(__m512i v, int from_low, int from_high, int to, int count) noexcept {
     return _mm512_gf2p8affine_epi64_epi8(v, bit_field_matrix(from_low, from_high, to, count), 0);
 }
@@ -646,7 +647,8 @@ struct k_quants_avx512<block_q6_k> {
 // pairs 2 (2 c % 4) and the next pair up, so the bytes are loaded into both halves and
 // shifted by a different count per half (one variable shift; the 2-bit planes were 3
 // operations per 32 values and a join per 64). Q3_K's high bits: bit 2 c of its hmask
-// bytes for the lower half, 2 c + 1 for the upper, tested into a mask that adds 4.
+// bytes for the lower half, 2 c + 1 for the upper, tested into a mask that adds 4. With
+// GFNI each is one vgf2p8affineqb (bit_field_halves).
 [[gnu::always_inline]] inline __m512i two_bit_pair_avx512(const std::uint8_t* qs, int c) noexcept {
     const __m512i both = load_32_bytes_twice(qs + 32 * (c / 2));
 #if defined(KVDECODE_QUANT_AVX512_GFNI)
@@ -704,8 +706,8 @@ template <int C>
     return _mm512_gf2p8affine_epi64_epi8(both, bit_field_matrix(from, from + 2, 0, 2), 4 * C);
 #else
     // 16-bit shifts carry bits across a word's bytes only into places the mask clears.
-    const __m512i moved = _mm512_srlv_epi16(both, halves_epi16(from, from + 2));
-    return _mm512_ternarylogic_epi32(moved, _mm512_set1_epi8(3), _mm512_set1_epi8(4 * C), 0xEA);  // (moved & 3) | 4 C
+    const __m512i moved = _mm512_srlv_epi16(both, halves_epi16(static_cast<short>(from), static_cast<short>(from + 2)));
+    return _mm512_ternarylogic_epi32(moved, _mm512_set1_epi8(3), _mm512_set1_epi8(static_cast<char>(4 * C)), 0xEA);  // (moved & 3) | 4 C
 #endif
 }
 // The table above from the 16 scales (bytes).
