@@ -544,9 +544,10 @@ struct k_quants_avx512;
 [[gnu::always_inline]] inline __m512i halves_epi8(char low, char high) noexcept {
     return _mm512_inserti64x4(_mm512_set1_epi8(low), _mm256_set1_epi8(high), 1);
 }
-// In 128-bit part k, every element (`each`: 0x0101.. for bytes, 0x0001.. for words)
-// equal to 4 c + k: sub-block 4 c + k's index for the 64 values 64 c .. 64 c + 63.
-[[gnu::always_inline]] inline __m512i sub_block_per_part(long long each, int c) noexcept {
+// In 128-bit part k, every word equal to 4 c + k: sub-block 4 c + k's index for the 64
+// values 64 c .. 64 c + 63.
+[[gnu::always_inline]] inline __m512i sub_block_per_part(int c) noexcept {
+    constexpr long long each = 0x0001000100010001;
     return _mm512_set_epi64(each * (4 * c + 3), each * (4 * c + 3), each * (4 * c + 2), each * (4 * c + 2), each * (4 * c + 1),
                             each * (4 * c + 1), each * (4 * c), each * (4 * c));
 }
@@ -700,14 +701,12 @@ inline constexpr bool k_scaled_quants =
 // the next pair up for the upper, with 4 C in bits 2-3.
 template <int C>
 [[gnu::always_inline]] inline __m512i two_bit_index_avx512(const std::uint8_t* qs) noexcept {
-    const __m512i both = load_32_bytes_twice(qs + 32 * (C / 2));
-    constexpr int from = 4 * (C % 2);
 #if defined(KVDECODE_QUANT_AVX512_GFNI)
-    return _mm512_gf2p8affine_epi64_epi8(both, bit_field_matrix(from, from + 2, 0, 2), 4 * C);
+    constexpr int from = 4 * (C % 2);
+    return _mm512_gf2p8affine_epi64_epi8(load_32_bytes_twice(qs + 32 * (C / 2)), bit_field_matrix(from, from + 2, 0, 2), 4 * C);
 #else
-    // 16-bit shifts carry bits across a word's bytes only into places the mask clears.
-    const __m512i moved = _mm512_srlv_epi16(both, halves_epi16(static_cast<short>(from), static_cast<short>(from + 2)));
-    return _mm512_ternarylogic_epi32(moved, _mm512_set1_epi8(3), _mm512_set1_epi8(static_cast<char>(4 * C)), 0xEA);  // (moved & 3) | 4 C
+    // VBMI without GFNI (Cannon Lake): the 2-bit decode, then the 4 C.
+    return _mm512_or_si512(two_bit_pair_avx512(qs, C), _mm512_set1_epi8(static_cast<char>(4 * C)));
 #endif
 }
 // The table above from the 16 scales (bytes).
@@ -829,7 +828,7 @@ struct k_avx512 {
             // The 16 scales as words; 128-bit lane k of scale[c]: word 4 c + k in all 8 of its words.
             const __m512i words = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(s.scale));
 #pragma GCC unroll 4
-            for (int c = 0; c < 4; ++c) out.scale[c] = _mm512_permutexvar_epi16(sub_block_per_part(0x0001000100010001, c), words);
+            for (int c = 0; c < 4; ++c) out.scale[c] = _mm512_permutexvar_epi16(sub_block_per_part(c), words);
             out.tail = tail_avx2<Block>(s);
         }
     }
