@@ -1,5 +1,5 @@
 // Weight matrices by storage type and instruction set: the read bandwidth of one
-// product (prepare + multiply, one thread) of 1, 4 and 8 activation rows (and 128, a
+// product (prepare + multiply, one thread) of 1, 2, 4, 8 and 16 activation rows (and 128, a
 // prefill chunk, on the AVX2 and AVX-512 kernels) with the
 // llama2.c 110M model's two MLP shapes, 768x2048 (w2) and 2048x768 (one of w1/w3).
 //
@@ -96,7 +96,7 @@ int main(int argc, char** argv) {
         for (const matrix_shape& shape : shapes)
             for (kernel_isa isa : {kernel_isa::avx512, kernel_isa::avx2, kernel_isa::sse2, kernel_isa::scalar}) {
                 if (!weight_matrix<float>::has_kernel(type, isa)) continue;
-                for (std::size_t rows : {1, 4, 8, 128}) {
+                for (std::size_t rows : {1, 2, 4, 8, 16, 128}) {
                     if (rows == 128 && (isa == kernel_isa::scalar || isa == kernel_isa::sse2)) continue;
                     const std::string name = "weight_matrix/" + std::string(kvdecode::to_string(type)) + "/" +
                                              std::string(kvdecode::to_string(isa)) + "/" + shape.name() +

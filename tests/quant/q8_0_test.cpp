@@ -270,3 +270,56 @@ TEST_CASE("Q8_0 block quantisers of every compiled-in instruction set equal the 
 #endif
     check_block_quantizer(&kvdecode::quant::detail::quantize_block_scalar);
 }
+
+// AMX (Sapphire Rapids and later) takes Q8_0 tiles of 8 or more rows inside the AVX-512
+// kernel; the weight_matrix tests compare it with the scalar kernel over awkward sizes.
+// Here: the process is granted the tile state where the CPU has it (else the AVX-512
+// kernel silently falls back), the AMX kernel takes these products, and the extremes of
+// the int32 block sums (weights of -128 and 127, which the file format allows, times
+// activations of +-127) give the scalar kernel's bits for every tile height, with an even
+// and an odd number of blocks.
+TEST_CASE("Q8_0 tiles of several rows on AMX equal the scalar kernel", "[quant][q8_0]") {
+    using namespace kvdecode::quant::detail;
+#if !defined(KVDECODE_QUANT_AMX)
+    if (cpu_features::get().amx_int8) WARN("skipped: this build has no AMX kernels (its target lacks -mamx-tile -mamx-int8)");
+#else
+    if (!cpu_features::get().amx_int8) {
+        WARN("skipped: this CPU (or its OS) has no AMX-INT8");
+        return;
+    }
+    REQUIRE(amx_permitted());
+    const std::size_t out_dim = 40;
+    for (std::size_t nb : {128, 127}) {
+        const std::size_t in_dim = nb * q8_0_block_values;
+        kvdecode::rng gen(77 + nb);
+        std::vector<block_q8_0> rows(out_dim * nb);
+        for (std::size_t i = 0; i < rows.size(); ++i) {
+            rows[i].d = f32_to_f16(static_cast<float>(0.01 + 0.001 * gen.uniform()));
+            for (std::int8_t& q : rows[i].qs)  // mostly the extremes, some of everything
+                q = static_cast<std::int8_t>(gen.uniform() < 0.8 ? (gen.uniform() < 0.5 ? -128 : 127)
+                                                                 : static_cast<int>(gen.uniform() * 256) - 128);
+        }
+        kvdecode::aligned_buffer<std::byte> packed(q8_0_interleaved::bytes(out_dim, in_dim));
+        interleave_q8_0(reinterpret_cast<const std::byte*>(rows.data()), out_dim, in_dim, packed.data());
+        const q8_0_interleaved m{packed.data(), out_dim, in_dim};
+        const q8_0_weight_activations layout{in_dim};
+        for (std::size_t tile_rows = 1; tile_rows <= 17; ++tile_rows) {
+            CAPTURE(nb, tile_rows);
+            CHECK(q8_0_amx::takes(tile_rows) == (tile_rows >= q8_0_amx_min_rows));
+            std::vector<float> x(tile_rows * in_dim);
+            for (float& v : x) v = gen.uniform() < 0.5 ? -1.0f : 1.0f;  // every activation quant +-127
+            kvdecode::aligned_buffer<std::byte> scratch(tile_rows * layout.row_bytes());
+            for (std::size_t r = 0; r < tile_rows; ++r)
+                prepare_q8_0_row(x.data() + r * in_dim, in_dim, scratch.data() + r * layout.row_bytes());
+            std::vector<float> want(tile_rows * out_dim), got(tile_rows * out_dim);
+            const kvdecode::matrix_product<float> p_want{.rows = tile_rows, .out = want.data(), .out_stride = out_dim};
+            const kvdecode::matrix_product<float> p_got{.rows = tile_rows, .out = got.data(), .out_stride = out_dim};
+            const std::size_t units = (out_dim + q8_0_unit_outputs - 1) / q8_0_unit_outputs;
+            q8_0_matmul_scalar(m, p_want, scratch.data(), 0, units);
+            q8_0_matmul_avx512(m, p_got, scratch.data(), 0, units);
+            for (std::size_t i = 0; i < want.size(); ++i)
+                REQUIRE(std::bit_cast<std::uint32_t>(got[i]) == std::bit_cast<std::uint32_t>(want[i]));
+        }
+    }
+#endif
+}

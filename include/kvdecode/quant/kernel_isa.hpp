@@ -23,12 +23,20 @@
 #if defined(__GFNI__)
 #define KVDECODE_QUANT_AVX512_GFNI 1  // the K-quants' bit fields moved by vgf2p8affineqb
 #endif
+#if defined(__AMX_TILE__) && defined(__AMX_INT8__) && defined(__x86_64__) && defined(__linux__)
+#define KVDECODE_QUANT_AMX 1  // Q8_0 tiles of several activation rows by tdpbssd (Sapphire Rapids and later)
+#endif
 #endif
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #define KVDECODE_QUANT_AVX2 1
 #endif
 #if defined(__SSE2__)
 #define KVDECODE_QUANT_SSE2 1
+#endif
+
+#if defined(KVDECODE_QUANT_AMX)
+#include <sys/syscall.h>
+#include <unistd.h>
 #endif
 
 namespace kvdecode {
@@ -57,6 +65,7 @@ namespace quant::detail {
 struct cpu_features {
     bool sse2 = false, avx2 = false, fma = false, f16c = false;
     bool avx512f = false, avx512bw = false, avx512vnni = false;
+    bool amx_int8 = false;  // AMX-TILE and AMX-INT8, their state enabled by the OS
 
     static const cpu_features& get() noexcept {
         static const cpu_features features = detect();
@@ -81,6 +90,7 @@ private:
         }
         const bool os_ymm = (xcr0 & 0x6) == 0x6;           // SSE and AVX state
         const bool os_zmm = os_ymm && (xcr0 & 0xe0) == 0xe0;  // opmask, upper ZMM halves, ZMM16-31
+        const bool os_tiles = (xcr0 & 0x60000) == 0x60000;    // XTILECFG, XTILEDATA
         if (!(avx && os_ymm)) f.fma = f.f16c = false;
         unsigned max_leaf = __get_cpuid_max(0, nullptr);
         if (max_leaf >= 7 && __get_cpuid_count(7, 0, &a, &b, &c, &d)) {
@@ -88,6 +98,7 @@ private:
             f.avx512f = os_zmm && ((b >> 16) & 1);
             f.avx512bw = f.avx512f && ((b >> 30) & 1);
             f.avx512vnni = f.avx512f && ((c >> 11) & 1);
+            f.amx_int8 = os_tiles && ((d >> 24) & 1) && ((d >> 25) & 1);
         }
 #endif
         return f;
@@ -126,6 +137,22 @@ constexpr bool compiled_in(kernel_isa isa) noexcept {
 #endif
         default: return false;
     }
+}
+
+// Whether the Q8_0 kernels may use AMX tiles: compiled in, the CPU and OS have them, and
+// Linux granted this process the tile data state (asked for once, arch_prctl
+// ARCH_REQ_XCOMP_PERM; a process must ask before its first tile instruction, or it is
+// killed by SIGILL). Without the grant the AVX-512 kernels run as before.
+inline bool amx_permitted() noexcept {
+#if defined(KVDECODE_QUANT_AMX)
+    static const bool permitted = [] {
+        constexpr long arch_req_xcomp_perm = 0x1023, xfeature_xtiledata = 18;
+        return cpu_features::get().amx_int8 && syscall(SYS_arch_prctl, arch_req_xcomp_perm, xfeature_xtiledata) == 0;
+    }();
+    return permitted;
+#else
+    return false;
+#endif
 }
 
 }  // namespace quant::detail

@@ -13,9 +13,10 @@
 // Per output, the kernels sum over blocks float(block's int32 dot) * (d_w * d_x): the
 // 32 products of a block are exact in 32-bit integers, and only the scaling and the sum
 // over blocks round. The AVX2 and AVX-512 kernels take a group's 16 outputs (one per
-// 32-bit lane) for a tile of up to 4 or 8 activation rows, with the scalar kernel's
-// arithmetic in its order: the same bits as the scalar kernel for any number of rows,
-// however rows are tiled or units split.
+// 32-bit lane) for a tile of up to 4 or 8 activation rows (on a CPU with AMX, products
+// of 8 rows or more take tiles of up to 16 rows through tdpbssd instead), with the scalar
+// kernel's arithmetic in its order: the same bits as the scalar kernel for any number of
+// rows, however rows are tiled or units split.
 //
 // Integer dot of signed w and x where the instruction wants unsigned x signed
 // (vpmaddubsw): |w| (unsigned) times x with w's sign moved onto it; x is in [-127, 127],
@@ -29,6 +30,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <utility>
 
 #include "kvdecode/quant/half.hpp"
 #include "kvdecode/quant/kernel_isa.hpp"
@@ -43,6 +45,7 @@
 namespace kvdecode::quant {
 
 inline constexpr std::size_t q8_0_unit_outputs = 32;  // outputs per work unit
+inline constexpr std::size_t q8_0_amx_min_rows = 8;    // fewer rows: the AVX-512 kernel (q8_0_amx, below)
 
 // The scratch layout of one prepared activation row.
 struct q8_0_activations {
@@ -362,6 +365,143 @@ struct q8_0_avx512 {
 };
 #endif
 
+#if defined(KVDECODE_QUANT_AMX)
+// Tiles of 8 to 16 activation rows on AMX (Sapphire Rapids and later). The interleaved
+// layout is the one tdpbssd wants for its second operand: a group's block is 8 tile rows
+// (4 of the 32 columns each) of 16 outputs x 4 bytes, 512 bytes read as they lie (a B
+// tile). The A tile is the same block's 32 quants of every row of the tile, one scratch
+// row apart. One tdpbssd (signed by signed) gives the exact int32 block sums of every
+// row for the group's 16 outputs (C), which are stored and scaled as the AVX-512 kernel
+// scales its own: the same bits. Where the VNNI kernel spends 8 integer dots and 8
+// broadcasts per row and block, this spends a load of the stored sums.
+//
+// Each tile instruction costs about the same whatever its rows (16-core Xeon, operands
+// in L1, one after another: tdpbssd about 5 ns, a B load 5, tilezero 7, tilestored 10),
+// so a group's block costs about 25 ns for 1 row or 16: below about 8 rows the VNNI
+// kernel is faster (q8_0_amx_min_rows). Block b + 1's tile work is issued before block
+// b's sums are scaled. Tile registers by the block's parity P: C 2 P + stream, A 4 + P;
+// B 6 + stream. (Tried and dropped: two blocks per tdpbssd, 16 tile rows for 8 rows of
+// two blocks, with the scratch holding each row's blocks beside 32 zeros; it halves the
+// tile instructions, but its larger stores and loads made it slower, whatever the lag
+// between a pair's tile work and its scaling.)
+namespace amx {
+
+// The tile instructions name their registers in the encoding; GCC's intrinsics take
+// them as macro tokens, these as template arguments.
+template <int T>
+inline void zero() noexcept {
+    __asm__ volatile("tilezero %%tmm%c0" ::"i"(T));
+}
+template <int T>
+inline void load(const void* base, std::size_t stride) noexcept {
+    __asm__ volatile("{tileloadd\t(%0,%1,1), %%tmm%c2|tileloadd\t%%tmm%c2, [%0+%1*1]}" ::"r"(base), "r"(stride), "i"(T)
+                     : "memory");
+}
+template <int T>
+inline void store(void* base, std::size_t stride) noexcept {
+    __asm__ volatile("{tilestored\t%%tmm%c2, (%0,%1,1)|tilestored\t[%0+%1*1], %%tmm%c2}" ::"r"(base), "r"(stride), "i"(T)
+                     : "memory");
+}
+// C += A (rows x 32 signed bytes) times B (8 x 16 x 4 signed bytes).
+template <int C, int A, int B>
+inline void dot_signed() noexcept {
+    __asm__ volatile("{tdpbssd\t%%tmm%c2, %%tmm%c1, %%tmm%c0|tdpbssd\t%%tmm%c0, %%tmm%c1, %%tmm%c2}" ::"i"(C), "i"(A), "i"(B));
+}
+
+// Palette 1: C 0..3 (`rows` rows of 16 int32), A 4 and 5 (`rows` rows of a block's 32
+// quants), B 6 and 7 (a group's block).
+inline void configure(std::size_t rows) noexcept {
+    struct alignas(64) {
+        std::uint8_t palette = 1, start_row = 0, reserved[14] = {};
+        std::uint16_t bytes_per_row[16] = {};
+        std::uint8_t rows[16] = {};
+    } config;
+    for (int t = 0; t < 4; ++t) config.rows[t] = static_cast<std::uint8_t>(rows), config.bytes_per_row[t] = 64;
+    for (int t : {4, 5}) config.rows[t] = static_cast<std::uint8_t>(rows), config.bytes_per_row[t] = q8_0_block_values;
+    for (int t : {6, 7}) config.rows[t] = q8_0_block_values / 4, config.bytes_per_row[t] = q8_0_interleaved::slice_bytes;
+    // Not GCC 12's _tile_loadconfig: its asm names only the first 8 bytes of the
+    // configuration as read, so the compiler may drop the stores to the rest.
+    __asm__ volatile("ldtilecfg %0" ::"m"(config));
+}
+
+// The thread's tile state back to its initial, small one (saved and restored cheaply).
+inline void release() noexcept {
+    __asm__ volatile("tilerelease" ::: "memory");
+}
+
+}  // namespace amx
+
+struct q8_0_amx {
+    static constexpr std::size_t max_tile = 16, streams = 1, tile_streams = 2;
+
+    static bool takes(std::size_t rows) noexcept { return rows >= q8_0_amx_min_rows && amx_permitted(); }
+
+    template <std::size_t Tile, std::size_t S>
+    static void tile(const q8_0_interleaved& m, const matrix_product<float>& p, const prepared_rows& x, std::size_t g,
+                     std::size_t apart, std::size_t row) noexcept {
+        static_assert(Tile <= 16 && S <= 2, "16 rows per tile, two C tiles per stream");
+        amx::configure(Tile);
+        const tile_activations<Tile> xs(x, row);
+        const std::size_t stride = x.layout.row_bytes();
+        // Block b's sums go to block_sums[b % 2] while block b - 1's are scaled.
+        alignas(64) std::int32_t block_sums[2][S][Tile][q8_0_interleaved::group];
+        __m512 acc[S][Tile];
+        for (std::size_t s = 0; s < S; ++s)
+            for (std::size_t r = 0; r < Tile; ++r) acc[s][r] = _mm512_setzero_ps();
+        auto scale = [&](std::size_t b) {
+            for (std::size_t s = 0; s < S; ++s) {
+                const __m512 dw =
+                    _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(m.scales(g + s * apart, b))));
+                for (std::size_t r = 0; r < Tile; ++r) {
+                    const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(xs.scales[r][b]));
+                    const __m512i sums = _mm512_load_si512(block_sums[b % 2][s][r]);
+                    acc[s][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), scale, acc[s][r]);
+                }
+            }
+        };
+        const std::size_t nb = m.blocks_per_row();
+        for (std::size_t b = 0; b < nb; ++b) {
+            const std::int8_t* a = xs.quants[0] + b * q8_0_block_values;
+            if (b % 2 == 0) products<0, S, Tile>(m, a, stride, g, apart, b, row, block_sums[0][0][0]);
+            else products<1, S, Tile>(m, a, stride, g, apart, b, row, block_sums[1][0][0]);
+            if (b > 0) scale(b - 1);
+        }
+        scale(nb - 1);
+        for (std::size_t s = 0; s < S; ++s)
+            for (std::size_t r = 0; r < Tile; ++r) {
+                alignas(64) float sums[16];
+                _mm512_store_ps(sums, acc[s][r]);
+                store_group(p, m, row + r, g + s * apart, sums);
+            }
+    }
+
+private:
+    // Block b of each stream's group: the exact block sums of every row of the tile, into
+    // out (stream after stream, Tile rows of 64 bytes each).
+    template <int P, std::size_t S, std::size_t Tile>
+    static void products(const q8_0_interleaved& m, const std::int8_t* a_tile, std::size_t stride, std::size_t g,
+                         std::size_t apart, std::size_t b, std::size_t row, std::int32_t* out) noexcept {
+        constexpr int a = 4 + P;
+        amx::load<a>(a_tile, stride);
+        [&]<std::size_t... s>(std::index_sequence<s...>) {
+            (product<2 * P + static_cast<int>(s), a, 6 + static_cast<int>(s)>(m, g + s * apart, b, row, S,
+                                                                              out + s * Tile * q8_0_interleaved::group),
+             ...);
+        }(std::make_index_sequence<S>{});
+    }
+
+    template <int C, int A, int B>
+    static void product(const q8_0_interleaved& m, std::size_t g, std::size_t b, std::size_t row, std::size_t streams,
+                        std::int32_t* out) noexcept {
+        prefetch_group_block(m, g, b, row, q8_0_prefetch_blocks / streams);
+        amx::zero<C>();
+        amx::load<B>(m.quants(g, b), q8_0_interleaved::slice_bytes);
+        amx::dot_signed<C, A, B>();
+        amx::store<C>(out, q8_0_interleaved::group * sizeof(std::int32_t));
+    }
+};
+#endif
+
 #if defined(KVDECODE_QUANT_AVX2)
 // No unsigned-by-signed dot that adds into 32 bits: vpmaddubsw (pairs into 16 bits, which
 // |w| <= 128 times |x| <= 127 cannot overflow) and vpmaddwd, with the sign trick. A group
@@ -479,6 +619,13 @@ inline void q8_0_matmul_scalar(const q8_0_interleaved& m, const matrix_product<f
 #if defined(KVDECODE_QUANT_AVX512)
 inline void q8_0_matmul_avx512(const q8_0_interleaved& m, const matrix_product<float>& p, const std::byte* scratch,
                                std::size_t unit_begin, std::size_t unit_end) noexcept {
+#if defined(KVDECODE_QUANT_AMX)
+    if (detail::q8_0_amx::takes(p.rows)) {
+        detail::q8_0_matmul<detail::q8_0_amx>(m, p, scratch, unit_begin, unit_end);
+        detail::amx::release();
+        return;
+    }
+#endif
     detail::q8_0_matmul<detail::q8_0_avx512>(m, p, scratch, unit_begin, unit_end);
 }
 #endif
