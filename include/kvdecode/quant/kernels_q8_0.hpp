@@ -504,11 +504,12 @@ private:
 
 #if defined(KVDECODE_QUANT_AVX2)
 // No unsigned-by-signed dot that adds into 32 bits: vpmaddubsw (pairs into 16 bits, which
-// |w| <= 128 times |x| <= 127 cannot overflow) and vpmaddwd, with the sign trick. A group
-// in two halves of 8 outputs (the first 32 bytes of each slice, then the last), each a
-// pass over the groups' blocks: with 16 vector registers (Zen 3), the block sums and
-// accumulators of 4 rows (or of 1 row in 4 groups) for 8 outputs fit beside the
-// weights, 16 outputs' would not. The second half's pass finds the lines in L1 or L2.
+// |w| <= 128 times |x| <= 127 cannot overflow) and vpmaddwd, with the sign trick. A tile of
+// several rows takes a group in two halves of 8 outputs (the first 32 bytes of each
+// slice, then the last), each a pass over the groups' blocks: with 16 vector registers
+// (Zen 3), the block sums and accumulators of 4 rows for 8 outputs fit beside the
+// weights, 16 outputs' would not; the second pass finds the lines in L1 or L2. One row
+// (in 4 groups) takes both halves in one pass, so that the memory streams all along.
 struct q8_0_avx2 {
     static constexpr std::size_t max_tile = 4, streams = 4, tile_streams = 1;
 
@@ -517,36 +518,47 @@ struct q8_0_avx2 {
                      std::size_t apart, std::size_t row) noexcept {
         const tile_activations<Tile> xs(x, row);
         const __m256i ones = _mm256_set1_epi16(1);
+        constexpr std::size_t H = Tile == 1 ? 2 : 1;  // halves per pass
         alignas(32) float sums[S][Tile][16];
-        for (std::size_t half = 0; half < 2; ++half) {
-            __m256 acc[S][Tile];
+        for (std::size_t pass = 0; pass < 2 / H; ++pass) {
+            __m256 acc[S][Tile][H];
             for (std::size_t s = 0; s < S; ++s)
-                for (std::size_t r = 0; r < Tile; ++r) acc[s][r] = _mm256_setzero_ps();
+                for (std::size_t r = 0; r < Tile; ++r)
+                    for (std::size_t h = 0; h < H; ++h) acc[s][r][h] = _mm256_setzero_ps();
             for (std::size_t b = 0; b < m.blocks_per_row(); ++b)
                 for (std::size_t s = 0; s < S; ++s) {
                     const std::size_t gs = g + s * apart;
-                    if (half == 0) prefetch_group_block(m, gs, b, row, q8_0_prefetch_blocks / S);
-                    const std::int8_t* q = m.quants(gs, b) + 32 * half;
-                    const __m256 dw =
-                        _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(m.scales(gs, b) + 8 * half)));
-                    __m256i block_sums[Tile];
-                    for (std::size_t r = 0; r < Tile; ++r) block_sums[r] = _mm256_setzero_si256();
+                    if (pass == 0) prefetch_group_block(m, gs, b, row, q8_0_prefetch_blocks / S);
+                    const std::int8_t* q = m.quants(gs, b) + 32 * H * pass;
+                    __m256i block_sums[Tile][H];
+                    for (std::size_t r = 0; r < Tile; ++r)
+                        for (std::size_t h = 0; h < H; ++h) block_sums[r][h] = _mm256_setzero_si256();
                     for (std::size_t k = 0; k < 8; ++k) {
-                        const __m256i w = _mm256_load_si256(reinterpret_cast<const __m256i*>(q + 64 * k));
-                        const __m256i magnitude = _mm256_sign_epi8(w, w);
+                        __m256i w[H], magnitude[H];
+                        for (std::size_t h = 0; h < H; ++h) {
+                            w[h] = _mm256_load_si256(reinterpret_cast<const __m256i*>(q + 64 * k + 32 * h));
+                            magnitude[h] = _mm256_sign_epi8(w[h], w[h]);
+                        }
                         for (std::size_t r = 0; r < Tile; ++r) {
                             const __m256i xv = _mm256_set1_epi32(load_4_bytes(xs.quants[r] + b * q8_0_block_values + 4 * k));
-                            block_sums[r] = _mm256_add_epi32(
-                                block_sums[r], _mm256_madd_epi16(_mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(xv, w)), ones));
+                            for (std::size_t h = 0; h < H; ++h)
+                                block_sums[r][h] = _mm256_add_epi32(
+                                    block_sums[r][h],
+                                    _mm256_madd_epi16(_mm256_maddubs_epi16(magnitude[h], _mm256_sign_epi8(xv, w[h])), ones));
                         }
                     }
-                    for (std::size_t r = 0; r < Tile; ++r) {
-                        const __m256 scale = _mm256_mul_ps(dw, _mm256_set1_ps(xs.scales[r][b]));
-                        acc[s][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_sums[r]), scale, acc[s][r]);
+                    for (std::size_t h = 0; h < H; ++h) {
+                        const __m256 dw = _mm256_cvtph_ps(
+                            _mm_load_si128(reinterpret_cast<const __m128i*>(m.scales(gs, b) + 8 * (H * pass + h))));
+                        for (std::size_t r = 0; r < Tile; ++r) {
+                            const __m256 scale = _mm256_mul_ps(dw, _mm256_set1_ps(xs.scales[r][b]));
+                            acc[s][r][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_sums[r][h]), scale, acc[s][r][h]);
+                        }
                     }
                 }
             for (std::size_t s = 0; s < S; ++s)
-                for (std::size_t r = 0; r < Tile; ++r) _mm256_store_ps(sums[s][r] + 8 * half, acc[s][r]);
+                for (std::size_t r = 0; r < Tile; ++r)
+                    for (std::size_t h = 0; h < H; ++h) _mm256_store_ps(sums[s][r] + 8 * (H * pass + h), acc[s][r][h]);
         }
         for (std::size_t s = 0; s < S; ++s)
             for (std::size_t r = 0; r < Tile; ++r) store_group(p, m, row + r, g + s * apart, sums[s][r]);
