@@ -298,6 +298,21 @@ inline void prefetch_group_block(const q8_0_interleaved& m, std::size_t g, std::
 // faster than 1.
 
 #if defined(KVDECODE_QUANT_AVX512)
+// One block's step for 16 outputs, the scalar kernel's in its order: acc + float(the
+// exact block sums) * (d_w * d_x). The VNNI and AMX kernels both take it, so both give
+// the scalar kernel's bits.
+[[gnu::always_inline]] inline __m512 add_scaled_block_avx512(__m512 acc, __m512i block_sums, __m512 dw, float dx) noexcept {
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(block_sums), _mm512_mul_ps(dw, _mm512_set1_ps(dx)), acc);
+}
+
+// A group's 16 sums for one row, the real outputs stored.
+inline void store_group_avx512(const matrix_product<float>& p, const q8_0_interleaved& m, std::size_t row, std::size_t g,
+                               __m512 sums) noexcept {
+    alignas(64) float lanes[16];
+    _mm512_store_ps(lanes, sums);
+    store_group(p, m, row, g, lanes);
+}
+
 // 16 outputs per vector, one per lane; per block, each of the Tile rows costs eight
 // 4-byte broadcasts and integer dots into one register of 16 exact block sums, and one
 // float scale-and-add for all 16 outputs. A group's block is loaded once for the tile.
@@ -350,17 +365,11 @@ struct q8_0_avx512 {
                         sums[r] = _mm512_add_epi32(sums[r], _mm512_madd_epi16(_mm512_maddubs_epi16(w[k], signed_x), _mm512_set1_epi16(1)));
 #endif
                     }
-                for (std::size_t r = 0; r < Tile; ++r) {
-                    const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(xs.scales[r][b]));
-                    acc[s][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums[r]), scale, acc[s][r]);
-                }
+                for (std::size_t r = 0; r < Tile; ++r)
+                    acc[s][r] = add_scaled_block_avx512(acc[s][r], sums[r], dw, xs.scales[r][b]);
             }
         for (std::size_t s = 0; s < S; ++s)
-            for (std::size_t r = 0; r < Tile; ++r) {
-                alignas(64) float sums[16];
-                _mm512_store_ps(sums, acc[s][r]);
-                store_group(p, m, row + r, g + s * apart, sums);
-            }
+            for (std::size_t r = 0; r < Tile; ++r) store_group_avx512(p, m, row + r, g + s * apart, acc[s][r]);
     }
 };
 #endif
@@ -452,11 +461,9 @@ struct q8_0_amx {
             for (std::size_t s = 0; s < S; ++s) {
                 const __m512 dw =
                     _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(m.scales(g + s * apart, b))));
-                for (std::size_t r = 0; r < Tile; ++r) {
-                    const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(xs.scales[r][b]));
-                    const __m512i sums = _mm512_load_si512(block_sums[b % 2][s][r]);
-                    acc[s][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), scale, acc[s][r]);
-                }
+                for (std::size_t r = 0; r < Tile; ++r)
+                    acc[s][r] = add_scaled_block_avx512(acc[s][r], _mm512_load_si512(block_sums[b % 2][s][r]), dw,
+                                                        xs.scales[r][b]);
             }
         };
         const std::size_t nb = m.blocks_per_row();
@@ -468,11 +475,7 @@ struct q8_0_amx {
         }
         scale(nb - 1);
         for (std::size_t s = 0; s < S; ++s)
-            for (std::size_t r = 0; r < Tile; ++r) {
-                alignas(64) float sums[16];
-                _mm512_store_ps(sums, acc[s][r]);
-                store_group(p, m, row + r, g + s * apart, sums);
-            }
+            for (std::size_t r = 0; r < Tile; ++r) store_group_avx512(p, m, row + r, g + s * apart, acc[s][r]);
     }
 
 private:
