@@ -231,13 +231,12 @@ int main(int argc, char** argv) {
                 // quantisers take about half a minute each on the 110M model.
                 if (type != weight_type::f32 && (all_types || (type != weight_type::q2_k && type != weight_type::q3_k &&
                                                                type != weight_type::q5_k)))
-                    for (std::size_t t : kvbench::thread_counts())
-                        if (t <= 2)
-                            benchmark::RegisterBenchmark(("decode/" + s.name + "/" + std::string(to_string(type)) +
-                                                          "/threads:" + std::to_string(t)).c_str(),
-                                                         [&s, t, type](benchmark::State& st) { decode(st, s, t, type); })
-                                ->UseManualTime()
-                                ->Unit(benchmark::kMicrosecond);
+                    for (std::size_t t : kvbench::thread_counts())  // every count: the thread-scaling table
+                        benchmark::RegisterBenchmark(("decode/" + s.name + "/" + std::string(to_string(type)) +
+                                                      "/threads:" + std::to_string(t)).c_str(),
+                                                     [&s, t, type](benchmark::State& st) { decode(st, s, t, type); })
+                            ->UseManualTime()
+                            ->Unit(benchmark::kMicrosecond);
         if (s.name == "110M")
             // Decode at long contexts: there the KV cache, not the weights, is most of the bytes;
             // a bfloat16 cache halves them (named TYPE_kv_bf16, beside TYPE's float32 cache).
