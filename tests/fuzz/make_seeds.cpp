@@ -20,6 +20,8 @@
 
 #include "fuzz_support.hpp"
 #include "kvdecode/io/gguf_writer.hpp"
+#include "kvdecode/io/seq2seq_gguf.hpp"
+#include "kvdecode/model/random_weights.hpp"
 
 namespace fs = std::filesystem;
 
@@ -342,6 +344,27 @@ int main(int argc, char** argv) {
     if (fs::exists(fs::path(argv[2]) / "kjv_tok1024.bin")) write(gv, "shipped_kjv", llama2c_as_gguf(fs::path(argv[2]) / "kjv_tok1024.bin"));
 
     gguf_seeds(out / "gguf");
+
+    // Encoder-decoder files: a small valid one of each source kind (the reader's every
+    // check passes), and one missing a tensor.
+    for (bool vectors : {true, false}) {
+        kvdecode::seq2seq_config c;
+        c.decoder = {.dim = 8, .hidden_dim = 12, .n_layers = 1, .n_heads = 2, .n_kv_heads = 1, .vocab_size = 5,
+                     .seq_len = 16, .shared_classifier = false};
+        c.encoder_layers = 1;
+        c.max_source_length = 6;
+        (vectors ? c.input_dim : c.source_vocab_size) = 4;
+        kvdecode::gguf_writer w = kvdecode::seq2seq_gguf_writer(kvdecode::random_seq2seq_weights<float>(c, 1));
+        w.set("tokenizer.ggml.tokens", std::vector<std::string>{"0", "1", "2", "<s>", "</s>"});
+        w.set("tokenizer.ggml.bos_token_id", kvdecode::gguf_value(std::uint32_t{3}));
+        w.set("tokenizer.ggml.eos_token_id", kvdecode::gguf_value(std::uint32_t{4}));
+        if (vectors) {
+            w.set("encdec.patch_size", kvdecode::gguf_value(std::uint32_t{2}));
+            w.set("encdec.image_height", kvdecode::gguf_value(std::uint32_t{4}));
+            w.set("encdec.digit_width", kvdecode::gguf_value(std::uint32_t{4}));
+        }
+        write(out / "seq2seq_gguf", vectors ? "valid_vectors" : "valid_tokens", from_bytes(w.to_bytes()));
+    }
 
     copy_real_files(argv[2], "shipped_", out);
     for (int i = 3; i < argc; ++i) copy_real_files(argv[i], "shared_", out);

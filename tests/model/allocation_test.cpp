@@ -11,6 +11,8 @@
 #include "support/allocation_counter.hpp"
 #include "support/models.hpp"
 #include "support/stored_matrices.hpp"
+#include "kvdecode/model/random_weights.hpp"
+#include "kvdecode/model/seq2seq_context.hpp"
 
 using namespace kvdecode;
 
@@ -52,6 +54,41 @@ TEST_CASE("forward allocates nothing after warm-up", "[model][allocation]") {
             cache.release(b);
         }
     }
+}
+
+TEST_CASE("an encoder-decoder's forward allocates nothing after warm-up", "[model][allocation][seq2seq]") {
+    seq2seq_config config;
+    config.decoder = {.dim = 40, .hidden_dim = 36, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .vocab_size = 13,
+                      .seq_len = 64, .shared_classifier = false};
+    config.encoder_layers = 2;
+    config.max_source_length = 16;
+    config.input_dim = 7;
+    const seq2seq_model<float> model(random_seq2seq_weights<float>(config, 1));
+    seq2seq_context<float> ctx(model, {.threads = 3, .min_work_per_thread = 1});
+    auto cache = ctx.make_cache({.capacity_tokens = 256, .block_size = 8, .max_sequences = 16});
+    const std::vector<float> a_source(9 * 7, 0.25f), b_source(16 * 7, -0.5f);
+    const std::vector<source_view<float>> sources = {{{}, a_source}, {{}, b_source}};
+    const auto encoded = ctx.encode(sources);
+    std::vector<float> logits(4 * 13);
+    const std::vector<token_id> prompt = {1, 2, 3};
+    const seq_id a = cache.create(), b = cache.create();
+    cache.bind(a, encoded[0]);
+    cache.bind(b, encoded[1]);
+    ctx.forward(std::vector{sequence_tokens{a, prompt}, sequence_tokens{b, prompt}}, cache, logits);  // warm-up
+
+    std::vector<sequence_tokens> batch;
+    batch.reserve(4);
+    token_id next[4] = {7, 8, 9, 10};
+    const std::size_t before = kvtest::allocation_count();
+    const seq_id c = cache.fork(a), d = cache.fork(b);
+    for (int step = 0; step < 20; ++step) {
+        batch.clear();
+        for (std::size_t i = 0; seq_id s : {a, b, c, d}) batch.push_back({s, std::span<const token_id>(next + i++, 1)});
+        ctx.forward(batch, cache, logits);
+    }
+    cache.release(c);
+    cache.release(d);
+    REQUIRE(kvtest::allocation_count() == before);
 }
 
 TEST_CASE("forward of stored mixed-type weights allocates nothing after warm-up", "[model][allocation][stored]") {

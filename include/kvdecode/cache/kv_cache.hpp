@@ -81,6 +81,7 @@ public:
 
     const model_config& config() const noexcept { return config_; }
     std::size_t block_size() const noexcept { return options_.block_size; }
+    std::size_t max_sequences() const noexcept { return options_.max_sequences; }
     std::size_t capacity_tokens() const noexcept { return pool_.total() * options_.block_size; }
     kv_type storage() const noexcept { return options_.storage; }
 
