@@ -278,6 +278,35 @@ def main(folder):
                         print(f"| {s} | {r} x {t} | " + " | ".join(c or "-" for c in cells) + " |")
         print()
 
+    seq, _ = medians(os.path.join(folder, "seq2seq.json"))
+    if seq:
+        lengths = [5, 10, 20, 30, 50, 80]
+        print("### Encoder-decoder: the cache against recomputation, by output length\n")
+        print("The digits reader's shape, random weights; EOS suppressed to force the length. Recompute: every step")
+        print("runs each sequence's whole prefix through the decoder (the cross K/V still computed once). Cell:")
+        print("recompute time / cache time, and the cache's time per generated token.\n")
+        print("| batch | " + " | ".join(f"{L} tokens" for L in lengths) + " |")
+        print("|---:|" + "---:|" * len(lengths))
+        for batch in [1, 32]:
+            cells = []
+            for L in lengths:
+                c = seq.get(f"seq2seq/steps/length:{L}/batch:{batch}/cache")
+                r = seq.get(f"seq2seq/steps/length:{L}/batch:{batch}/recompute")
+                cells.append(f"{seconds(r) / seconds(c):.1f}x ({seconds(c) / (L * batch) * 1e6:.0f} us)" if c and r else "-")
+            print(f"| {batch} | " + " | ".join(cells) + " |")
+        print()
+        enc = [(b, seq.get(f"seq2seq/encode/batch:{b}")) for b in [1, 32]]
+        print("Encoder and cross K/V, per source: " + ", ".join(
+            f"batch {b}: {seconds(e) / b * 1e6:.0f} us" for b, e in enc if e) + "\n")
+        print("| threads | samples/s, batch 1 | samples/s, batch 64 | batch 64 / batch 1 |")
+        print("|---:|---:|---:|---:|")
+        for t in [1, 2]:
+            a, b = seq.get(f"seq2seq/samples/batch:1/threads:{t}"), seq.get(f"seq2seq/samples/batch:64/threads:{t}")
+            if a and b:
+                print(f"| {t} | {a['items_per_second']:.0f} | {b['items_per_second']:.0f} | "
+                      f"{b['items_per_second'] / a['items_per_second']:.2f}x |")
+        print()
+
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Tables (and with --charts, PNG figures) from scripts/bench's JSON.")
