@@ -227,13 +227,48 @@ def bandwidth_probe(bw, ctx, out, machine):
     return finish(fig, os.path.join(out, "bandwidth.png"), ctx, machine)
 
 
+def seq2seq_cache(seq, ctx, out, machine):
+    """The encoder-decoder's decode steps: cache vs recompute by output length (batch 1 and 32)."""
+    runs = {}
+    for (L, batch, mode), b in find(seq, r"seq2seq/steps/length:(\d+)/batch:(\d+)/(cache|recompute)").items():
+        runs.setdefault(int(batch), {}).setdefault(mode, {})[int(L)] = b
+    runs = {k: v for k, v in runs.items() if "cache" in v and "recompute" in v}
+    if not runs:
+        return None
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for i, batch in enumerate(sorted(runs)):
+        for mode, style in [("cache", "-"), ("recompute", "--")]:
+            pts = sorted(runs[batch][mode].items())
+            ax.plot([L for L, _ in pts], [seconds(b) / (L * batch) * 1e6 for L, b in pts], style, marker="o",
+                    markersize=3, color=COLORS[i % len(COLORS)], label=f"batch {batch}, {mode}")
+        for L in sorted(set(runs[batch]["cache"]) & set(runs[batch]["recompute"])):
+            ratio = seconds(runs[batch]["recompute"][L]) / seconds(runs[batch]["cache"][L])
+            ax.annotate(f"{ratio:.1f}x", (L, seconds(runs[batch]["cache"][L]) / (L * batch) * 1e6),
+                        textcoords="offset points", xytext=(-8, -12 - 9 * i), fontsize=7, color=COLORS[i % len(COLORS)])
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    lengths = sorted({L for v in runs.values() for m in v.values() for L in m})
+    ax.set_xticks(lengths)
+    ax.set_xticklabels([str(L) for L in lengths], fontsize=8)
+    ax.minorticks_off()
+    ax.set_xlabel("output length (tokens)")
+    ax.set_ylabel("microseconds per generated token")
+    ax.set_title("Encoder-decoder (digits reader's shape): self-attention cache vs recompute", fontsize=10)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return finish(fig, os.path.join(out, "seq2seq_cache.png"), ctx, machine,
+                  "Solid: cached steps; dashed: each step recomputes the whole prefix; ratio recompute / cache. "
+                  "Cross K/V computed once per source in both.")
+
+
 def draw_all(folder, out, machine=None):
     """Every figure whose benchmarks are in folder; returns the paths written."""
     os.makedirs(out, exist_ok=True)
     speed, speed_ctx = medians(os.path.join(folder, "decode_speed.json"))
     kv, kv_ctx = medians(os.path.join(folder, "kv_cache_benefit.json"))
     bw, bw_ctx = medians(os.path.join(folder, "bandwidth.json"))
-    written = [decode_by_type(speed, speed_ctx, out, machine), batched_steps(speed, speed_ctx, out, machine),
+    seq, seq_ctx = medians(os.path.join(folder, "seq2seq.json"))
+    written = [seq2seq_cache(seq, seq_ctx, out, machine), decode_by_type(speed, speed_ctx, out, machine), batched_steps(speed, speed_ctx, out, machine),
                cache_vs_recompute(kv, kv_ctx, out, machine), decode_by_context(speed, speed_ctx, out, machine),
                bandwidth_probe(bw, bw_ctx, out, machine)]
     return [p for p in written if p]

@@ -12,6 +12,7 @@
 
 #include "kvdecode/decode/beam_search.hpp"
 #include "kvdecode/decode/generate.hpp"
+#include "kvdecode/decode/maxent_ts.hpp"
 #include "kvdecode/model/language_model.hpp"
 #include "kvdecode/model/random_weights.hpp"
 #include "kvdecode/model/seq2seq_context.hpp"
@@ -184,6 +185,34 @@ TEST_CASE("seq2seq: greedy and beam search run unchanged and agree with the refe
             CHECK(b.hypotheses[i][k].tokens == rb.hypotheses[i][k].tokens);
             CHECK(b.hypotheses[i][k].score == Approx(rb.hypotheses[i][k].score).epsilon(1e-5));
         }
+}
+
+TEST_CASE("seq2seq: MaxEnt-TS runs unchanged and agrees with the reference, shared and recomputed prefixes",
+          "[model][seq2seq][decode]") {
+    const seq2seq_config config = small_config(false);
+    const auto weights = std::make_shared<const seq2seq_weights<float>>(random_seq2seq_weights<float>(config, 13));
+    const seq2seq_model<float> model(*weights);
+    seq2seq_context<float> ctx(model);
+    seq2seq_reference<float> ref(weights);
+    const sources src(config);
+    const std::vector<token_id> prompt = {1};
+    const reward_function reward = [](std::span<const token_id> x) {  // prefers sequences with many 7s
+        return static_cast<double>(std::count(x.begin(), x.end(), 7)) / static_cast<double>(x.size());
+    };
+    for (tree_cache_policy policy : {tree_cache_policy::share, tree_cache_policy::recompute}) {
+        const tree_options options{.num_rollouts = 6, .lambda = 2.0, .rollout_max_new_tokens = 6,
+                                   .generation = {.max_new_tokens = 8, .eos = {2}, .seed = 5}, .cache_policy = policy};
+        auto cache = ctx.make_cache({.capacity_tokens = 2048});
+        cache.bind_new_sequences(std::vector{ctx.encode(src.views[1])});  // every node and rollout reads it
+        auto ref_cache = ref.make_cache();
+        ref_cache.bind_new_sequences(std::vector{ref.encode(src.views[1])});
+        const tree_search_result a = maxent_ts(ctx, cache, prompt, reward, options);
+        const tree_search_result b = maxent_ts(ref, ref_cache, prompt, reward, options);
+        CHECK(a.tokens == b.tokens);
+        CHECK(a.best_tokens == b.best_tokens);
+        CHECK(a.root_value == Approx(b.root_value).epsilon(1e-4));
+        CHECK(cache.stats().blocks_used == 0);
+    }
 }
 
 TEST_CASE("seq2seq: forks share their source's cross K/V, never copy it", "[model][seq2seq][cache]") {
