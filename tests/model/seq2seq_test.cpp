@@ -135,6 +135,15 @@ TEST_CASE("seq2seq: every token's logits of a chunk equal the reference's", "[mo
     ctx.forward(std::vector{sequence_tokens{s, chunk}}, cache, logits, logits_for::every_token);
     ref.forward(std::vector{sequence_tokens{r, chunk}}, ref_cache, expected, logits_for::every_token);
     require_close(logits, expected, 2e-5f);
+
+    // On a pool of the caller's, shared with a decoder-only context: the same logits.
+    thread_pool pool(2);
+    seq2seq_context<float> on_pool(model, pool, {.max_rows_per_pass = 5});
+    auto again = on_pool.make_cache();
+    again.bind_new_sequences(std::vector{on_pool.encode(src.views[1])});
+    std::vector<float> pooled(logits.size());
+    on_pool.forward(std::vector{sequence_tokens{again.create(), chunk}}, again, pooled, logits_for::every_token);
+    require_close(pooled, logits, 1e-6f);
 }
 
 TEST_CASE("seq2seq: encoding sources in one batch equals encoding them one by one", "[model][seq2seq]") {

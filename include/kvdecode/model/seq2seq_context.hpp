@@ -42,13 +42,13 @@ public:
     using cache_type = seq2seq_cache<T>;
     using source_ref = std::shared_ptr<const cross_kv<T>>;
 
+    // A context with a thread pool of its own (options.threads threads).
     explicit seq2seq_context(const seq2seq_model<T>& model, context_options options = {})
-        : steps(model.config(), nullptr, options, rows_for(model, options),
-                model.weights().scratch_bytes(rows_for(model, options))),
-          model_(&model), row_sources_(this->ws_.max_rows), source_rows_(this->ws_.max_rows) {
-        const std::size_t keys = std::max(config().seq_len, model.seq2seq().max_source_length);
-        this->ws_.reserve_keys(keys, keys);
-    }
+        : seq2seq_context(model, nullptr, options) {}
+    // A context that runs on the caller's pool (which must outlive it, and must not
+    // run another context's pass at the same time).
+    seq2seq_context(const seq2seq_model<T>& model, thread_pool& pool, context_options options = {})
+        : seq2seq_context(model, &pool, options) {}
 
     const seq2seq_model<T>& model() const noexcept { return *model_; }
     const model_config& config() const noexcept { return model_->config(); }
@@ -73,13 +73,21 @@ public:
     }
 
 private:
+    seq2seq_context(const seq2seq_model<T>& model, thread_pool* pool, const context_options& options)
+        : steps(model.config(), pool, options, rows_for(model, options), model.weights().scratch_bytes(rows_for(model, options))),
+          model_(&model), row_sources_(this->ws_.max_rows), source_rows_(this->ws_.max_rows) {
+        // Scores rows for the longest target or source: no step grows them.
+        const std::size_t keys = std::max(config().seq_len, model.seq2seq().max_source_length);
+        this->ws_.reserve_keys(keys, keys);
+    }
+
     // A pass holds a whole source: at least max_source_length rows.
     static std::size_t rows_for(const seq2seq_model<T>& m, const context_options& o) {
         return std::max(steps::rows_per_pass(o, m.config()), m.seq2seq().max_source_length);
     }
 
     std::size_t run_pass(std::size_t rows, kv_cache<T>& cache, T* logits, logits_for which);
-    void encode_pass(std::span<const source_view<T>> sources, std::span<const source_ref> out);
+    void encode_pass(std::span<const source_view<T>> sources, std::span<const std::shared_ptr<cross_kv<T>>> out);
     // Rows [first, first + rows) of one source in the pass.
     struct source_rows {
         std::size_t first = 0, rows = 0;
@@ -96,22 +104,23 @@ template <class T>
 auto seq2seq_context<T>::encode(std::span<const source_view<T>> sources) -> std::vector<source_ref> {
     const seq2seq_config& sc = model_->seq2seq();
     const model_config& c = config();
-    std::vector<source_ref> out;
-    out.reserve(sources.size());
+    std::vector<std::shared_ptr<cross_kv<T>>> made;  // written here, read-only once returned
+    made.reserve(sources.size());
     for (std::size_t i = 0; i < sources.size(); ++i)  // every source checked before any work
-        out.push_back(std::make_shared<const cross_kv<T>>(c.n_layers, c.n_kv_heads, checked_source_length(sources[i], sc, i),
-                                                          c.head_dim));
+        made.push_back(std::make_shared<cross_kv<T>>(c.n_layers, c.n_kv_heads, checked_source_length(sources[i], sc, i),
+                                                     c.head_dim));
     for (std::size_t first = 0; first < sources.size();) {
         std::size_t end = first, rows = 0;
-        while (end < sources.size() && rows + out[end]->length() <= this->ws_.max_rows) rows += out[end++]->length();
-        encode_pass(sources.subspan(first, end - first), std::span(out).subspan(first, end - first));
+        while (end < sources.size() && rows + made[end]->length() <= this->ws_.max_rows) rows += made[end++]->length();
+        encode_pass(sources.subspan(first, end - first), std::span<const std::shared_ptr<cross_kv<T>>>(made).subspan(first, end - first));
         first = end;
     }
-    return out;
+    return {made.begin(), made.end()};
 }
 
 template <class T>
-void seq2seq_context<T>::encode_pass(std::span<const source_view<T>> sources, std::span<const source_ref> out) {
+void seq2seq_context<T>::encode_pass(std::span<const source_view<T>> sources,
+                                     std::span<const std::shared_ptr<cross_kv<T>>> out) {
     const seq2seq_config& sc = model_->seq2seq();
     const model_config& c = config();
     const packed_seq2seq_weights<T>& w = model_->weights();
@@ -152,7 +161,7 @@ void seq2seq_context<T>::encode_pass(std::span<const source_view<T>> sources, st
     for (std::size_t l = 0; l < c.n_layers; ++l) {
         this->multiply(w.cross(l).wkv, memory, ws.qkv.data(), kv_width, false);
         for (std::size_t s = 0, r0 = 0; s < sources.size(); r0 += out[s]->length(), ++s) {
-            auto& kv = const_cast<cross_kv<T>&>(*out[s]);  // made above, not yet shared
+            cross_kv<T>& kv = *out[s];
             for (std::size_t i = 0; i < kv.length(); ++i)
                 for (std::size_t g = 0; g < c.n_kv_heads; ++g) {
                     const T* row = ws.qkv.data() + (r0 + i) * kv_width;

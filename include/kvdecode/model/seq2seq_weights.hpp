@@ -11,6 +11,7 @@
 //   packed_seq2seq_weights (as the kernels read them): every projection a weight_matrix
 //     of one storage type, norm gains folded into the products after them.
 
+#include <algorithm>
 #include <cstddef>
 #include <memory>
 #include <span>
