@@ -163,7 +163,7 @@ TEST_CASE("seq2seq: encoding sources in one batch equals encoding them one by on
     }
 }
 
-TEST_CASE("seq2seq: greedy and beam search run unchanged and agree with the reference", "[model][seq2seq][decode]") {
+TEST_CASE("seq2seq: greedy, sampling and beam search run unchanged and agree with the reference", "[model][seq2seq][decode]") {
     const seq2seq_config config = small_config(true);
     const auto weights = std::make_shared<const seq2seq_weights<float>>(random_seq2seq_weights<float>(config, 11));
     const seq2seq_model<float> model(*weights);
@@ -183,6 +183,13 @@ TEST_CASE("seq2seq: greedy and beam search run unchanged and agree with the refe
     const generation_result got = greedy(ctx, cache, prompts, options), want = greedy(ref, ref_cache, prompts, options);
     for (std::size_t i = 0; i < 3; ++i) CHECK(got.sequences[i].tokens == want.sequences[i].tokens);
     REQUIRE(cache.stats().blocks_used == 0);  // every sequence released
+
+    // Sampling: the same seed draws the same tokens from the same distributions.
+    cache.bind_new_sequences(ctx.encode(src.views));
+    ref_cache.bind_new_sequences(ref_sources);
+    const generation_options seeded{.max_new_tokens = 10, .eos = {2}, .seed = 9};
+    const generation_result drawn = sample(ctx, cache, prompts, seeded), ref_drawn = sample(ref, ref_cache, prompts, seeded);
+    for (std::size_t i = 0; i < 3; ++i) CHECK(drawn.sequences[i].tokens == ref_drawn.sequences[i].tokens);
 
     // Beam search of 4 beams per source, all three sources in one search.
     cache.bind_new_sequences(ctx.encode(src.views));
