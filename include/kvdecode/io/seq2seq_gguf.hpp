@@ -44,6 +44,58 @@ struct seq2seq_gguf {
 
 namespace detail {
 
+// f(name, ggml shape, where its values go) for every tensor of an encoder-decoder, in
+// file order: the one list of the layout, which the reader checks and fills and the
+// writer writes. With w null, the destinations are empty.
+template <class F>
+void for_each_seq2seq_tensor(const seq2seq_config& c, seq2seq_weights<float>* w, F&& f) {
+    const model_config& d = c.decoder;
+    auto to = [&](auto&& get, std::size_t n) { return w ? std::span<float>(get(), n) : std::span<float>(); };
+    if (c.vector_sources()) {
+        f("enc.input.weight", {c.input_dim, d.dim}, to([&] { return w->input_weight().data(); }, d.dim * c.input_dim));
+        f("enc.input.bias", {d.dim}, to([&] { return w->input_bias().data(); }, d.dim));
+    } else {
+        f("enc.token_embd.weight", {d.dim, c.source_vocab_size},
+          to([&] { return w->encoder().token_embedding().data(); }, c.source_vocab_size * d.dim));
+    }
+    auto stack = [&](const std::string& prefix, auto&& stack_of, std::size_t layers) {
+        for (std::size_t l = 0; l < layers; ++l) {
+            const std::string p = prefix + "blk." + std::to_string(l) + ".";
+            auto part = [&](const char* name, std::vector<std::uint64_t> shape, auto member) {
+                f(p + name, shape, to([&] { return (stack_of().*member)(l).data(); }, shape[0] * (shape.size() > 1 ? shape[1] : 1)));
+            };
+            using W = transformer_weights<float>;
+            using Part = std::span<float> (W::*)(std::size_t) noexcept;
+            part("attn_norm.weight", {d.dim}, static_cast<Part>(&W::rms_att));
+            part("attn_q.weight", {d.dim, d.q_dim()}, static_cast<Part>(&W::wq));
+            part("attn_k.weight", {d.dim, d.kv_dim()}, static_cast<Part>(&W::wk));
+            part("attn_v.weight", {d.dim, d.kv_dim()}, static_cast<Part>(&W::wv));
+            part("attn_output.weight", {d.q_dim(), d.dim}, static_cast<Part>(&W::wo));
+            part("ffn_norm.weight", {d.dim}, static_cast<Part>(&W::rms_ffn));
+            part("ffn_gate.weight", {d.dim, d.hidden_dim}, static_cast<Part>(&W::w1));
+            part("ffn_up.weight", {d.dim, d.hidden_dim}, static_cast<Part>(&W::w3));
+            part("ffn_down.weight", {d.hidden_dim, d.dim}, static_cast<Part>(&W::w2));
+            if (prefix == "dec.") {
+                auto cross = [&](const char* name, std::vector<std::uint64_t> shape, std::vector<float> cross_attention_weights<float>::*m) {
+                    f(p + name, shape, to([&] { return (w->cross(l).*m).data(); }, shape[0] * (shape.size() > 1 ? shape[1] : 1)));
+                };
+                using X = cross_attention_weights<float>;
+                cross("cross_norm.weight", {d.dim}, &X::norm);
+                cross("cross_q.weight", {d.dim, d.q_dim()}, &X::wq);
+                cross("cross_k.weight", {d.dim, d.kv_dim()}, &X::wk);
+                cross("cross_v.weight", {d.dim, d.kv_dim()}, &X::wv);
+                cross("cross_output.weight", {d.q_dim(), d.dim}, &X::wo);
+            }
+        }
+    };
+    stack("enc.", [&]() -> transformer_weights<float>& { return w->encoder(); }, c.encoder_layers);
+    f("enc.output_norm.weight", {d.dim}, to([&] { return w->encoder().rms_final().data(); }, d.dim));
+    f("dec.token_embd.weight", {d.dim, d.vocab_size}, to([&] { return w->decoder().token_embedding().data(); }, d.vocab_size * d.dim));
+    stack("dec.", [&]() -> transformer_weights<float>& { return w->decoder(); }, d.n_layers);
+    f("dec.output_norm.weight", {d.dim}, to([&] { return w->decoder().rms_final().data(); }, d.dim));
+    f("dec.output.weight", {d.dim, d.vocab_size}, to([&] { return w->decoder().separate_classifier().data(); }, d.vocab_size * d.dim));
+}
+
 class seq2seq_gguf_reader {
 public:
     explicit seq2seq_gguf_reader(const gguf_file& file) : file_(file) {}
@@ -74,11 +126,11 @@ public:
 
         // Every tensor's name, shape and type checked first: the sizes the metadata
         // claims are then those of data inside the file, and only then allocated.
-        for_each_tensor(c, nullptr, [&](const std::string& name, const std::vector<std::uint64_t>& shape, std::span<float>) {
+        for_each_seq2seq_tensor(c, nullptr, [&](const std::string& name, const std::vector<std::uint64_t>& shape, std::span<float>) {
             check(name, shape);
         });
         seq2seq_gguf out{seq2seq_weights<float>(c), {}, {}, {}};
-        for_each_tensor(c, &out.weights, [&](const std::string& name, const std::vector<std::uint64_t>& shape, std::span<float> to) {
+        for_each_seq2seq_tensor(c, &out.weights, [&](const std::string& name, const std::vector<std::uint64_t>& shape, std::span<float> to) {
             fill(check(name, shape), to);
         });
         const model_config& d = c.decoder;
@@ -134,57 +186,6 @@ private:
         for (std::size_t r = 0; r < rows; ++r) m.dequantize_row(r, to.data() + r * cols);
     }
 
-    // f(name, ggml shape, where its values go) for every tensor of the model, in file
-    // order; with w null, the destinations are empty.
-    template <class F>
-    static void for_each_tensor(const seq2seq_config& c, seq2seq_weights<float>* w, F&& f) {
-        const model_config& d = c.decoder;
-        auto to = [&](auto&& get, std::size_t n) { return w ? std::span<float>(get(), n) : std::span<float>(); };
-        if (c.vector_sources()) {
-            f("enc.input.weight", {c.input_dim, d.dim}, to([&] { return w->input_weight().data(); }, d.dim * c.input_dim));
-            f("enc.input.bias", {d.dim}, to([&] { return w->input_bias().data(); }, d.dim));
-        } else {
-            f("enc.token_embd.weight", {d.dim, c.source_vocab_size},
-              to([&] { return w->encoder().token_embedding().data(); }, c.source_vocab_size * d.dim));
-        }
-        auto stack = [&](const std::string& prefix, auto&& stack_of, std::size_t layers) {
-            for (std::size_t l = 0; l < layers; ++l) {
-                const std::string p = prefix + "blk." + std::to_string(l) + ".";
-                auto part = [&](const char* name, std::vector<std::uint64_t> shape, auto member) {
-                    f(p + name, shape, to([&] { return (stack_of().*member)(l).data(); }, shape[0] * (shape.size() > 1 ? shape[1] : 1)));
-                };
-                using W = transformer_weights<float>;
-                using Part = std::span<float> (W::*)(std::size_t) noexcept;
-                part("attn_norm.weight", {d.dim}, static_cast<Part>(&W::rms_att));
-                part("attn_q.weight", {d.dim, d.q_dim()}, static_cast<Part>(&W::wq));
-                part("attn_k.weight", {d.dim, d.kv_dim()}, static_cast<Part>(&W::wk));
-                part("attn_v.weight", {d.dim, d.kv_dim()}, static_cast<Part>(&W::wv));
-                part("attn_output.weight", {d.q_dim(), d.dim}, static_cast<Part>(&W::wo));
-                part("ffn_norm.weight", {d.dim}, static_cast<Part>(&W::rms_ffn));
-                part("ffn_gate.weight", {d.dim, d.hidden_dim}, static_cast<Part>(&W::w1));
-                part("ffn_up.weight", {d.dim, d.hidden_dim}, static_cast<Part>(&W::w3));
-                part("ffn_down.weight", {d.hidden_dim, d.dim}, static_cast<Part>(&W::w2));
-                if (prefix == "dec.") {
-                    auto cross = [&](const char* name, std::vector<std::uint64_t> shape, std::vector<float> cross_attention_weights<float>::*m) {
-                        f(p + name, shape, to([&] { return (w->cross(l).*m).data(); }, shape[0] * (shape.size() > 1 ? shape[1] : 1)));
-                    };
-                    using X = cross_attention_weights<float>;
-                    cross("cross_norm.weight", {d.dim}, &X::norm);
-                    cross("cross_q.weight", {d.dim, d.q_dim()}, &X::wq);
-                    cross("cross_k.weight", {d.dim, d.kv_dim()}, &X::wk);
-                    cross("cross_v.weight", {d.dim, d.kv_dim()}, &X::wv);
-                    cross("cross_output.weight", {d.q_dim(), d.dim}, &X::wo);
-                }
-            }
-        };
-        stack("enc.", [&]() -> transformer_weights<float>& { return w->encoder(); }, c.encoder_layers);
-        f("enc.output_norm.weight", {d.dim}, to([&] { return w->encoder().rms_final().data(); }, d.dim));
-        f("dec.token_embd.weight", {d.dim, d.vocab_size}, to([&] { return w->decoder().token_embedding().data(); }, d.vocab_size * d.dim));
-        stack("dec.", [&]() -> transformer_weights<float>& { return w->decoder(); }, d.n_layers);
-        f("dec.output_norm.weight", {d.dim}, to([&] { return w->decoder().rms_final().data(); }, d.dim));
-        f("dec.output.weight", {d.dim, d.vocab_size}, to([&] { return w->decoder().separate_classifier().data(); }, d.vocab_size * d.dim));
-    }
-
     const gguf_file& file_;
     std::set<std::string, std::less<>> used_;
 };
@@ -212,45 +213,11 @@ inline gguf_writer seq2seq_gguf_writer(const seq2seq_weights<float>& w) {
     out.set("encdec.decoder.block_count", u32(d.n_layers));
     out.set("encdec.context_length", u32(d.seq_len));
     out.set("encdec.vocab_size", u32(d.vocab_size));
-    auto add = [&](std::string name, std::vector<std::uint64_t> shape, std::span<const float> values) {
-        out.add_tensor(std::move(name), std::move(shape), gguf_type::f32, std::as_bytes(values));
-    };
-    auto span = [](const float* p, std::size_t n) { return std::span<const float>(p, n); };
-    if (c.vector_sources()) {
-        add("enc.input.weight", {c.input_dim, d.dim}, w.input_weight());
-        add("enc.input.bias", {d.dim}, w.input_bias());
-    } else {
-        add("enc.token_embd.weight", {d.dim, c.source_vocab_size}, span(w.encoder().token_embedding(), c.source_vocab_size * d.dim));
-    }
-    auto stack = [&](const std::string& prefix, const transformer_weights<float>& t, std::size_t layers) {
-        for (std::size_t l = 0; l < layers; ++l) {
-            const std::string p = prefix + "blk." + std::to_string(l) + ".";
-            add(p + "attn_norm.weight", {d.dim}, span(t.rms_att(l), d.dim));
-            add(p + "attn_q.weight", {d.dim, d.q_dim()}, span(t.wq(l), d.q_dim() * d.dim));
-            add(p + "attn_k.weight", {d.dim, d.kv_dim()}, span(t.wk(l), d.kv_dim() * d.dim));
-            add(p + "attn_v.weight", {d.dim, d.kv_dim()}, span(t.wv(l), d.kv_dim() * d.dim));
-            add(p + "attn_output.weight", {d.q_dim(), d.dim}, span(t.wo(l), d.dim * d.q_dim()));
-            add(p + "ffn_norm.weight", {d.dim}, span(t.rms_ffn(l), d.dim));
-            add(p + "ffn_gate.weight", {d.dim, d.hidden_dim}, span(t.w1(l), d.hidden_dim * d.dim));
-            add(p + "ffn_up.weight", {d.dim, d.hidden_dim}, span(t.w3(l), d.hidden_dim * d.dim));
-            add(p + "ffn_down.weight", {d.hidden_dim, d.dim}, span(t.w2(l), d.dim * d.hidden_dim));
-        }
-    };
-    stack("enc.", w.encoder(), c.encoder_layers);
-    add("enc.output_norm.weight", {d.dim}, span(w.encoder().rms_final(), d.dim));
-    add("dec.token_embd.weight", {d.dim, d.vocab_size}, span(w.decoder().token_embedding(), d.vocab_size * d.dim));
-    stack("dec.", w.decoder(), d.n_layers);
-    for (std::size_t l = 0; l < d.n_layers; ++l) {
-        const std::string p = "dec.blk." + std::to_string(l) + ".";
-        const cross_attention_weights<float>& x = w.cross(l);
-        add(p + "cross_norm.weight", {d.dim}, x.norm);
-        add(p + "cross_q.weight", {d.dim, d.q_dim()}, x.wq);
-        add(p + "cross_k.weight", {d.dim, d.kv_dim()}, x.wk);
-        add(p + "cross_v.weight", {d.dim, d.kv_dim()}, x.wv);
-        add(p + "cross_output.weight", {d.q_dim(), d.dim}, x.wo);
-    }
-    add("dec.output_norm.weight", {d.dim}, span(w.decoder().rms_final(), d.dim));
-    add("dec.output.weight", {d.dim, d.vocab_size}, span(w.decoder().classifier(), d.vocab_size * d.dim));
+    // The reader's list of tensors; the spans are only read (add_tensor copies them).
+    detail::for_each_seq2seq_tensor(c, const_cast<seq2seq_weights<float>*>(&w),
+                                    [&](const std::string& name, const std::vector<std::uint64_t>& shape, std::span<float> values) {
+                                        out.add_tensor(name, shape, gguf_type::f32, std::as_bytes(values));
+                                    });
     return out;
 }
 
