@@ -92,6 +92,16 @@ private:
     struct source_rows {
         std::size_t first = 0, rows = 0;
     };
+    // One query head over n keys and values, `stride` apart (no mask): softmax of the
+    // scaled dot products, then the weighted sum into out (head_dim values).
+    void attend_head(const T* q, const T* k, const T* v, std::size_t stride, std::size_t n, T* scores, T* out) const {
+        const std::size_t hd = config().head_dim;
+        const T scale = T(1) / std::sqrt(static_cast<T>(hd));
+        for (std::size_t j = 0; j < n; ++j) scores[j] = simd::dot(q, k + j * stride, hd) * scale;
+        simd::softmax(scores, n);
+        std::fill(out, out + hd, T(0));
+        for (std::size_t j = 0; j < n; ++j) simd::axpy(scores[j], v + j * stride, out, hd);
+    }
     void attend_within_sources(std::size_t rows);
     void attend_sources(std::size_t layer, std::size_t rows);
 
@@ -179,7 +189,6 @@ void seq2seq_context<T>::attend_within_sources(std::size_t rows) {
     const model_config& c = config();
     auto& ws = this->ws_;
     const std::size_t hd = c.head_dim, stride = c.qkv_dim();
-    const T scale = T(1) / std::sqrt(static_cast<T>(hd));
     std::size_t keys = 0;
     for (std::size_t r = 0; r < rows; ++r) keys += source_rows_[r].rows;
     this->pool_->parallel_parts(rows, [&](std::size_t part, std::size_t begin, std::size_t end) {
@@ -188,14 +197,9 @@ void seq2seq_context<T>::attend_within_sources(std::size_t rows) {
             const source_rows s = source_rows_[r];
             for (std::size_t h = 0; h < c.n_heads; ++h) {
                 const std::size_t g = h / c.group_size();
-                const T* q = ws.qkv.data() + r * stride + h * hd;
                 const T* k = ws.qkv.data() + s.first * stride + c.q_dim() + g * hd;
-                for (std::size_t j = 0; j < s.rows; ++j) scores[j] = simd::dot(q, k + j * stride, hd) * scale;
-                simd::softmax(scores, s.rows);
-                T* o = ws.attended.data() + r * c.q_dim() + h * hd;
-                std::fill(o, o + hd, T(0));
-                const T* v = k + c.kv_dim();
-                for (std::size_t j = 0; j < s.rows; ++j) simd::axpy(scores[j], v + j * stride, o, hd);
+                attend_head(ws.qkv.data() + r * stride + h * hd, k, k + c.kv_dim(), stride, s.rows, scores,
+                            ws.attended.data() + r * c.q_dim() + h * hd);
             }
         }
     }, this->parts_for(8 * keys * c.q_dim()));
@@ -208,7 +212,6 @@ void seq2seq_context<T>::attend_sources(std::size_t layer, std::size_t rows) {
     const model_config& c = config();
     auto& ws = this->ws_;
     const std::size_t hd = c.head_dim;
-    const T scale = T(1) / std::sqrt(static_cast<T>(hd));
     std::size_t keys = 0;
     for (std::size_t r = 0; r < rows; ++r) keys += row_sources_[r]->length();
     this->pool_->parallel_parts(rows, [&](std::size_t part, std::size_t begin, std::size_t end) {
@@ -218,14 +221,8 @@ void seq2seq_context<T>::attend_sources(std::size_t layer, std::size_t rows) {
             const std::size_t n = kv.length();
             for (std::size_t h = 0; h < c.n_heads; ++h) {
                 const std::size_t g = h / c.group_size();
-                const T* q = ws.qkv.data() + r * c.q_dim() + h * hd;
-                const T* k = kv.keys(layer, g);
-                for (std::size_t j = 0; j < n; ++j) scores[j] = simd::dot(q, k + j * hd, hd) * scale;
-                simd::softmax(scores, n);
-                T* o = ws.attended.data() + r * c.q_dim() + h * hd;
-                std::fill(o, o + hd, T(0));
-                const T* v = kv.values(layer, g);
-                for (std::size_t j = 0; j < n; ++j) simd::axpy(scores[j], v + j * hd, o, hd);
+                attend_head(ws.qkv.data() + r * c.q_dim() + h * hd, kv.keys(layer, g), kv.values(layer, g), hd, n, scores,
+                            ws.attended.data() + r * c.q_dim() + h * hd);
             }
         }
     }, this->parts_for(8 * keys * c.q_dim()));
