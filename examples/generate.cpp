@@ -30,6 +30,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <kvdecode/io/hf_model.hpp>
 #include <kvdecode/kvdecode.hpp>
 
 #ifndef KVDECODE_DEFAULT_MODEL_DIR
@@ -287,8 +288,8 @@ private:
 void add_options(CLI::App& app, cli_options& o) {
     option_group model(app, "Model");
     model.text("--model", [&](const std::string& v) { o.model = v; }, "PATH",
-               "GGUF file (weights and vocabulary) or llama2.c checkpoint (default: the shipped "
-               "models/kjv_llama.bin and its tokenizer)");
+               "GGUF file (weights and vocabulary), Hugging Face model folder (config.json, safetensors) or "
+               "llama2.c checkpoint (default: the shipped models/kjv_llama.bin and its tokenizer)");
     model.text("--tokenizer", [&](const std::string& v) { o.tokenizer = v; }, "PATH",
                "llama2.c tokenizer, for a llama2.c checkpoint: needed for --prompt and for text output");
     model.integer("--threads", o.threads, range<std::size_t>{1, bound::threads}, "threads for the model's matrix products");
@@ -368,9 +369,10 @@ void complete(cli_options& o) {
         if (o.tokenizer.empty()) o.tokenizer = std::string(KVDECODE_DEFAULT_MODEL_DIR) + "/kjv_tok1024.bin";
     }
     if (o.prompt && o.prompt_ids) throw usage_error("give --prompt or --prompt-ids, not both");
-    if (o.prompt && o.tokenizer.empty() && !is_gguf(o.model))
+    const bool has_vocabulary = is_gguf(o.model) || std::filesystem::is_directory(o.model);
+    if (o.prompt && o.tokenizer.empty() && !has_vocabulary)
         throw usage_error("--prompt needs --tokenizer (or use --prompt-ids)");
-    if (o.reward.what == reward_spec::kind::contains && o.tokenizer.empty() && !is_gguf(o.model))
+    if (o.reward.what == reward_spec::kind::contains && o.tokenizer.empty() && !has_vocabulary)
         throw usage_error("--reward contains:TEXT needs --tokenizer");
 }
 
@@ -430,6 +432,7 @@ session open_session(const cli_options& o) {
     std::string types;
     std::optional<token_id> bos = kvdecode::tokenizer::bos_id, eos = kvdecode::tokenizer::eos_id;
     std::string no_vocabulary = "--prompt needs --tokenizer (or use --prompt-ids)";
+    std::vector<token_id> folder_eos;  // a model folder's EOS ids: generation_config.json's, else config.json's
     if (is_gguf(o.model)) {
         if (o.weights)
             throw usage_error("--weights converts llama2.c checkpoints; a GGUF file's weights are used as stored "
@@ -446,6 +449,25 @@ session open_session(const cli_options& o) {
                             " (use --prompt-ids)";
         }
         types = matrix_types(file);
+    } else if (std::filesystem::is_directory(o.model)) {
+        if (o.weights)
+            throw usage_error("--weights converts llama2.c checkpoints; a model folder's weights are used as stored "
+                              "(kvdecode-quantize converts folders)");
+        if (!o.tokenizer.empty()) throw usage_error("--tokenizer is for llama2.c checkpoints; a model folder has its own");
+        const kvdecode::hf_folder folder = kvdecode::read_hf_folder(o.model);
+        const kvdecode::hf_weight_files files = kvdecode::hf_weight_files::open(o.model);
+        s.model = std::make_unique<const kvdecode::transformer<float>>(std::make_shared<const kvdecode::packed_weights<float>>(
+            kvdecode::hf_stored_weights(folder.config, files)));
+        bos = folder.config.bos, eos = std::nullopt;
+        std::vector<token_id> eos_ids = folder.config.eos;
+        if (folder.generation) {
+            if (folder.generation->bos) bos = folder.generation->bos;
+            if (!folder.generation->eos.empty()) eos_ids = folder.generation->eos;
+        }
+        if (!eos_ids.empty()) eos = eos_ids.front();
+        folder_eos = eos_ids;
+        no_vocabulary = "--prompt with a model folder needs its tokenizer.json, which kvdecode does not read yet (use --prompt-ids)";
+        types = "as stored (" + (folder.config.dtype.empty() ? std::string("see config.json") : folder.config.dtype) + ")";
     } else {
         const kvdecode::weight_type type = o.weights.value_or(kvdecode::weight_type::f32);
         s.model = std::make_unique<const kvdecode::transformer<float>>(kvdecode::read_llama2c_checkpoint<float>(o.model),
@@ -465,6 +487,7 @@ session open_session(const cli_options& o) {
     if (s.prompt.empty()) throw usage_error("the prompt encodes to no tokens (the vocabulary adds no BOS): give a longer --prompt");
     if (o.eos) s.eos = *o.eos;
     else if (s.tok) s.eos = s.tok->end_of_generation();
+    else if (!folder_eos.empty()) s.eos = folder_eos;
     else if (eos) s.eos = {*eos};
     s.text = s.tok && !o.print_ids;
     return s;

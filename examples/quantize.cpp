@@ -1,10 +1,14 @@
-// kvdecode-quantize: writes a GGUF file of one weight type from a llama2.c checkpoint
-// or from another GGUF file (io/gguf_convert.hpp does the work).
+// kvdecode-quantize: writes a GGUF file of one weight type from a llama2.c checkpoint,
+// a Hugging Face model folder or another GGUF file (io/gguf_convert.hpp and
+// io/hf_gguf.hpp do the work).
 //
 //   kvdecode-quantize stories15M.bin stories15M-q8_0.gguf q8_0 --tokenizer tokenizer.bin
+//   kvdecode-quantize TinyLlama-1.1B-Chat-v1.0/ tinyllama-q8_0.gguf q8_0
 //   kvdecode-quantize model-f32.gguf model-q4_k.gguf q4_k --output-type q6_k
 //
-// The input's kind is read from its first bytes ("GGUF", else a llama2.c checkpoint).
+// The input's kind: a folder is a Hugging Face model (config.json, safetensors); a file
+// starting "GGUF" is GGUF, any other a llama2.c checkpoint. A folder's vocabulary is
+// not written yet: the file holds the weights (kvdecode-generate --prompt-ids reads it).
 // Lines on stderr: each tensor that falls back to another type, and a llama2.c input
 // without --tokenizer (the file then has no vocabulary). On stdout: what was written.
 // Any error: one line on stderr, nothing on stdout, exit status 1, no output file (the
@@ -30,6 +34,8 @@
 
 #include <kvdecode/io/gguf.hpp>
 #include <kvdecode/io/gguf_convert.hpp>
+#include <kvdecode/io/hf_gguf.hpp>
+#include <kvdecode/io/hf_model.hpp>
 #include <kvdecode/io/llama2c_checkpoint.hpp>
 #include <kvdecode/io/llama2c_tokenizer.hpp>
 
@@ -92,12 +98,23 @@ int run(const cli_options& o) {
                                            .name = o.name,
                                            .threads = o.threads};
     if (o.output_type) options.output_type = parse_type("--output-type", *o.output_type);
-    if (!std::filesystem::is_regular_file(o.input))
+    const bool folder = std::filesystem::is_directory(o.input);
+    if (!folder && !std::filesystem::is_regular_file(o.input))
         throw std::runtime_error(o.input + ": " + (std::filesystem::exists(o.input) ? "not a regular file" : "no such file"));
 
     kvdecode::gguf_conversion c;
     std::optional<kvdecode::gguf_file> in;  // what the output's copied tensors point into, until written
-    if (is_gguf(o.input)) {
+    if (folder) {
+        if (!o.tokenizer.empty()) throw usage_error("--tokenizer is for llama2.c checkpoints; a model folder has its own");
+        const kvdecode::hf_config config = kvdecode::read_hf_config(std::filesystem::path(o.input) / "config.json");
+        const kvdecode::hf_weight_files files = kvdecode::hf_weight_files::open(o.input);
+        auto path = std::filesystem::path(o.input).lexically_normal();
+        if (path.filename().empty()) path = path.parent_path();  // "folder/"
+        if (!options.name) options.name = path.filename().string();
+        c = kvdecode::gguf_from_hf(config, kvdecode::hf_stored_weights(config, files), options);
+        std::fprintf(stderr, "kvdecode-quantize: %s gets no vocabulary yet (kvdecode-generate --prompt-ids reads it)\n",
+                     o.output.c_str());
+    } else if (is_gguf(o.input)) {
         if (!o.tokenizer.empty())
             throw usage_error("--tokenizer is for llama2.c checkpoints; a GGUF file holds its vocabulary");
         in = kvdecode::gguf_file::open(o.input);
@@ -124,11 +141,11 @@ int run(const cli_options& o) {
 int main(int argc, char** argv) {
     cli_options o;
     CLI::App app("Writes a GGUF file (what llama.cpp and kvdecode-generate read) of one weight type from a llama2.c "
-                 "checkpoint or a GGUF file. Matrices get TYPE; vectors stay f32; a K-type falls back per tensor "
+                 "checkpoint, a Hugging Face model folder or a GGUF file. Matrices get TYPE; vectors stay f32; a K-type falls back per tensor "
                  "where a row is not a multiple of 256 (q4_k -> q5_0, q5_k -> q5_1, q6_k -> q8_0, q2_k/q3_k -> q4_0).",
                  "kvdecode-quantize");
     app.get_formatter()->column_width(28);
-    app.add_option("IN", o.input, "llama2.c checkpoint or GGUF file")->required();
+    app.add_option("IN", o.input, "llama2.c checkpoint, Hugging Face model folder or GGUF file")->required();
     app.add_option("OUT", o.output, "the GGUF file to write (replaced if it exists)")->required();
     app.add_option("TYPE", o.type, "f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k or q6_k")->required();
     app.add_option("--tokenizer", o.tokenizer, "llama2.c tokenizer of a llama2.c checkpoint (without it: no vocabulary)")

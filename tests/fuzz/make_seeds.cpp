@@ -6,7 +6,8 @@
 // checkpoint is a broken tokenizer and the other way round; text files seed the prompt
 // encoder; *.gguf files (../shared/fixtures/gguf) seed the GGUF reader, next to small
 // files written by gguf_writer; GGUF vocabularies (metadata only) are written here, the
-// shipped tokenizer among them.
+// shipped tokenizer among them; small Hugging Face weights and configs are written
+// here, and ../shared/fixtures/hf's safetensors and config files copied.
 
 #include <cstddef>
 #include <cstdint>
@@ -164,6 +165,107 @@ void copy_real_files(const fs::path& from, const std::string& prefix, const fs::
             fs::copy_file(p, out / "tokenizer_encode" / (prefix + p.filename().string()), fs::copy_options::overwrite_existing);
         }
     }
+}
+
+// Hugging Face folders (../shared/fixtures/hf, searched to any depth): every
+// *.safetensors seeds the safetensors reader, every config.json and
+// generation_config.json the config reader.
+void copy_hf_files(const fs::path& from, const fs::path& out) {
+    if (!fs::is_directory(from)) return;
+    for (const auto& entry : fs::recursive_directory_iterator(from)) {
+        const auto& p = entry.path();
+        const std::string name = p.parent_path().filename().string() + "_" + p.filename().string();
+        std::string harness;
+        if (p.extension() == ".safetensors") harness = "safetensors";
+        else if (p.filename() == "config.json" || p.filename() == "generation_config.json") harness = "hf_config";
+        else continue;
+        fs::create_directories(out / harness);
+        fs::copy_file(p, out / harness / ("shared_" + name), fs::copy_options::overwrite_existing);
+    }
+}
+
+// A safetensors file: the header text (padded with spaces to 8 bytes, as the Python
+// writer does) and `values` float32 zeros-and-ones of data.
+bytes safetensors_file_of(std::string header, std::size_t data_bytes) {
+    while ((header.size() + 8) % 8 != 0) header += ' ';
+    bytes out;
+    put(out, static_cast<std::uint64_t>(header.size()));
+    out.insert(out.end(), header.begin(), header.end());
+    for (std::size_t i = 0; i < data_bytes; ++i) out.push_back(static_cast<char>(i % 3 == 0 ? 0x3f : 0));
+    return out;
+}
+
+// The fuzz harness's small tied Llama (dim 8, hidden 12, 1 layer, 2 heads, 1 KV head,
+// vocab 6) as F32, BF16 and F16 files, then broken ones; and config.json texts.
+void hf_seeds(const fs::path& out) {
+    struct tensor {
+        std::string name;
+        std::vector<std::size_t> shape;
+    };
+    const std::vector<tensor> llama = {{"model.embed_tokens.weight", {6, 8}},
+                                       {"model.layers.0.input_layernorm.weight", {8}},
+                                       {"model.layers.0.self_attn.q_proj.weight", {8, 8}},
+                                       {"model.layers.0.self_attn.k_proj.weight", {4, 8}},
+                                       {"model.layers.0.self_attn.v_proj.weight", {4, 8}},
+                                       {"model.layers.0.self_attn.o_proj.weight", {8, 8}},
+                                       {"model.layers.0.post_attention_layernorm.weight", {8}},
+                                       {"model.layers.0.mlp.gate_proj.weight", {12, 8}},
+                                       {"model.layers.0.mlp.up_proj.weight", {12, 8}},
+                                       {"model.layers.0.mlp.down_proj.weight", {8, 12}},
+                                       {"model.norm.weight", {8}}};
+    auto file = [&](const char* dtype, std::size_t size, const std::vector<tensor>& tensors) {
+        std::string header = "{\"__metadata__\":{\"format\":\"pt\"}";
+        std::size_t offset = 0;
+        for (const auto& t : tensors) {
+            std::size_t n = size;
+            std::string shape;
+            for (std::size_t d : t.shape) {
+                n *= d;
+                shape += (shape.empty() ? "" : ",") + std::to_string(d);
+            }
+            header += ",\"" + t.name + "\":{\"dtype\":\"" + dtype + "\",\"shape\":[" + shape + "],\"data_offsets\":[" +
+                      std::to_string(offset) + "," + std::to_string(offset + n) + "]}";
+            offset += n;
+        }
+        return safetensors_file_of(header + "}", offset);
+    };
+    const fs::path st = out / "safetensors";
+    write(st, "valid_llama_f32", file("F32", 4, llama));
+    write(st, "valid_llama_bf16", file("BF16", 2, llama));
+    write(st, "valid_llama_f16", file("F16", 2, llama));
+    write(st, "wrong_dtype", file("I32", 4, llama));
+    auto missing = llama;
+    missing.pop_back();
+    write(st, "missing_norm", file("F32", 4, missing));
+    auto extra = llama;
+    extra.push_back({"lm_head.weight", {6, 8}});
+    write(st, "tied_with_lm_head", file("F32", 4, extra));
+    auto misshapen = llama;
+    misshapen[3].shape = {8, 4};
+    write(st, "misshapen", file("F32", 4, misshapen));
+    write(st, "empty_header", safetensors_file_of("{}", 0));
+    bytes truncated = file("F32", 4, llama);
+    truncated.resize(truncated.size() - 5);
+    write(st, "truncated", truncated);
+
+    const fs::path hc = out / "hf_config";
+    const std::string base = R"({"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 8,
+ "intermediate_size": 12, "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
+ "vocab_size": 6, "max_position_embeddings": 16, "rms_norm_eps": 1e-05, "tie_word_embeddings": true,
+ "bos_token_id": 1, "eos_token_id": [2, 3])";
+    auto text = [](const std::string& s) { return bytes(s.begin(), s.end()); };
+    write(hc, "llama", text(base + "}"));
+    write(hc, "llama3_scaling", text(base + R"(, "rope_theta": 500000.0, "rope_scaling": {"rope_type": "llama3",
+ "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8}})"));
+    write(hc, "linear_scaling", text(base + R"(, "rope_scaling": {"type": "linear", "factor": 2.0}})"));
+    write(hc, "qwen2_native", text(R"({"architectures": ["Qwen2ForCausalLM"], "hidden_size": 8, "intermediate_size": 12,
+ "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 2, "vocab_size": 6,
+ "max_position_embeddings": 16, "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0},
+ "layer_types": ["full_attention"], "use_sliding_window": false, "sliding_window": 4})"));
+    write(hc, "mistral_window", text(R"({"architectures": ["MistralForCausalLM"], "hidden_size": 8, "intermediate_size": 12,
+ "num_hidden_layers": 1, "num_attention_heads": 2, "vocab_size": 6, "max_position_embeddings": 16, "sliding_window": 4})"));
+    write(hc, "generation", text(R"({"bos_token_id": 1, "eos_token_id": [2, 3], "do_sample": true, "temperature": 0.7,
+ "top_k": 20, "top_p": 0.8, "max_new_tokens": 64, "early_stopping": "never"})"));
 }
 
 bytes from_bytes(const std::vector<std::byte>& b) {
@@ -366,7 +468,11 @@ int main(int argc, char** argv) {
         write(out / "seq2seq_gguf", vectors ? "valid_vectors" : "valid_tokens", from_bytes(w.to_bytes()));
     }
 
+    hf_seeds(out);
     copy_real_files(argv[2], "shipped_", out);
-    for (int i = 3; i < argc; ++i) copy_real_files(argv[i], "shared_", out);
+    for (int i = 3; i < argc; ++i) {
+        copy_real_files(argv[i], "shared_", out);
+        if (fs::path(argv[i]).filename() == "hf") copy_hf_files(argv[i], out);
+    }
     return 0;
 }

@@ -1,6 +1,7 @@
 #pragma once
 // JSON in the tests (the golden files, the shipped model's reference outputs):
-// nlohmann-json, a dependency of the tests only; the library reads no JSON.
+// nlohmann-json (the library reads config.json, tokenizer.json and safetensors
+// headers with it too, through kvdecode::hf).
 
 #include <nlohmann/json.hpp>
 

@@ -35,6 +35,15 @@ private:
     std::string field_;
 };
 
+// A model_format_error whose problem is not a value found where another was expected
+// (a malformed file, an offset outside it, an unsupported option): what() is
+// "kvdecode: FILE: FIELD: problem". Thrown by the safetensors and Hugging Face readers.
+class file_format_error : public model_format_error {
+public:
+    file_format_error(const std::string& file, const std::string& field, const std::string& problem)
+        : model_format_error(whole_message{}, file, field, "kvdecode: " + file + ": " + field + ": " + problem) {}
+};
+
 // The KV cache has no free block (or no free sequence slot) for a request. The
 // cache is left exactly as it was before the failing call.
 class cache_full : public std::runtime_error {

@@ -42,13 +42,10 @@
 #include <variant>
 #include <vector>
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "kvdecode/core/checked_arithmetic.hpp"
 #include "kvdecode/core/error.hpp"
+#include "kvdecode/io/detail/mapped_file.hpp"
 
 namespace kvdecode {
 
@@ -425,56 +422,6 @@ struct gguf_tensor_info {
 
 namespace detail {
 
-// A read-only private mapping of a whole file; unmapped when the last owner goes.
-class gguf_mapping {
-public:
-    explicit gguf_mapping(const std::filesystem::path& path) {
-        const std::string name = path.string();
-        std::error_code ec;
-        const auto status = std::filesystem::status(path, ec);
-        if (ec || !std::filesystem::exists(status))
-            throw gguf_error(name, "file", "expected an existing file, found nothing at this path");
-        if (std::filesystem::is_directory(status))
-            throw gguf_error(name, "file", "expected a regular file, found a directory");
-        if (!std::filesystem::is_regular_file(status))
-            throw gguf_error(name, "file", "expected a regular file, found a special file");
-        const int fd = ::open(name.c_str(), O_RDONLY | O_CLOEXEC);
-        if (fd < 0) throw gguf_error(name, "file", std::string("cannot be opened: ") + std::strerror(errno));
-        struct ::stat st {};
-        if (::fstat(fd, &st) != 0) {
-            const int e = errno;
-            ::close(fd);
-            throw gguf_error(name, "file", std::string("cannot be examined: ") + std::strerror(e));
-        }
-        size_ = static_cast<std::size_t>(st.st_size);
-        if (size_ > 0) {
-            void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
-            const int e = errno;
-            ::close(fd);
-            if (p == MAP_FAILED)
-                throw gguf_error(name, "file", "cannot be memory-mapped (" + std::to_string(size_) +
-                                                   " bytes): " + std::strerror(e));
-            data_ = p;
-        } else {
-            ::close(fd);
-        }
-    }
-    ~gguf_mapping() {
-        if (data_) ::munmap(data_, size_);
-    }
-    gguf_mapping(const gguf_mapping&) = delete;
-    gguf_mapping& operator=(const gguf_mapping&) = delete;
-
-    std::span<const std::byte> bytes() const noexcept {
-        return data_ ? std::span<const std::byte>(static_cast<const std::byte*>(data_), size_)
-                     : std::span<const std::byte>();
-    }
-
-private:
-    void* data_ = nullptr;
-    std::size_t size_ = 0;
-};
-
 // Reads little-endian values from the file's bytes, checking each length against
 // what is left first; failures name the file and the field being read.
 class gguf_cursor {
@@ -562,7 +509,7 @@ public:
 
     // Memory-maps the file (read-only) and reads everything but the tensor data.
     static gguf_file open(const std::filesystem::path& path) {
-        auto mapping = std::make_shared<const detail::gguf_mapping>(path);
+        auto mapping = std::make_shared<const detail::mapped_file<gguf_error>>(path);
         gguf_file f(mapping->bytes(), path.string());
         f.owner_ = std::move(mapping);
         return f;
