@@ -44,6 +44,7 @@
 #include <vector>
 
 #include "kvdecode/core/types.hpp"
+#include "kvdecode/tokenizer/options.hpp"
 
 namespace kvdecode {
 
@@ -76,15 +77,6 @@ struct sentencepiece_options {
     bool add_space_prefix = true;  // a space before text that starts the input or follows a special token
     bool escaped_spaces = true;    // pieces spell a space U+2581 '▁' (GGUF); false: ' ' (llama2.c)
     sentencepiece_rules rules = sentencepiece_rules::llama_cpp;
-};
-
-struct encode_options {
-    bool add_special = true;     // BOS and EOS where the vocabulary's add_bos / add_eos say
-    bool parse_special = false;  // control and unknown token texts in the input become those tokens
-};
-
-struct decode_options {
-    bool special = false;  // control and unknown tokens as their text (llama.cpp's token_to_piece special = true)
 };
 
 class sentencepiece_tokenizer {
