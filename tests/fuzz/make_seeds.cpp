@@ -6,8 +6,9 @@
 // checkpoint is a broken tokenizer and the other way round; text files seed the prompt
 // encoder; *.gguf files (../shared/fixtures/gguf) seed the GGUF reader, next to small
 // files written by gguf_writer; GGUF vocabularies (metadata only) are written here, the
-// shipped tokenizer among them; small Hugging Face weights and configs are written
-// here, and ../shared/fixtures/hf's safetensors and config files copied.
+// shipped tokenizer among them; small Hugging Face weights, configs and tokenizer.json
+// files are written here, and ../shared/fixtures/hf's safetensors, config and
+// tokenizer files copied.
 
 #include <cstddef>
 #include <cstdint>
@@ -146,6 +147,104 @@ bytes llama2c_as_gguf(const fs::path& path) {
         .uint("tokenizer.ggml.eos_token_id", 2)
         .uint("tokenizer.ggml.padding_token_id", 0xFFFFFFFFu)
         .file();
+}
+
+// Hugging Face tokenizer.json files, small and written here: a byte-level one (Qwen2's
+// Split regex, ByteLevel, added special tokens, a tokenizer_config.json after a NUL
+// byte, as the harness reads it), a SentencePiece-style one (Prepend and Replace
+// normalizers, byte fallback, TemplateProcessing, the Replace/ByteFallback/Fuse/Strip
+// decoder), one with Metaspace and string merges, and broken ones.
+void hf_tokenizer_seeds(const fs::path& dir) {
+    const auto text = [](const std::string& s) { return bytes(s.begin(), s.end()); };
+    std::string byte_vocab;  // the 256 byte-level characters (GPT-2's), then two merges' results
+    int next = 0x100;
+    for (int b = 0; b < 256; ++b) {
+        const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+        const unsigned c = printable ? static_cast<unsigned>(b) : static_cast<unsigned>(next++);
+        char esc[16];
+        std::snprintf(esc, sizeof esc, "\\u%04X", c);
+        if (c == '"' || c == '\\') std::snprintf(esc, sizeof esc, "\\%c", static_cast<char>(c));
+        byte_vocab += std::string(b ? ", " : "") + "\"" + esc + "\": " + std::to_string(b);
+    }
+    byte_vocab += R"(, "\u0120t": 256, "\u0120th": 257)";
+    const std::string byte_level = R"({"version": "1.0", "truncation": null, "padding": null,
+ "added_tokens": [{"id": 258, "content": "<|endoftext|>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
+                  {"id": 259, "content": "<|im_end|>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}],
+ "normalizer": {"type": "NFC"},
+ "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+   {"type": "Split", "pattern": {"Regex": "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"}, "behavior": "Isolated", "invert": false},
+   {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false}]},
+ "post_processor": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false},
+ "decoder": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false},
+ "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null, "end_of_word_suffix": null,
+           "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+           "vocab": {)" + byte_vocab + R"(}, "merges": [["\u0120", "t"], ["\u0120t", "h"]]}})";
+    const std::string config = R"({"bos_token": null, "eos_token": "<|im_end|>", "pad_token": {"content": "<|endoftext|>"},
+ "add_bos_token": false, "chat_template": "{% for m in messages %}{{ m['content'] }}{% endfor %}"})";
+    write(dir, "valid_byte_level", text(byte_level + std::string(1, '\0') + config));
+    write(dir, "valid_byte_level_no_config", text(byte_level));
+
+    std::string spm_vocab = R"("<unk>": 0, "<s>": 1, "</s>": 2)";
+    for (int b = 0; b < 256; ++b) {
+        char name[16];
+        std::snprintf(name, sizeof name, "<0x%02X>", b);
+        spm_vocab += ", \"" + std::string(name) + "\": " + std::to_string(3 + b);
+    }
+    spm_vocab += R"(, "\u2581": 259, "a": 260, "b": 261, "\u2581a": 262, "ab": 263, "\u2581ab": 264)";
+    const std::string spm = R"({"version": "1.0", "truncation": null, "padding": null,
+ "added_tokens": [{"id": 0, "content": "<unk>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
+                  {"id": 1, "content": "<s>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
+                  {"id": 2, "content": "</s>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}],
+ "normalizer": {"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "\u2581"}, {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}]},
+ "pre_tokenizer": null,
+ "post_processor": {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+   "pair": [], "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}}},
+ "decoder": {"type": "Sequence", "decoders": [{"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "},
+   {"type": "ByteFallback"}, {"type": "Fuse"}, {"type": "Strip", "content": " ", "start": 1, "stop": 0}]},
+ "model": {"type": "BPE", "dropout": null, "unk_token": "<unk>", "continuing_subword_prefix": null, "end_of_word_suffix": null,
+           "fuse_unk": true, "byte_fallback": true, "ignore_merges": false,
+           "vocab": {)" + spm_vocab + R"(}, "merges": ["\u2581 a", "a b", "\u2581a b"]}})";
+    write(dir, "valid_spm", text(spm + std::string(1, '\0') + R"({"bos_token": "<s>", "eos_token": "</s>", "add_bos_token": true})"));
+
+    const std::string metaspace = R"({"added_tokens": [], "normalizer": null,
+ "pre_tokenizer": {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first", "split": true},
+ "post_processor": null, "decoder": {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first", "split": true},
+ "model": {"type": "BPE", "unk_token": "<unk>", "vocab": {"<unk>": 0, "\u2581": 1, "a": 2, "\u2581a": 3}, "merges": ["\u2581 a"]}})";
+    write(dir, "valid_metaspace", text(metaspace));
+    write(dir, "no_decoder_split_removed", text(R"({"model": {"vocab": {"a": 0, "b": 1}, "merges": []},
+ "pre_tokenizer": {"type": "Split", "pattern": {"String": "b"}, "behavior": "Removed", "invert": true}})"));
+
+    write(dir, "not_json", text("{\"model\": "));
+    write(dir, "unknown_model", text(R"({"model": {"type": "WordPiece", "vocab": {"a": 0}}})"));
+    write(dir, "id_out_of_range", text(R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 5}, "merges": []}})"));
+    write(dir, "merge_of_unknown", text(R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": ["a c"]}})"));
+    write(dir, "bad_regex", text(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []},
+ "pre_tokenizer": {"type": "Split", "pattern": {"Regex": "(\\p{L"}, "behavior": "Isolated", "invert": false}})"));
+    write(dir, "added_gap", text(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []},
+ "added_tokens": [{"id": 7, "content": "<x>", "special": true, "normalized": false}]})"));
+}
+
+// Hugging Face tokenizer folders (each subfolder of `from` with a tokenizer.json):
+// their tokenizer.json, and with the tokenizer_config.json after a NUL byte.
+void copy_hf_tokenizers(const fs::path& from, const std::string& prefix, const fs::path& out) {
+    if (!fs::is_directory(from)) return;
+    for (const auto& entry : fs::directory_iterator(from)) {
+        const fs::path json = entry.path() / "tokenizer.json", config = entry.path() / "tokenizer_config.json";
+        if (!fs::is_regular_file(json)) continue;
+        const auto slurp = [](const fs::path& p) {
+            std::ifstream in(p, std::ios::binary);
+            return bytes(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+        };
+        const std::string name = prefix + entry.path().filename().string();
+        bytes both = slurp(json);
+        write(out / "hf_tokenizer", name, both);
+        if (fs::is_regular_file(config)) {
+            both.push_back('\0');
+            const bytes c = slurp(config);
+            both.insert(both.end(), c.begin(), c.end());
+            write(out / "hf_tokenizer", name + "_with_config", both);
+        }
+    }
 }
 
 void copy_real_files(const fs::path& from, const std::string& prefix, const fs::path& out) {
@@ -469,9 +568,11 @@ int main(int argc, char** argv) {
     }
 
     hf_seeds(out);
+    hf_tokenizer_seeds(out / "hf_tokenizer");
     copy_real_files(argv[2], "shipped_", out);
     for (int i = 3; i < argc; ++i) {
         copy_real_files(argv[i], "shared_", out);
+        copy_hf_tokenizers(argv[i], "shared_", out);
         if (fs::path(argv[i]).filename() == "hf") copy_hf_files(argv[i], out);
     }
     return 0;

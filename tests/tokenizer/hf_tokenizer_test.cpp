@@ -424,7 +424,14 @@ TEST_CASE("read_hf_tokenizer_json refuses malformed and unsupported files", "[to
                         Contains("outside the vocabulary"));
     REQUIRE_THROWS_WITH(reads(broken([](json& j) { j["added_tokens"][0]["lstrip"] = true; })),
                         Contains("added_tokens[0].lstrip") && Contains("not supported"));
-    REQUIRE_THROWS_WITH(reads(broken([](json& j) { j["added_tokens"][0]["id"] = 5; })), Contains("no token has id 3"));
+    REQUIRE_THROWS_WITH(reads(broken([](json& j) { j["added_tokens"][0]["id"] = 5; })), Contains("some id below it is no token"));
+    REQUIRE_THROWS_WITH(reads(broken([](json& j) {  // ids 0 1 2 (one of them added again) and 4: 3 is missing
+                            j["added_tokens"][0]["id"] = 4;
+                            j["added_tokens"].push_back(j["added_tokens"][0]);
+                            j["added_tokens"][1]["content"] = "a";
+                            j["added_tokens"][1]["id"] = 0;
+                        })),
+                        Contains("no token has id 3"));
     REQUIRE_THROWS_WITH(reads(broken([](json& j) { j["added_tokens"][0]["id"] = -1; })), Contains("added_tokens[0].id"));
     REQUIRE_THROWS_WITH(reads(broken([](json& j) {
                             j["added_tokens"].push_back(j["added_tokens"][0]);

@@ -108,6 +108,7 @@ public:
     const std::optional<std::string>& chat_template() const noexcept { return config_.chat_template; }
     const bpe_model& model() const noexcept { return model_; }
     const post_processor& post() const noexcept { return post_; }
+    const token_decoder& decoder() const noexcept { return decoder_; }
 
     std::vector<token_id> encode(std::string_view text, const encode_options& o = {}) const {
         std::vector<token_id> ids;
@@ -177,7 +178,10 @@ private:
             if (t.id < 0) fail("added token \"" + t.content + "\" has id " + std::to_string(t.id));
             n = std::max(n, static_cast<std::size_t>(t.id) + 1);
         }
-        if (n > static_cast<std::size_t>(INT32_MAX)) fail("vocabulary too large");
+        // Ids 0..n-1 each once: the added tokens can reach no further than one each past the model's.
+        if (n > n_model + added.size())
+            fail("added token ids reach " + std::to_string(n - 1) + " with " + std::to_string(n_model) + " model pieces and " +
+                 std::to_string(added.size()) + " added tokens: some id below it is no token");
         pieces_.resize(n);
         special_.assign(n, 0);
         std::vector<char> filled(n, 0);

@@ -9,7 +9,8 @@
 // not. The pattern is rewritten so \s and \S mean Oniguruma's set (see
 // oniguruma_spaces below).
 //
-// Compiled once (JIT where the library has it); find_all() makes one match block per
+// \C (one byte, which could split a character) is refused. Compiled once (JIT where
+// the library has it); find_all() makes one match block per
 // call and reuses it for every match, so a unicode_regex is shared read-only by any
 // number of threads. The subject must be valid UTF-8 (callers convert lossily first).
 
@@ -42,7 +43,7 @@ public:
         int error = 0;
         PCRE2_SIZE offset = 0;
         pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(translated.data()), translated.size(),
-                                         PCRE2_UTF | PCRE2_UCP, &error, &offset, nullptr);
+                                         PCRE2_UTF | PCRE2_UCP | PCRE2_NEVER_BACKSLASH_C, &error, &offset, nullptr);
         if (!code) {
             PCRE2_UCHAR message[256];
             pcre2_get_error_message(error, message, sizeof message);
