@@ -338,6 +338,27 @@ TEST_CASE("hf_tokenizer stages from plain data: a byte-level GPT-2 style tokeniz
     CHECK(!t.is_special(260));
 }
 
+TEST_CASE("added tokens: lstrip, rstrip, single_word, normalized spelling", "[tokenizer][hf]") {
+    hf_tokenizer_data d;
+    d.model.pieces = {"a", "b", " ", "x", "\xE2\x96\x81"};  // ids 0..4
+    added_token m{"<m>", 5, true, false, true, true, false};
+    added_token word{"ab", 6, false, false, false, false, true};
+    added_token spaced{"a b", 5, false, true, false, false, false};  // normalized: matched as "a▁b"
+    d.added_tokens = {m, word};
+    const hf_tokenizer t(d);
+    CHECK(t.encode("x  <m>  x") == ids{3, 5, 3});  // both runs of spaces go with <m>
+    CHECK(t.encode("x<m>x") == ids{3, 5, 3});
+    // "ab" alone is the token; beside a word character (x, or '_' after) it is text.
+    CHECK(t.encode("ab xab ab_") == ids{6, 2, 3, 0, 1, 2, 0, 1});
+    CHECK(t.encode("ab<m>ab") == ids{6, 5, 6});
+    CHECK(t.encode("\xC3\xA9" "ab") == ids{0, 1});  // é is a word character: no match (and é is dropped)
+    d.added_tokens = {spaced};
+    d.normalizer = {{normalizer_step::kind::replace, " ", "\xE2\x96\x81"}};
+    const hf_tokenizer n(d);
+    CHECK(n.encode("xa b") == ids{3, 5});
+    CHECK(n.token_of("a b") == 5);
+}
+
 namespace {
 
 // A small valid tokenizer.json; tests break one field at a time.
@@ -422,8 +443,8 @@ TEST_CASE("read_hf_tokenizer_json refuses malformed and unsupported files", "[to
                         Contains("\"RobertaProcessing\""));
     REQUIRE_THROWS_WITH(reads(broken([](json& j) { j["post_processor"]["special_tokens"]["<s>"]["ids"] = {9}; })),
                         Contains("outside the vocabulary"));
-    REQUIRE_THROWS_WITH(reads(broken([](json& j) { j["added_tokens"][0]["lstrip"] = true; })),
-                        Contains("added_tokens[0].lstrip") && Contains("not supported"));
+    REQUIRE_THROWS_WITH(reads(broken([](json& j) { j["added_tokens"][0]["lstrip"] = "yes"; })),
+                        Contains("added_tokens[0].lstrip: expected true or false"));
     REQUIRE_THROWS_WITH(reads(broken([](json& j) { j["added_tokens"][0]["id"] = 5; })), Contains("some id below it is no token"));
     REQUIRE_THROWS_WITH(reads(broken([](json& j) {  // ids 0 1 2 (one of them added again) and 4: 3 is missing
                             j["added_tokens"][0]["id"] = 4;

@@ -9,8 +9,7 @@
 //                  parts and their concatenation pieces), unk_token, byte_fallback,
 //                  fuse_unk, ignore_merges; dropout null or 0; no
 //                  continuing_subword_prefix / end_of_word_suffix
-//   added_tokens   id, content, special, normalized; lstrip, rstrip, single_word must
-//                  be false (not implemented)
+//   added_tokens   id, content, special, normalized, lstrip, rstrip, single_word
 //   normalizer     null, NFC, Prepend, Replace (String pattern), Sequence
 //   pre_tokenizer  null, Split (Regex or String pattern, any behavior, invert),
 //                  ByteLevel, Metaspace, Sequence
@@ -394,8 +393,9 @@ inline void hf_added_tokens(const hf_json_reader& r, const nlohmann::json& j, st
         t.content = r.string(r.member(list[i], f, "content"), f + ".content");
         t.special = r.flag(list[i], f, "special", false);
         t.normalized = r.flag(list[i], f, "normalized", !t.special);
-        for (const char* key : {"lstrip", "rstrip", "single_word"})
-            if (r.flag(list[i], f, key, false)) r.unsupported(hf_json_reader::join(f, key), std::string(key) + " true");
+        t.lstrip = r.flag(list[i], f, "lstrip", false);
+        t.rstrip = r.flag(list[i], f, "rstrip", false);
+        t.single_word = r.flag(list[i], f, "single_word", false);
         out.push_back(std::move(t));
     }
 }

@@ -82,7 +82,7 @@ public:
     // text twice, a post-processor id outside the vocabulary, a stage its class refuses
     // (a regex that does not compile: regex_error, a std::invalid_argument).
     explicit hf_tokenizer(hf_tokenizer_data data)
-        : model_(std::move(data.model)), added_(data.added_tokens), normalizer_(std::move(data.normalizer)),
+        : model_(std::move(data.model)), normalizer_(std::move(data.normalizer)), added_(data.added_tokens, normalizer_),
           pre_tokenizer_(std::move(data.pre_tokenizer)), post_(std::move(data.post)),
           decoder_(data.decoder ? token_decoder(std::move(*data.decoder)) : token_decoder()),
           config_(std::move(data.config)) {
@@ -218,8 +218,8 @@ private:
     }
 
     bpe_model model_;
-    added_vocabulary added_;
     normalizer normalizer_;
+    added_vocabulary added_;  // after normalizer_: it spells normalized tokens with it
     pre_tokenizer pre_tokenizer_;
     post_processor post_;
     token_decoder decoder_;
