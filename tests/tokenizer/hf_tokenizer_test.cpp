@@ -359,6 +359,23 @@ TEST_CASE("added tokens: lstrip, rstrip, single_word, normalized spelling", "[to
     CHECK(n.token_of("a b") == 5);
 }
 
+TEST_CASE("Metaspace pre-tokenizer and decoder", "[tokenizer][hf]") {
+    const std::string m = "\xE2\x96\x81";  // ▁
+    const std::string file = R"({"model": {"type": "BPE", "ignore_merges": true, "unk_token": "<unk>",
+        "vocab": {"<unk>": 0, ")" + m + R"(Hey": 1, ")" + m + R"(friend!": 2, ")" + m + R"(": 3, "a": 4, ")" + m + "a" + m +
+                             R"(b": 5}, "merges": []},
+      "pre_tokenizer": {"type": "Metaspace", "replacement": ")" + m + R"(", "prepend_scheme": "always", "split": true},
+      "decoder": {"type": "Metaspace", "replacement": ")" + m + R"(", "prepend_scheme": "always", "split": true}})";
+    const hf_tokenizer t = read_hf_tokenizer_json(file, "metaspace.json");
+    CHECK(t.encode("Hey friend!") == ids{1, 2});
+    CHECK(t.encode("Hey  friend!") == ids{1, 3, 2});  // "▁Hey", "▁", "▁friend!"
+    CHECK(t.decode(ids{1, 3, 2}) == "Hey  friend!");
+    CHECK(t.decode(ids{5, 1}) == "ab Hey");  // every ▁ of the first piece is dropped (tokenizers)
+    CHECK(streamed(t, ids{5, 1}, true) == "ab Hey");
+    CHECK(t.encode("a") == ids{3, 4});  // "▁a" is no piece: its characters
+    CHECK(t.encode("x") == ids{3, 0});  // x is none either: unknown
+}
+
 namespace {
 
 // A small valid tokenizer.json; tests break one field at a time.

@@ -10,8 +10,9 @@
 //    UTF-8, else one U+FFFD per byte of the run;
 //  - fuse: all pieces joined into one;
 //  - strip: up to `start` leading and `stop` trailing `content` characters off each piece;
-//  - metaspace: `replacement` as a space in each piece, and the first piece's leading
-//    space taken off when the pre-tokenizer prepends one (`prepend`);
+//  - metaspace: `replacement` as a space in each piece, except in the first piece,
+//    where every one is dropped when the pre-tokenizer prepends one (`prepend`), as
+//    tokenizers does;
 // and the final list is concatenated. With no decoder at all, pieces are joined with
 // spaces (tokenizers' default).
 //
@@ -44,7 +45,7 @@ struct decoder_step {
     std::string content;  // strip: one character
     std::size_t start = 0, stop = 0;            // strip: how many at most
     std::string replacement = "\xE2\x96\x81";  // metaspace: U+2581
-    bool prepend = true;                        // metaspace: the first piece's leading space is taken off
+    bool prepend = true;                        // metaspace: the first piece's replacements are dropped
 };
 
 class token_decoder {
@@ -129,13 +130,14 @@ public:
                     // (the end of the whole text cannot be known token by token).
                     if (!fused || first) t = strip(t, s, !fused);
                     break;
-                case decoder_step::kind::metaspace: t = metaspace(t, s, first); break;
+                case decoder_step::kind::metaspace: t = metaspace(t, s, first || fused); break;  // after a fuse, one piece: the first
             }
         }
         return t;
     }
 
-    // The byte "<0xXX>" stands for (hex digits in either case), or -1.
+    // The byte "<0xXX>" stands for (hex digits in either case), or -1: tokenizers'
+    // ByteFallback decoder's reading.
     static int byte_value(std::string_view p) noexcept {
         auto hex = [](char ch) -> int {
             if (ch >= '0' && ch <= '9') return ch - '0';
@@ -144,7 +146,9 @@ public:
             return -1;
         };
         if (p.size() != 6 || p.substr(0, 3) != "<0x" || p[5] != '>') return -1;
-        const int hi = hex(p[3]), lo = hex(p[4]);
+        const int lo = hex(p[4]);
+        if (p[3] == '+') return lo;  // Rust's u8::from_str_radix takes a sign: "<0x+A>" is byte 10 to tokenizers
+        const int hi = hex(p[3]);
         return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
     }
 
@@ -206,10 +210,9 @@ private:
         return t.substr(begin, end - begin);
     }
 
+    // tokenizers drops every replacement of the first piece (not only a leading one).
     static std::string metaspace(const std::string& t, const decoder_step& s, bool first) {
-        std::string out = replace_all(t, s.replacement, " ");
-        if (first && s.prepend && !out.empty() && out.front() == ' ') out.erase(0, 1);
-        return out;
+        return replace_all(t, s.replacement, first && s.prepend ? "" : " ");
     }
 
     std::vector<decoder_step> steps_;
