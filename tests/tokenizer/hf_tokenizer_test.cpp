@@ -140,6 +140,8 @@ TEST_CASE("hf_tokenizer fixtures: specials, config, pieces", "[tokenizer][hf]") 
         CHECK(t->encode("hi", {.add_special = true}) == t->encode("hi", {.add_special = false}));
         CHECK_THROWS_AS(t->decode(ids{2000}), std::invalid_argument);
         CHECK_THROWS_AS(t->decode_token(-1, -1), std::invalid_argument);
+        // NFC: a decomposed é is the composed one.
+        CHECK(t->encode("cafe\xCC\x81", {}) == t->encode("caf\xC3\xA9", {}));
         // Bytes that are not UTF-8 are encoded as from_utf8_lossy would make them.
         CHECK(t->encode("a\xFF" "b", {}) == t->encode("a\xEF\xBF\xBD" "b", {}));
         // A byte-level decode of a cut character: U+FFFD, as tokenizers' from_utf8_lossy.
@@ -246,6 +248,32 @@ TEST_CASE("unicode_regex: Oniguruma's \\s, empty matches, errors", "[tokenizer][
     CHECK_THROWS_AS(unicode_regex("("), regex_error);
     const unicode_regex gpt2(gpt2_pattern);
     CHECK(gpt2.find_all("I'll go  now") == spans{{0, 1}, {1, 4}, {4, 7}, {7, 8}, {8, 12}});
+}
+
+TEST_CASE("pre_tokenizer: Split behaviors and invert", "[tokenizer][hf]") {
+    using words = std::vector<std::string>;
+    const auto split = [](split_behavior b, bool invert, bool regex = false) {
+        pre_tokenizer_step s;
+        s.type = pre_tokenizer_step::kind::split;
+        s.pattern = regex ? "-+" : "-";
+        s.regex = regex;
+        s.behavior = b;
+        s.invert = invert;
+        return pre_tokenizer({s}).apply("a-b--c-");
+    };
+    // tokenizers' own examples for "the-final--countdown" read the same way.
+    CHECK(split(split_behavior::isolated, false) == words{"a", "-", "b", "-", "-", "c", "-"});
+    CHECK(split(split_behavior::removed, false) == words{"a", "b", "c"});
+    CHECK(split(split_behavior::merged_with_previous, false) == words{"a-", "b-", "-", "c-"});
+    CHECK(split(split_behavior::merged_with_next, false) == words{"a", "-b", "-", "-c", "-"});
+    CHECK(split(split_behavior::contiguous, false) == words{"a", "-", "b", "--", "c", "-"});
+    CHECK(split(split_behavior::isolated, false, true) == words{"a", "-", "b", "--", "c", "-"});
+    CHECK(split(split_behavior::removed, true) == words{"-", "-", "-", "-"});
+    CHECK(split(split_behavior::merged_with_previous, true) == words{"a", "-b", "-", "-c", "-"});
+    pre_tokenizer_step bl;
+    bl.type = pre_tokenizer_step::kind::byte_level;
+    bl.add_prefix_space = false;
+    CHECK(pre_tokenizer({bl}).apply("I'm  here\n") == words{"I", "'m", "\xC4\xA0", "\xC4\xA0here", "\xC4\x8A"});
 }
 
 namespace {

@@ -278,14 +278,14 @@ inline void hf_decoder(const hf_json_reader& r, const nlohmann::json& j, const s
 }
 
 inline void hf_post_processor(const hf_json_reader& r, const nlohmann::json& j, const std::string& field,
-                              const hf_tokenizer_data& data, post_processor& out, int depth) {
+                              post_processor& out, int depth) {
     if (j.is_null()) return;
     if (depth > hf_max_nesting) r.fail(field, "at most " + std::to_string(hf_max_nesting) + " nested Sequences", "more");
     const std::string type = r.type_of(j, field);
     if (type == "Sequence") {
         const std::string f = field + ".processors";
         const auto& list = r.array(r.member(j, field, "processors"), f);
-        for (std::size_t i = 0; i < list.size(); ++i) hf_post_processor(r, list[i], hf_json_reader::at(f, i), data, out, depth + 1);
+        for (std::size_t i = 0; i < list.size(); ++i) hf_post_processor(r, list[i], hf_json_reader::at(f, i), out, depth + 1);
     } else if (type == "ByteLevel") {
         // Offsets only.
     } else if (type == "TemplateProcessing") {
@@ -441,28 +441,24 @@ inline std::string hf_read_file(const std::filesystem::path& p) {
     return s.str();
 }
 
-}  // namespace detail
-
-namespace detail {
-
+// Both files' texts; `name` and `config_name` name them in errors.
 inline hf_tokenizer hf_read(std::string_view json, std::string name, std::optional<std::string_view> config_json,
                             std::string config_name) {
-    using detail::hf_json_reader;
     const hf_json_reader r(name);
     hf_tokenizer_data data;
     try {
         const nlohmann::json doc = r.parse(json);
         r.object(doc, "(document)");
-        detail::hf_model(r, r.member(doc, "", "model"), data.model);
-        if (const auto* a = r.optional_member(doc, "", "added_tokens")) detail::hf_added_tokens(r, *a, data.added_tokens);
-        if (const auto* n = r.optional_member(doc, "", "normalizer")) detail::hf_normalizer(r, *n, "normalizer", data.normalizer, 0);
+        hf_model(r, r.member(doc, "", "model"), data.model);
+        if (const auto* a = r.optional_member(doc, "", "added_tokens")) hf_added_tokens(r, *a, data.added_tokens);
+        if (const auto* n = r.optional_member(doc, "", "normalizer")) hf_normalizer(r, *n, "normalizer", data.normalizer, 0);
         if (const auto* p = r.optional_member(doc, "", "pre_tokenizer"))
-            detail::hf_pre_tokenizer(r, *p, "pre_tokenizer", data.pre_tokenizer, 0);
+            hf_pre_tokenizer(r, *p, "pre_tokenizer", data.pre_tokenizer, 0);
         if (const auto* p = r.optional_member(doc, "", "post_processor"))
-            detail::hf_post_processor(r, *p, "post_processor", data, data.post, 0);
+            hf_post_processor(r, *p, "post_processor", data.post, 0);
         if (const auto* d = r.optional_member(doc, "", "decoder")) {
             data.decoder.emplace();
-            detail::hf_decoder(r, *d, "decoder", *data.decoder, 0);
+            hf_decoder(r, *d, "decoder", *data.decoder, 0);
         }
     } catch (const nlohmann::json::exception& e) {  // none is expected: every access is checked first
         throw model_format_error(name, "(document)", "a tokenizer.json", e.what());
@@ -470,7 +466,7 @@ inline hf_tokenizer hf_read(std::string_view json, std::string name, std::option
     if (config_json) {
         const hf_json_reader c(std::move(config_name));
         try {
-            detail::hf_config(c, c.parse(*config_json), data.config);
+            hf_config(c, c.parse(*config_json), data.config);
         } catch (const nlohmann::json::exception& e) {
             throw model_format_error(c.file(), "(document)", "a tokenizer_config.json", e.what());
         }

@@ -36,6 +36,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <functional>
 #include <optional>
 #include <span>
 #include <stdexcept>
@@ -95,7 +96,7 @@ public:
     std::string_view piece(token_id id) const { return pieces_[checked(id)]; }
 
     std::optional<token_id> token_of(std::string_view text) const {
-        if (const auto it = added_ids_.find(std::string(text)); it != added_ids_.end()) return it->second;
+        if (const auto it = added_ids_.find(text); it != added_ids_.end()) return it->second;
         return model_.token_of(text);
     }
 
@@ -227,7 +228,12 @@ private:
 
     std::vector<std::string> pieces_;         // every id's piece
     std::vector<char> special_;               // special added tokens
-    std::unordered_map<std::string, token_id> added_ids_;
+    // Heterogeneous lookup by string_view.
+    struct text_hash {
+        using is_transparent = void;
+        std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+    };
+    std::unordered_map<std::string, token_id, text_hash, std::equal_to<>> added_ids_;
     std::vector<std::string> bytes_;          // decode_token's bytes, after another piece
     std::vector<std::string> first_bytes_;    // ... and as the first piece
     std::optional<token_id> bos_, eos_;
