@@ -158,6 +158,7 @@ TEST_CASE("hf_tokenizer fixtures: specials, config, pieces", "[tokenizer][hf]") 
         CHECK(t->post().prefix == ids{1});
         CHECK(t->config().add_bos_token == true);
         CHECK(t->config().add_eos_token == false);
+        CHECK(t->config().clean_up_tokenization_spaces == false);
         CHECK(!t->chat_template());
         CHECK(t->piece(3) == "<0x00>");
         // ByteFallback: a run of byte pieces that is not UTF-8 is one U+FFFD per byte in

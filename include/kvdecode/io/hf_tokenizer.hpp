@@ -20,8 +20,11 @@
 // its own on every call. Any other model, stage type, Split behavior or pattern kind
 // is a model_format_error naming it.
 // tokenizer_config.json: bos_token, eos_token, pad_token, unk_token (a string, null,
-// or an object with "content"), add_bos_token, add_eos_token, chat_template (a
-// string, or a list of {name, template}: the one named "default", else the first).
+// or an object with "content"), add_bos_token, add_eos_token (kept, not applied: the
+// post-processor in tokenizer.json says what encode() adds),
+// clean_up_tokenization_spaces (kept, not applied: transformers' clean-up after
+// tokenizers' decode), chat_template (a string, or a list of {name, template}: the
+// one named "default", else the first). Other keys are not read.
 //
 // The files are untrusted: every field is type-checked, ids are checked to be in
 // range, and any failure is a model_format_error naming the file and the field
@@ -416,6 +419,8 @@ inline void hf_config(const hf_json_reader& r, const nlohmann::json& c, hf_token
     out.unk_token = hf_config_token(r, c, "unk_token");
     if (const auto* v = r.optional_member(c, "", "add_bos_token")) out.add_bos_token = r.boolean(*v, "add_bos_token");
     if (const auto* v = r.optional_member(c, "", "add_eos_token")) out.add_eos_token = r.boolean(*v, "add_eos_token");
+    if (const auto* v = r.optional_member(c, "", "clean_up_tokenization_spaces"))
+        out.clean_up_tokenization_spaces = r.boolean(*v, "clean_up_tokenization_spaces");
     if (const auto* t = r.optional_member(c, "", "chat_template")) {
         if (t->is_string()) {
             out.chat_template = t->get<std::string>();

@@ -16,7 +16,8 @@
 //     always their tokens (tokenizers' default), whatever parse_special says.
 // decode(ids), as tokenizers' Tokenizer::decode(ids, skip_special_tokens = !special):
 // special added tokens are left out unless decode_options::special; the others'
-// pieces (an added token's content) go through the decoder (token_decoder.hpp).
+// pieces (an added token's content) go through the decoder (token_decoder.hpp). An id
+// outside the vocabulary is an error (tokenizers skips it).
 //
 // Streaming: decode_token(previous, id) is the bytes `id` adds after `previous`
 // (token_decoder::stream_bytes). `id` is the first piece of the sequence when
@@ -24,8 +25,11 @@
 // special token that the post-processor puts first (BOS): so decode_token over a
 // sequence, concatenated and converted with utf8_lossy (or fed to a utf8_stream),
 // equals decode() for every sequence whose hidden special tokens are the
-// post-processor's prefix at the start, and whose text decodes to valid UTF-8.
-// Where they differ: a Strip decoder after a Fuse (SentencePiece-style "strip the
+// post-processor's prefix at the start, and whose text decodes to valid UTF-8, with
+// the decoders tokenizer.json files use (ByteLevel; Replace, ByteFallback, Fuse,
+// Strip of leading characters; Metaspace; none). Not streamable, so left out of the
+// stream: a Strip's trailing characters after a Fuse, and a Replace after a Fuse
+// whose pattern spans two pieces. Where they differ otherwise: a Strip decoder after a Fuse (SentencePiece-style "strip the
 // leading space") takes the space off the first piece after a hidden prefix token
 // anywhere in the sequence (decode() only at the start of the whole text), and not
 // after other hidden tokens at the start; byte_fallback runs that are invalid UTF-8
@@ -63,6 +67,7 @@ struct hf_tokenizer_config {
     std::optional<std::string> bos_token, eos_token, pad_token, unk_token;  // token texts
     std::optional<bool> add_bos_token, add_eos_token;  // as the file says (not applied: the post-processor decides)
     std::optional<std::string> chat_template;          // a Jinja template, kept for later
+    std::optional<bool> clean_up_tokenization_spaces;  // transformers' decode() clean-up: not applied here
 };
 
 // Every stage as plain data.
