@@ -5,6 +5,7 @@
 // decode_context, after a warm-up call that builds its prefill masks.
 
 #include <algorithm>
+#include <optional>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -95,16 +96,20 @@ TEST_CASE("greedy and sampling allocate nothing per token", "[decode][allocation
     auto cache = model.make_cache(cache_options_for(shape, prompts, o, 8));
     auto chooser = sampler::sampling().add(repetition_penalty{1.2f}).add(temperature{0.7f}).add(top_p{0.9f});
     sample(ctx, cache, prompts, o, chooser);  // warm-up
-    std::size_t tokens[2] = {}, allocations[2] = {};
-    for (std::size_t i : {0, 1}) {
-        o.max_new_tokens = i == 0 ? 5 : 40;
-        allocations[i] = allocations_of([&] {
-            tokens[i] = greedy(ctx, cache, prompts, o).stats.generated_tokens;
-            tokens[i] += sample(ctx, cache, prompts, o, chooser).stats.generated_tokens;
-        });
+    // Log-probabilities too: their result vectors are reserved once per call.
+    for (const std::optional<std::size_t> logprobs : {std::optional<std::size_t>{}, std::optional<std::size_t>{5}}) {
+        o.logprobs = logprobs;
+        std::size_t tokens[2] = {}, allocations[2] = {};
+        for (std::size_t i : {0, 1}) {
+            o.max_new_tokens = i == 0 ? 5 : 40;
+            allocations[i] = allocations_of([&] {
+                tokens[i] = greedy(ctx, cache, prompts, o).stats.generated_tokens;
+                tokens[i] += sample(ctx, cache, prompts, o, chooser).stats.generated_tokens;
+            });
+        }
+        CAPTURE(logprobs.has_value(), allocations[0], allocations[1]);
+        REQUIRE(tokens[0] == 4 * 5);
+        REQUIRE(tokens[1] == 4 * 40);
+        REQUIRE(allocations[1] == allocations[0]);
     }
-    CAPTURE(allocations[0], allocations[1]);
-    REQUIRE(tokens[0] == 4 * 5);
-    REQUIRE(tokens[1] == 4 * 40);
-    REQUIRE(allocations[1] == allocations[0]);
 }

@@ -2,6 +2,8 @@
 // against one-by-one, reproducible sampling, early stopping that costs nothing,
 // and the options' edge cases — on a fake model and on real checkpoints.
 
+#include <cmath>
+#include <tuple>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -168,4 +170,50 @@ TEST_CASE("bad decoding arguments throw invalid_argument and leave the cache emp
                                }}),
                         "stop here");
     REQUIRE(cache.create() == 0);  // every sequence the failed calls made was released
+}
+
+TEST_CASE("log-probabilities are the model's log-softmax before processors, with the top alternatives", "[decode][logprobs]") {
+    // Logits log(0.5), log(0.25), log(0.125), log(0.125) whatever the history: the
+    // log-probabilities are those numbers exactly, and stay so under a temperature.
+    const float l[4] = {std::log(0.5f), std::log(0.25f), std::log(0.125f), std::log(0.125f)};
+    kvtest::fake_model m(4, 16, [&](std::span<const token_id>, std::span<float> logits) {
+        std::copy(std::begin(l), std::end(l), logits.begin());
+    });
+    auto cache = m.make_cache();
+    const prompts_t prompts = {{1}, {2, 3}};
+    std::vector<std::tuple<std::size_t, token_id, float, std::size_t>> seen;
+    generation_options o{.max_new_tokens = 5, .eos = {}, .seed = 3};
+    o.logprobs = 3;
+    o.on_logprobs = [&](std::size_t i, token_logprob chosen, std::span<const token_logprob> top) {
+        seen.emplace_back(i, chosen.token, chosen.logprob, top.size());
+    };
+    const auto r = sample(m, cache, prompts, o, sampler::sampling().add(temperature{3.0f}));
+    const double want[4] = {std::log(0.5), std::log(0.25), std::log(0.125), std::log(0.125)};
+    REQUIRE(seen.size() == 10);
+    for (const auto& seq : r.sequences) {
+        REQUIRE(seq.logprobs.size() == 5);
+        REQUIRE(seq.top_logprobs.size() == 15);
+        for (std::size_t k = 0; k < 5; ++k) {
+            const token_logprob chosen = seq.logprobs[k];
+            REQUIRE(chosen.token == seq.generated()[k]);
+            REQUIRE(chosen.logprob == Approx(want[chosen.token]).margin(1e-6));
+            const auto top = seq.top_logprobs_at(k);
+            REQUIRE(top.size() == 3);
+            REQUIRE(top[0].token == 0);
+            REQUIRE(top[1].token == 1);
+            REQUIRE(top[2].token == 2);  // a tie with 3: the lower id first
+            for (const auto& t : top) REQUIRE(t.logprob == Approx(want[t.token]).margin(1e-6));
+        }
+    }
+    // Greedy with K = 0: only the chosen token's; without logprobs, nothing is kept.
+    o.logprobs = 0;
+    o.on_logprobs = nullptr;
+    const auto g = greedy(m, cache, prompts, o);
+    REQUIRE(g.sequences[0].logprobs.size() == 5);
+    REQUIRE(g.sequences[0].top_logprobs.empty());
+    REQUIRE(g.sequences[0].logprobs[0].token == 0);
+    o.logprobs.reset();
+    REQUIRE(greedy(m, cache, prompts, o).sequences[0].logprobs.empty());
+    o.logprobs = 5;
+    REQUIRE_THROWS_WITH(greedy(m, cache, prompts, o), Catch::Contains("the 5 most likely tokens of a vocabulary of 4"));
 }

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <vector>
@@ -15,6 +16,7 @@
 #include "kvdecode/core/rng.hpp"
 #include "kvdecode/decode/detail/cache_counters.hpp"
 #include "kvdecode/decode/detail/eos.hpp"
+#include "kvdecode/decode/detail/logprobs.hpp"
 #include "kvdecode/decode/detail/prompts.hpp"
 #include "kvdecode/decode/detail/sequence_guard.hpp"
 #include "kvdecode/decode/options.hpp"
@@ -42,6 +44,8 @@ generation_result generate(Model& model, typename Model::cache_type& cache,
     if (n == 0) return result;
     chooser.reserve(vocab);
     rng gen(options.seed);
+    std::optional<detail::logprob_reader<T>> logprobs;
+    if (options.logprobs) logprobs.emplace(vocab, *options.logprobs);
     detail::sequence_guard<typename Model::cache_type> guard(cache, n);
 
     std::vector<seq_id> seqs(n);
@@ -58,6 +62,12 @@ generation_result generate(Model& model, typename Model::cache_type& cache,
         out.tokens.reserve(prompts[i].size() + std::min(options.max_new_tokens, c.seq_len - prompts[i].size()));
         out.tokens.assign(prompts[i].begin(), prompts[i].end());
         result.stats.prompt_tokens += prompts[i].size();
+        if (logprobs) {
+            const std::size_t most = std::min(options.max_new_tokens, c.seq_len - std::min(c.seq_len, prompts[i].size()));
+            out.top_k = *options.logprobs;
+            out.logprobs.reserve(most);
+            out.top_logprobs.reserve(most * out.top_k);
+        }
         if (options.max_new_tokens == 0 || prompts[i].size() >= c.seq_len) {  // nothing to do, or no room
             live[i] = false;
             continue;
@@ -89,11 +99,17 @@ generation_result generate(Model& model, typename Model::cache_type& cache,
             if (!live[i]) continue;
             auto& out = result.sequences[i];
             const std::span<T> row(logits.data() + rows[i] * vocab, vocab);
+            if (logprobs) logprobs->read(row);  // the model's distribution, before any processor
             if (out.tokens.size() - out.prompt_length < options.min_new_tokens)
                 detail::suppress_eos(row, std::span(options.eos));
             const token_id t = chooser.choose(row, std::span<const token_id>(out.tokens), gen);
             out.tokens.push_back(t);
             ++stats.generated_tokens;
+            if (logprobs) {
+                out.logprobs.push_back(logprobs->chosen(t));
+                out.top_logprobs.insert(out.top_logprobs.end(), logprobs->top().begin(), logprobs->top().end());
+                if (options.on_logprobs) options.on_logprobs(i, out.logprobs.back(), logprobs->top());
+            }
             const bool keep_going = !options.on_token || options.on_token(i, t);
             if (detail::is_eos(options.eos, t)) finish(i, stop_reason::eos);
             else if (!keep_going) finish(i, stop_reason::callback);

@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <span>
+#include <cstdint>
 #include <vector>
 
 #include "kvdecode/core/model_config.hpp"
@@ -15,13 +16,30 @@ enum class stop_reason {
     callback,  // on_token returned false
 };
 
+// A token and its log-probability under the model: the log-softmax of the step's
+// logits before any logits processor (what OpenAI's API reports as logprobs).
+struct token_logprob {
+    token_id token = -1;
+    float logprob = 0;
+};
+
 struct generated_sequence {
     std::vector<token_id> tokens;  // prompt, then generated tokens
     std::size_t prompt_length = 0;
     stop_reason reason = stop_reason::length;
+    // With generation_options::logprobs = K (greedy and sampling): one entry per
+    // generated token, the chosen token's; and K per generated token, the most likely
+    // tokens best first (fewer where the vocabulary is smaller than K).
+    std::vector<token_logprob> logprobs;
+    std::vector<token_logprob> top_logprobs;
+    std::size_t top_k = 0;
 
     std::span<const token_id> generated() const noexcept {
         return std::span<const token_id>(tokens).subspan(prompt_length);
+    }
+    // The alternatives of generated token i (0 = the first generated token).
+    std::span<const token_logprob> top_logprobs_at(std::size_t i) const noexcept {
+        return std::span<const token_logprob>(top_logprobs).subspan(i * top_k, top_k);
     }
 };
 
