@@ -17,10 +17,12 @@
 #include <chrono>
 #include <cstdio>
 #include <exception>
+#include <filesystem>
 #include <functional>
 #include <limits>
 #include <memory>
 #include <optional>
+#include <set>
 #include <stdexcept>
 #include <span>
 #include <string>
@@ -31,6 +33,9 @@
 #include <CLI/CLI.hpp>
 
 #include <kvdecode/io/hf_model.hpp>
+#include <kvdecode/io/hf_tokenizer.hpp>
+#include <kvdecode/tokenizer/any_tokenizer.hpp>
+#include <kvdecode/tokenizer/text_stream.hpp>
 #include <kvdecode/kvdecode.hpp>
 
 #ifndef KVDECODE_DEFAULT_MODEL_DIR
@@ -73,6 +78,7 @@ constexpr std::size_t beams = 64;        // the cache holds every beam's sequenc
 constexpr std::size_t rollouts = 4096;   // every tree node holds a cache block
 constexpr std::size_t batch = 64;
 constexpr std::size_t expansion_k = 64;
+constexpr std::size_t logprobs = 20;     // OpenAI's top_logprobs limit
 constexpr std::uint64_t max_token_id = static_cast<std::uint64_t>(std::numeric_limits<kvdecode::token_id>::max());
 }  // namespace bound
 
@@ -105,6 +111,9 @@ struct cli_options {
     std::size_t max_new_tokens = 128;
     std::size_t min_new_tokens = 0;
     std::optional<std::vector<token_id>> eos;
+    std::vector<std::string> stop;          // stop strings (need a vocabulary)
+    std::optional<std::size_t> logprobs;    // greedy/sample: print each token's log-probability and K alternatives
+    std::set<std::string> given;            // the options the command line set (a folder's generation_config fills the rest)
     // sampling
     std::optional<float> temperature;      // default 1 (tree rollouts: 0.8)
     std::optional<std::size_t> top_k;      // default off (tree rollouts: 50)
@@ -250,6 +259,16 @@ public:
             ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
     }
 
+    // An option that may be given several times, each value one item.
+    void texts(const std::string& flag, std::function<void(const std::vector<std::string>&)> set, const std::string& type,
+               const std::string& help) {
+        app_.add_option_function<std::vector<std::string>>(flag, std::move(set), help)
+            ->type_name(type)
+            ->group(name_)
+            ->expected(1)
+            ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+    }
+
     // `shown` says the default; without it, the target's value is.
     template <class T, class U>
     void integer(const std::string& flag, U& target, const range<T>& allowed, const std::string& help,
@@ -309,7 +328,16 @@ void add_options(CLI::App& app, cli_options& o) {
     gen.integer("--max-new-tokens", o.max_new_tokens, token_count, "tokens to generate at most; the depth limit in tree mode");
     gen.integer("--min-new-tokens", o.min_new_tokens, token_count, "EOS is not chosen before this many tokens");
     gen.text("--eos", [&](const std::string& v) { o.eos = parse_ids("--eos", v); }, "ID,...",
-             "end-of-sequence ids (default: the tokenizer's EOS, else 2)");
+             "end-of-sequence ids (default: a model folder's generation_config.json, else the tokenizer's, else 2)");
+    gen.texts("--stop", [&](const std::vector<std::string>& all) {
+                 for (const std::string& v : all)
+                     if (v.empty()) throw usage_error("--stop needs a non-empty text");
+                 o.stop = all;
+             }, "TEXT",
+             "stop when the generated text contains TEXT, which is not printed (repeatable; greedy and sample modes)");
+    gen.integer("--logprobs", o.logprobs, range<std::size_t>{0, bound::logprobs},
+                "after the text, each generated token's log-probability and its K most likely alternatives "
+                "(greedy and sample modes)", "default: off");
 
     option_group sampling(app, "Sampling (--mode sample, and tree mode's rollouts)");
     sampling.real("--temperature", o.temperature, positive_factor, "sampling temperature", "default 1; tree rollouts 0.8");
@@ -405,10 +433,11 @@ void print_ids(std::span<const token_id> tokens) {
 // What every mode needs: the model, its tokenizer if any, the prompt, the EOS ids.
 struct session {
     std::unique_ptr<const kvdecode::transformer<float>> model;  // packed in the chosen storage type
-    std::optional<kvdecode::tokenizer> tok;
+    std::optional<kvdecode::any_tokenizer> tok;
     std::vector<token_id> prompt;
     std::vector<token_id> eos;
     bool text = false;  // print text (a tokenizer is loaded and --print-ids is off)
+    std::optional<kvdecode::hf_generation_config> generation;  // a model folder's generation_config.json
 };
 
 // "q5_0 x23, q4_k x2, q8_0 x3": the storage types of a GGUF file's matrices.
@@ -466,7 +495,11 @@ session open_session(const cli_options& o) {
         }
         if (!eos_ids.empty()) eos = eos_ids.front();
         folder_eos = eos_ids;
-        no_vocabulary = "--prompt with a model folder needs its tokenizer.json, which kvdecode does not read yet (use --prompt-ids)";
+        if (std::filesystem::exists(std::filesystem::path(o.model) / "tokenizer.json"))
+            s.tok = kvdecode::read_hf_tokenizer(o.model);
+        else
+            no_vocabulary = "--prompt needs the folder's tokenizer.json, which it does not have (use --prompt-ids)";
+        s.generation = folder.generation;
         types = "as stored (" + (folder.config.dtype.empty() ? std::string("see config.json") : folder.config.dtype) + ")";
     } else {
         const kvdecode::weight_type type = o.weights.value_or(kvdecode::weight_type::f32);
@@ -486,8 +519,8 @@ session open_session(const cli_options& o) {
     else throw usage_error("the model names no BOS token to start from: give --prompt or --prompt-ids");
     if (s.prompt.empty()) throw usage_error("the prompt encodes to no tokens (the vocabulary adds no BOS): give a longer --prompt");
     if (o.eos) s.eos = *o.eos;
+    else if (!folder_eos.empty()) s.eos = folder_eos;  // generation_config.json's, as transformers' generate()
     else if (s.tok) s.eos = s.tok->end_of_generation();
-    else if (!folder_eos.empty()) s.eos = folder_eos;
     else if (eos) s.eos = {*eos};
     s.text = s.tok && !o.print_ids;
     return s;
@@ -525,26 +558,61 @@ kvdecode::tree_options tree_options_for(const cli_options& o, const session& s) 
             .rollouts_per_batch = o.rollouts_per_batch};
 }
 
+// A token's text as a quoted, escaped string (special tokens shown), or its id alone
+// without a vocabulary.
+std::string quoted_piece(const session& s, token_id t) {
+    if (!s.tok) return "#" + std::to_string(t);
+    const std::string text = s.tok->decode(std::span<const token_id>(&t, 1), {.special = true});
+    std::string out = "\"";
+    for (unsigned char c : text) {
+        if (c == '"' || c == '\\') out += '\\', out += static_cast<char>(c);
+        else if (c == '\n') out += "\\n";
+        else if (c == '\t') out += "\\t";
+        else if (c < 0x20) out += "\\x" + std::string(1, "0123456789abcdef"[c >> 4]) + "0123456789abcdef"[c & 15];
+        else out += static_cast<char>(c);
+    }
+    return out + "\"";
+}
+
+// --logprobs: one line per generated token: its position, id, text and
+// log-probability, then the alternatives as id text log-probability, best first.
+void print_logprobs(const kvdecode::generated_sequence& seq, const session& s) {
+    for (std::size_t i = 0; i < seq.logprobs.size(); ++i) {
+        const kvdecode::token_logprob chosen = seq.logprobs[i];
+        std::printf("logprobs %zu: %d %s %.6f", i, chosen.token, quoted_piece(s, chosen.token).c_str(), chosen.logprob);
+        const auto top = seq.top_logprobs_at(i);
+        if (!top.empty()) std::printf(" |");
+        for (const kvdecode::token_logprob& t : top)
+            if (t.token >= 0) std::printf(" %d %s %.6f", t.token, quoted_piece(s, t.token).c_str(), t.logprob);
+        std::printf("\n");
+    }
+}
+
 int run_generate(const cli_options& o, session& s) {
     kvdecode::generation_options options = generation_options_for(o, s);
-    token_id previous = s.prompt.back();
-    // Text is streamed as it is generated. The prompt goes out with the first token,
-    // once the decoder has accepted it: an error leaves stdout empty.
+    // Text is streamed as it becomes final (whole characters; nothing that may still be
+    // the start of a --stop text). The prompt goes out with the first token, once the
+    // decoder has accepted it: an error leaves stdout empty.
     bool prompt_shown = false;
     auto show_prompt = [&] {
-        if (!prompt_shown) std::fputs(s.tok->decode(s.prompt).c_str(), stdout);
+        if (!prompt_shown && s.text) std::fputs(s.tok->decode(s.prompt).c_str(), stdout);
         prompt_shown = true;
     };
-    if (s.text) {
+    std::optional<kvdecode::text_stream<kvdecode::any_tokenizer>> stream;
+    if (s.tok) stream.emplace(*s.tok, kvdecode::text_stream_options{.stop = o.stop, .previous = s.prompt.back()});
+    if (s.text || !o.stop.empty()) {
         options.on_token = [&](std::size_t, token_id t) {
             show_prompt();
-            if (std::find(s.eos.begin(), s.eos.end(), t) == s.eos.end())
-                std::fputs(s.tok->decode_token(previous, t).c_str(), stdout);
-            std::fflush(stdout);
-            previous = t;
-            return true;
+            if (std::find(s.eos.begin(), s.eos.end(), t) != s.eos.end()) return true;  // EOS is not shown
+            const std::string text = stream->push(t);
+            if (s.text) {
+                std::fputs(text.c_str(), stdout);
+                std::fflush(stdout);
+            }
+            return !stream->stopped();
         };
     }
+    if (o.logprobs) options.logprobs = *o.logprobs;
     const kvdecode::transformer<float>& model = *s.model;
     kvdecode::decode_context<float> ctx(model, {.threads = o.threads});
     const std::vector<std::vector<token_id>> prompts = {s.prompt};
@@ -552,10 +620,11 @@ int run_generate(const cli_options& o, session& s) {
     const auto result = kvdecode::generate(ctx, cache, prompts, options, make_sampler(o));
     if (s.text) {
         show_prompt();
-        std::fputs("\n", stdout);
+        std::fputs((stream->finish() + "\n").c_str(), stdout);
     } else {
         for (const auto& seq : result.sequences) print_ids(seq.tokens);
     }
+    if (o.logprobs) print_logprobs(result.sequences[0], s);
     std::fflush(stdout);
     if (o.stats) {
         const auto& st = result.stats;
@@ -621,7 +690,7 @@ kvdecode::reward_function make_reward(const cli_options& o, const session& s) {
         case reward_spec::kind::contains: {
             if (!s.tok) throw usage_error("--reward contains:TEXT needs the model's vocabulary");
             const std::string text = o.reward.text;
-            const kvdecode::tokenizer* tok = &*s.tok;
+            const kvdecode::any_tokenizer* tok = &*s.tok;
             return [prompt, text, tok](std::span<const token_id> x) {
                 return tok->decode(x.subspan(prompt)).find(text) != std::string::npos ? 1.0 : 0.0;
             };
@@ -655,8 +724,41 @@ int run_tree(const cli_options& o, session& s) {
     return 0;
 }
 
-int run(const cli_options& o) {
-    session s = open_session(o);
+// A model folder's generation_config.json fills in what the command line left unset,
+// as transformers' generate() starts from it: do_sample (sample mode), num_beams (beam
+// mode), temperature, top_k, top_p, min_p, repetition_penalty, max_new_tokens (or
+// max_length less the prompt), min_new_tokens, length_penalty, early_stopping.
+cli_options with_generation_defaults(cli_options o, const session& s) {
+    if (!s.generation) return o;
+    const kvdecode::hf_generation_config& g = *s.generation;
+    auto unset = [&](const char* flag) { return !o.given.contains(flag); };
+    if (unset("--mode")) {
+        if (g.do_sample.value_or(false)) o.mode = run_mode::sample;
+        else if (g.num_beams.value_or(1) > 1) o.mode = run_mode::beam;
+    }
+    if (unset("--num-beams") && g.num_beams && *g.num_beams > 1) o.num_beams = std::min(*g.num_beams, bound::beams);
+    if (unset("--temperature") && g.temperature && *g.temperature > 0) o.temperature = static_cast<float>(*g.temperature);
+    if (unset("--top-k") && g.top_k) o.top_k = *g.top_k;
+    if (unset("--top-p") && g.top_p) o.top_p = static_cast<float>(*g.top_p);
+    if (unset("--min-p") && g.min_p) o.min_p = static_cast<float>(*g.min_p);
+    if (unset("--repetition-penalty") && g.repetition_penalty && *g.repetition_penalty > 0)
+        o.repetition_penalty = static_cast<float>(*g.repetition_penalty);
+    if (unset("--max-new-tokens")) {
+        if (g.max_new_tokens) o.max_new_tokens = std::min(*g.max_new_tokens, bound::tokens);
+        else if (g.max_length && *g.max_length > s.prompt.size()) o.max_new_tokens = std::min(*g.max_length - s.prompt.size(), bound::tokens);
+    }
+    if (unset("--min-new-tokens") && g.min_new_tokens) o.min_new_tokens = std::min(*g.min_new_tokens, o.max_new_tokens);
+    if (unset("--length-penalty") && g.length_penalty) o.length_penalty = *g.length_penalty;
+    if (unset("--early-stopping") && g.early_stopping) o.early_stopping = parse_early_stopping(*g.early_stopping);
+    return o;
+}
+
+int run(const cli_options& given) {
+    session s = open_session(given);
+    const cli_options o = with_generation_defaults(given, s);
+    if ((!o.stop.empty() || o.logprobs) && (o.mode == run_mode::beam || o.mode == run_mode::tree))
+        throw usage_error(std::string(o.logprobs ? "--logprobs" : "--stop") + " is for greedy and sample modes");
+    if (!o.stop.empty() && !s.tok) throw usage_error("--stop needs the model's vocabulary");
     switch (o.mode) {
         case run_mode::beam: return run_beam(o, s);
         case run_mode::tree: return run_tree(o, s);
@@ -674,6 +776,8 @@ int main(int argc, char** argv) {
     add_options(app, options);
     try {
         app.parse(argc, argv);
+        for (const CLI::Option* opt : app.get_options())
+            if (opt->count() > 0) options.given.insert(opt->get_name());
         complete(options);
         return run(options);
     } catch (const CLI::CallForHelp&) {

@@ -446,9 +446,9 @@ inline std::string hf_read_file(const std::filesystem::path& p) {
     return s.str();
 }
 
-// Both files' texts; `name` and `config_name` name them in errors.
-inline hf_tokenizer hf_read(std::string_view json, std::string name, std::optional<std::string_view> config_json,
-                            std::string config_name) {
+// Both files' texts as plain data; `name` and `config_name` name them in errors.
+inline hf_tokenizer_data hf_read_data(std::string_view json, const std::string& name,
+                                      std::optional<std::string_view> config_json, std::string config_name) {
     const hf_json_reader r(name);
     hf_tokenizer_data data;
     try {
@@ -476,11 +476,21 @@ inline hf_tokenizer hf_read(std::string_view json, std::string name, std::option
             throw model_format_error(c.file(), "(document)", "a tokenizer_config.json", e.what());
         }
     }
+    return data;
+}
+
+// The tokenizer of `data` read from the file `name`.
+inline hf_tokenizer hf_build(hf_tokenizer_data data, const std::string& name) {
     try {
         return hf_tokenizer(std::move(data));
-    } catch (const std::invalid_argument& e) {  // what the stages' classes refuse beyond the checks above
+    } catch (const std::invalid_argument& e) {  // what the stages' classes refuse beyond the reader's checks
         throw model_format_error(name, "(tokenizer)", "a consistent tokenizer", e.what());
     }
+}
+
+inline hf_tokenizer hf_read(std::string_view json, std::string name, std::optional<std::string_view> config_json,
+                            std::string config_name) {
+    return hf_build(hf_read_data(json, name, config_json, std::move(config_name)), name);
 }
 
 }  // namespace detail
@@ -492,6 +502,15 @@ inline hf_tokenizer read_hf_tokenizer_json(std::string_view json, std::string na
                                            std::optional<std::string_view> config_json = {}) {
     std::string config_name = name + " (tokenizer_config.json)";
     return detail::hf_read(json, std::move(name), config_json, std::move(config_name));
+}
+
+// The same as plain data, to be changed before it becomes a tokenizer (a GGUF file's
+// tokenizer.huggingface.json takes its special tokens and chat template from the GGUF
+// metadata); hf_tokenizer(data) may then throw std::invalid_argument.
+inline hf_tokenizer_data read_hf_tokenizer_data(std::string_view json, std::string name,
+                                                std::optional<std::string_view> config_json = {}) {
+    std::string config_name = name + " (tokenizer_config.json)";
+    return detail::hf_read_data(json, name, config_json, std::move(config_name));
 }
 
 // A folder holding tokenizer.json (and perhaps tokenizer_config.json), or the path of
