@@ -217,3 +217,43 @@ TEST_CASE("log-probabilities are the model's log-softmax before processors, with
     o.logprobs = 5;
     REQUIRE_THROWS_WITH(greedy(m, cache, prompts, o), Catch::Contains("the 5 most likely tokens of a vocabulary of 4"));
 }
+
+TEST_CASE("continue_generation carries a conversation in the cache, as one prompt would", "[decode][continue]") {
+    const auto shape = kvtest::awkward_shapes()[0].config;
+    const transformer<float> model(kvtest::random_model(shape));
+    decode_context<float> ctx(model);
+    auto cache = model.make_cache({.capacity_tokens = 256, .block_size = 8});
+    const std::vector<token_id> turn1 = {1, 5, 9, 13}, turn2 = {4, 4, 8};
+    const generation_options o{.max_new_tokens = 6, .eos = {}};
+    const seq_id conversation = cache.create();
+    const auto r1 = continue_generation(ctx, cache, std::vector{conversation}, prompts_t{turn1}, o, sampler::greedy());
+    const auto g1 = r1.sequences[0].generated();
+    REQUIRE(g1.size() == 6);
+    REQUIRE(cache.length(conversation) == turn1.size() + 5);  // the last generated token is not in yet
+    std::vector<token_id> next = {g1.back()};
+    next.insert(next.end(), turn2.begin(), turn2.end());
+    const auto r2 = continue_generation(ctx, cache, std::vector{conversation}, prompts_t{next}, o, sampler::greedy());
+    REQUIRE(r2.sequences[0].context_before == turn1.size() + 5);
+    REQUIRE(r2.sequences[0].tokens.size() == next.size() + 6);
+
+    // The same tokens as one prompt, from scratch.
+    std::vector<token_id> whole = turn1;
+    whole.insert(whole.end(), g1.begin(), g1.end());
+    whole.insert(whole.end(), turn2.begin(), turn2.end());
+    const auto once = greedy(ctx, cache, prompts_t{whole}, o);
+    REQUIRE(std::vector<token_id>(once.sequences[0].generated().begin(), once.sequences[0].generated().end()) ==
+            std::vector<token_id>(r2.sequences[0].generated().begin(), r2.sequences[0].generated().end()));
+    REQUIRE(cache.stats().sequences == 1);  // the caller's sequence stays
+
+    // A failing call leaves the conversation as it was: a full cache mid-generation.
+    auto small = model.make_cache({.capacity_tokens = 16, .block_size = 4});
+    const seq_id s = small.create();
+    continue_generation(ctx, small, std::vector{s}, prompts_t{{1, 2, 3}}, {.max_new_tokens = 2, .eos = {}}, sampler::greedy());
+    const std::size_t before = small.length(s);
+    REQUIRE_THROWS_AS(continue_generation(ctx, small, std::vector{s}, prompts_t{{7, 8}}, {.max_new_tokens = 40, .eos = {}},
+                                          sampler::greedy()),
+                      cache_full);
+    REQUIRE(small.length(s) == before);
+    REQUIRE_THROWS_WITH(continue_generation(ctx, small, std::vector{s, s}, prompts_t{{7}}, o, sampler::greedy()),
+                        Catch::Contains("2 sequences but 1 token lists"));
+}

@@ -26,17 +26,17 @@
 
 namespace kvdecode {
 
-// Generates a continuation of every prompt, choosing tokens with `chooser`
-// (processors + greedy or sampled choice). Tokens of the result include the prompt.
+namespace detail {
+
+// generate() from prompts in new sequences (`kept` empty), or continue_generation()
+// of the caller's sequences `kept`, each already holding `kept_lengths[i]` tokens.
 template <language_model Model>
-generation_result generate(Model& model, typename Model::cache_type& cache,
-                           std::span<const std::vector<token_id>> prompts, const generation_options& options,
-                           sampler chooser) {
+generation_result run_generation(Model& model, typename Model::cache_type& cache,
+                                 std::span<const std::vector<token_id>> prompts, const generation_options& options,
+                                 sampler& chooser, std::span<const seq_id> kept) {
     using T = typename Model::scalar_type;
     using clock = std::chrono::steady_clock;
     const model_config& c = model.config();
-    validate(options, c);
-    detail::validate_prompts(prompts, c);
 
     const std::size_t n = prompts.size(), vocab = c.vocab_size;
     generation_result result;
@@ -55,20 +55,22 @@ generation_result generate(Model& model, typename Model::cache_type& cache,
     std::vector<sequence_tokens> batch;
     batch.reserve(n);
     for (std::size_t i = 0; i < n; ++i) {
-        seqs[i] = guard.create();
+        seqs[i] = kept.empty() ? guard.create() : kept[i];
+        const std::size_t held = kept.empty() ? 0 : cache.length(seqs[i]);  // context before this call's tokens
         auto& out = result.sequences[i];
         out.reason = stop_reason::length;
         out.prompt_length = prompts[i].size();
-        out.tokens.reserve(prompts[i].size() + std::min(options.max_new_tokens, c.seq_len - prompts[i].size()));
+        out.tokens.reserve(prompts[i].size() + std::min(options.max_new_tokens, c.seq_len - std::min(c.seq_len, held + prompts[i].size())));
         out.tokens.assign(prompts[i].begin(), prompts[i].end());
         result.stats.prompt_tokens += prompts[i].size();
         if (logprobs) {
-            const std::size_t most = std::min(options.max_new_tokens, c.seq_len - std::min(c.seq_len, prompts[i].size()));
+            const std::size_t most = std::min(options.max_new_tokens, c.seq_len - std::min(c.seq_len, held + prompts[i].size()));
             out.top_k = *options.logprobs;
             out.logprobs.reserve(most);
             out.top_logprobs.reserve(most * out.top_k);
         }
-        if (options.max_new_tokens == 0 || prompts[i].size() >= c.seq_len) {  // nothing to do, or no room
+        out.context_before = held;
+        if (options.max_new_tokens == 0 || held + prompts[i].size() >= c.seq_len) {  // nothing to do, or no room
             live[i] = false;
             continue;
         }
@@ -78,10 +80,10 @@ generation_result generate(Model& model, typename Model::cache_type& cache,
     std::vector<T> logits(n * vocab);
     generation_stats& stats = result.stats;
 
-    auto finish = [&](std::size_t i, stop_reason why) {  // its blocks return to the pool at once
+    auto finish = [&](std::size_t i, stop_reason why) {  // its blocks return to the pool at once (ours)
         live[i] = false;
         result.sequences[i].reason = why;
-        guard.release(seqs[i]);
+        if (kept.empty()) guard.release(seqs[i]);
     };
 
     const auto start = clock::now();
@@ -113,7 +115,8 @@ generation_result generate(Model& model, typename Model::cache_type& cache,
             const bool keep_going = !options.on_token || options.on_token(i, t);
             if (detail::is_eos(options.eos, t)) finish(i, stop_reason::eos);
             else if (!keep_going) finish(i, stop_reason::callback);
-            else if (out.tokens.size() - out.prompt_length >= options.max_new_tokens || out.tokens.size() >= c.seq_len)
+            else if (out.tokens.size() - out.prompt_length >= options.max_new_tokens ||
+                     out.context_before + out.tokens.size() >= c.seq_len)
                 finish(i, stop_reason::length);
             else {
                 next[i] = t;
@@ -124,6 +127,48 @@ generation_result generate(Model& model, typename Model::cache_type& cache,
     }
     stats.decode_seconds = std::chrono::duration<double>(clock::now() - start).count() - stats.prefill_seconds;
     return result;
+}
+
+}  // namespace detail
+
+// Generates a continuation of every prompt, choosing tokens with `chooser`
+// (processors + greedy or sampled choice). Tokens of the result include the prompt.
+template <language_model Model>
+generation_result generate(Model& model, typename Model::cache_type& cache,
+                           std::span<const std::vector<token_id>> prompts, const generation_options& options,
+                           sampler chooser) {
+    validate(options, model.config());
+    detail::validate_prompts(prompts, model.config());
+    return detail::run_generation(model, cache, prompts, options, chooser, {});
+}
+
+// Continues sequences the caller keeps in the cache, as a chat continues its
+// conversation: `tokens[i]` (at least one) is appended to `sequences[i]` and
+// generation goes on from there as generate() does from a prompt. The sequences stay
+// the caller's and hold every token but each one's last generated token, which has
+// not been through the model yet: the next call's tokens start with it (in a chat,
+// the end-of-turn token, then the next turn). Each result sequence's tokens are
+// tokens[i] and what was generated (context_before says how many came earlier);
+// processors see only those. If the call throws, every sequence is truncated back
+// to its length before the call.
+template <language_model Model>
+generation_result continue_generation(Model& model, typename Model::cache_type& cache, std::span<const seq_id> sequences,
+                                      std::span<const std::vector<token_id>> tokens, const generation_options& options,
+                                      sampler chooser) {
+    validate(options, model.config());
+    detail::validate_prompts(tokens, model.config());
+    if (sequences.size() != tokens.size())
+        throw std::invalid_argument("kvdecode: continue_generation: " + std::to_string(sequences.size()) +
+                                    " sequences but " + std::to_string(tokens.size()) + " token lists");
+    std::vector<std::size_t> lengths(sequences.size());
+    for (std::size_t i = 0; i < sequences.size(); ++i) lengths[i] = cache.length(sequences[i]);  // throws for an unknown one
+    try {
+        return detail::run_generation(model, cache, tokens, options, chooser, sequences);
+    } catch (...) {
+        for (std::size_t i = 0; i < sequences.size(); ++i)
+            if (cache.length(sequences[i]) > lengths[i]) cache.truncate(sequences[i], lengths[i]);
+        throw;
+    }
 }
 
 // The most likely token at every step (no processors).

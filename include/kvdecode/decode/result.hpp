@@ -27,6 +27,7 @@ struct generated_sequence {
     std::vector<token_id> tokens;  // prompt, then generated tokens
     std::size_t prompt_length = 0;
     stop_reason reason = stop_reason::length;
+    std::size_t context_before = 0;  // continue_generation: tokens the sequence held before `tokens`
     // With generation_options::logprobs = K (greedy and sampling): one entry per
     // generated token, the chosen token's; and K per generated token, the most likely
     // tokens best first (fewer where the vocabulary is smaller than K).
