@@ -15,4 +15,5 @@ run(${CMAKE_COMMAND} -S ${CONSUMER_DIR} -B ${WORK_DIR}/consumer -DCMAKE_PREFIX_P
 run(${CMAKE_COMMAND} --build ${WORK_DIR}/consumer)
 run(${WORK_DIR}/consumer/consumer)
 run(${WORK_DIR}/consumer/consumer_version)
+run(${WORK_DIR}/consumer/consumer_hf)
 message(STATUS "consumer built against the installed kvdecode and ran")
