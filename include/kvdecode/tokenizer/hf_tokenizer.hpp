@@ -66,7 +66,7 @@ namespace kvdecode {
 struct hf_tokenizer_config {
     std::optional<std::string> bos_token, eos_token, pad_token, unk_token;  // token texts
     std::optional<bool> add_bos_token, add_eos_token;  // as the file says (not applied: the post-processor decides)
-    std::optional<std::string> chat_template;          // a Jinja template, kept for later
+    std::optional<std::string> chat_template;          // a Jinja template: tokenizer/chat_template.hpp renders its family
     std::optional<bool> clean_up_tokenization_spaces;  // transformers' decode() clean-up: not applied here
 };
 
