@@ -50,5 +50,6 @@
 #include "kvdecode/decode/tree_options.hpp"
 #include "kvdecode/sampling/processors.hpp"
 #include "kvdecode/sampling/sampler.hpp"
+#include "kvdecode/tokenizer/chat_template.hpp"
 #include "kvdecode/tokenizer/sentencepiece.hpp"
 #include "kvdecode/version.hpp"
