@@ -296,6 +296,28 @@ bytes safetensors_file_of(std::string header, std::size_t data_bytes) {
 
 // The fuzz harness's small tied Llama (dim 8, hidden 12, 1 layer, 2 heads, 1 KV head,
 // vocab 6) as F32, BF16 and F16 files, then broken ones; and config.json texts.
+// Conversation files and chat templates (the chat harness reads its input as both).
+void chat_seeds(const fs::path& dir) {
+    const auto text = [](const std::string& s) { return bytes(s.begin(), s.end()); };
+    write(dir, "conversation", text(R"([{"role": "system", "content": "Be brief."}, {"role": "user", "content": " Hi\n"},
+ {"role": "assistant", "content": "Hello.\u00a0"}, {"role": "user", "content": "\u4f60\u597d"}])"));
+    write(dir, "conversation_object", text(R"({"messages": [{"role": "user", "content": "a"}, {"role": "tool", "content": "{\"x\": 1}"}]})"));
+    write(dir, "conversation_two_users", text(R"([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}])"));
+    write(dir, "conversation_extra_key", text(R"([{"role": "assistant", "content": "", "tool_calls": []}])"));
+    write(dir, "conversation_not_string", text(R"([{"role": "user", "content": 3}])"));
+    write(dir, "template_qwen2", text(
+        "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\nYou are a "
+        "helpful assistant.<|im_end|>\\n' }}{% endif %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+        "'<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"));
+    write(dir, "template_llama3", text(
+        "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + "
+        "message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% "
+        "set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ "
+        "'<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"));
+    write(dir, "template_comment_quote", text("{#- we're here #}{{ \"[INST] \" + x }}{% set date_string = \"26 Jul 2024\" %}"));
+    write(dir, "template_unclosed", text("{{ '<|im_start|>system\\nunclosed"));
+}
+
 void hf_seeds(const fs::path& out) {
     struct tensor {
         std::string name;
@@ -569,6 +591,7 @@ int main(int argc, char** argv) {
 
     hf_seeds(out);
     hf_tokenizer_seeds(out / "hf_tokenizer");
+    chat_seeds(out / "chat");
     copy_real_files(argv[2], "shipped_", out);
     for (int i = 3; i < argc; ++i) {
         copy_real_files(argv[i], "shared_", out);
