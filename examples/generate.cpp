@@ -21,6 +21,7 @@
 #include <functional>
 #include <limits>
 #include <memory>
+#include <iostream>
 #include <optional>
 #include <set>
 #include <stdexcept>
@@ -33,7 +34,9 @@
 #include <CLI/CLI.hpp>
 
 #include <kvdecode/io/hf_model.hpp>
+#include <kvdecode/io/chat_messages.hpp>
 #include <kvdecode/io/hf_tokenizer.hpp>
+#include <kvdecode/tokenizer/chat_template.hpp>
 #include <kvdecode/tokenizer/any_tokenizer.hpp>
 #include <kvdecode/tokenizer/text_stream.hpp>
 #include <kvdecode/kvdecode.hpp>
@@ -114,6 +117,11 @@ struct cli_options {
     std::vector<std::string> stop;          // stop strings (need a vocabulary)
     std::optional<std::size_t> logprobs;    // greedy/sample: print each token's log-probability and K alternatives
     std::set<std::string> given;            // the options the command line set (a folder's generation_config fills the rest)
+    // chat
+    bool chat = false;                          // render a conversation with the chat template and reply
+    std::optional<std::string> chat_template;   // a family name instead of the model's template
+    std::optional<std::string> system;          // the system message
+    std::optional<std::string> messages_file;   // a JSON conversation
     // sampling
     std::optional<float> temperature;      // default 1 (tree rollouts: 0.8)
     std::optional<std::size_t> top_k;      // default off (tree rollouts: 50)
@@ -339,6 +347,16 @@ void add_options(CLI::App& app, cli_options& o) {
                 "after the text, each generated token's log-probability and its K most likely alternatives "
                 "(greedy and sample modes)", "default: off");
 
+    option_group chat(app, "Chat (greedy and sample modes): the model's chat template, rendered as transformers renders it");
+    chat.flag("--chat", o.chat,
+              "reply as the assistant: to --prompt (the user's message), to the conversation in --messages, or, "
+              "with neither, to each line read from stdin, keeping the conversation in the cache between turns");
+    chat.text("--chat-template", [&](const std::string& v) { o.chat_template = v; }, "NAME",
+              "render with this family instead of the model's template: " + kvdecode::chat_format_choices());
+    chat.text("--system", [&](const std::string& v) { o.system = v; }, "TEXT", "the system message");
+    chat.text("--messages", [&](const std::string& v) { o.messages_file = v; }, "PATH",
+              "a JSON conversation: [{\"role\": \"user\", \"content\": \"...\"}, ...]");
+
     option_group sampling(app, "Sampling (--mode sample, and tree mode's rollouts)");
     sampling.real("--temperature", o.temperature, positive_factor, "sampling temperature", "default 1; tree rollouts 0.8");
     sampling.integer("--top-k", o.top_k, range<std::size_t>{0, bound::vocabulary}, "keep the K most likely tokens",
@@ -438,6 +456,7 @@ struct session {
     std::vector<token_id> eos;
     bool text = false;  // print text (a tokenizer is loaded and --print-ids is off)
     std::optional<kvdecode::hf_generation_config> generation;  // a model folder's generation_config.json
+    std::string chat_template;  // the Jinja template the model came with (tokenizer_config.json, GGUF), or empty
 };
 
 // "q5_0 x23, q4_k x2, q8_0 x3": the storage types of a GGUF file's matrices.
@@ -478,6 +497,7 @@ session open_session(const cli_options& o) {
                             " (use --prompt-ids)";
         }
         types = matrix_types(file);
+        s.chat_template = file.find_string("tokenizer.chat_template").value_or("");
     } else if (std::filesystem::is_directory(o.model)) {
         if (o.weights)
             throw usage_error("--weights converts llama2.c checkpoints; a model folder's weights are used as stored "
@@ -495,8 +515,11 @@ session open_session(const cli_options& o) {
         }
         if (!eos_ids.empty()) eos = eos_ids.front();
         folder_eos = eos_ids;
-        if (std::filesystem::exists(std::filesystem::path(o.model) / "tokenizer.json"))
-            s.tok = kvdecode::read_hf_tokenizer(o.model);
+        if (std::filesystem::exists(std::filesystem::path(o.model) / "tokenizer.json")) {
+            kvdecode::hf_tokenizer tok = kvdecode::read_hf_tokenizer(o.model);
+            s.chat_template = tok.chat_template().value_or("");
+            s.tok = std::move(tok);
+        }
         else
             no_vocabulary = "--prompt needs the folder's tokenizer.json, which it does not have (use --prompt-ids)";
         s.generation = folder.generation;
@@ -513,11 +536,15 @@ session open_session(const cli_options& o) {
                      static_cast<double>(s.model->weights().bytes_per_token()) / 1e6);
     if (o.prompt && !s.tok) throw usage_error(no_vocabulary);
     if (s.tok) bos = s.tok->find_bos(), eos = s.tok->find_eos();
-    if (o.prompt_ids) s.prompt = *o.prompt_ids;
+    if (o.chat) {
+        if (o.prompt_ids) throw usage_error("--chat takes the user's message as --prompt TEXT, not --prompt-ids");
+    }  // the conversation, rendered by run_chat, is the prompt
+    else if (o.prompt_ids) s.prompt = *o.prompt_ids;
     else if (o.prompt) s.prompt = s.tok->encode(*o.prompt);
     else if (bos) s.prompt = {*bos};
     else throw usage_error("the model names no BOS token to start from: give --prompt or --prompt-ids");
-    if (s.prompt.empty()) throw usage_error("the prompt encodes to no tokens (the vocabulary adds no BOS): give a longer --prompt");
+    if (s.prompt.empty() && !o.chat)
+        throw usage_error("the prompt encodes to no tokens (the vocabulary adds no BOS): give a longer --prompt");
     if (o.eos) s.eos = *o.eos;
     else if (!folder_eos.empty()) s.eos = folder_eos;  // generation_config.json's, as transformers' generate()
     else if (s.tok) s.eos = s.tok->end_of_generation();
@@ -753,12 +780,124 @@ cli_options with_generation_defaults(cli_options o, const session& s) {
     return o;
 }
 
+// --chat: the family of the model's chat template (or --chat-template's) and the
+// settings it carries; the tokenizer's BOS and EOS texts for the templates that write them.
+struct chat_setup {
+    kvdecode::chat_format format = kvdecode::chat_format::chatml;
+    kvdecode::chat_render_options render;
+};
+
+chat_setup chat_setup_for(const cli_options& o, const session& s) {
+    if (!s.tok) throw usage_error("--chat needs the model's vocabulary");
+    chat_setup c;
+    const std::string& jinja = s.chat_template;
+    if (o.chat_template) {
+        const auto named = kvdecode::parse_chat_format(*o.chat_template);
+        if (!named)
+            throw usage_error("--chat-template must be one of " + kvdecode::chat_format_choices() + ", got '" +
+                              *o.chat_template + "'");
+        c.format = *named;
+    } else if (jinja.empty()) {
+        throw usage_error("--chat: the model has no chat template; name its family with --chat-template (" +
+                          kvdecode::chat_format_choices() + ")");
+    } else if (const auto recognized = kvdecode::recognize_chat_template(jinja)) {
+        c.format = *recognized;
+    } else {
+        throw usage_error("--chat: the model's chat template is none of the families kvdecode renders exactly; "
+                          "name one with --chat-template (" + kvdecode::chat_format_choices() + ")");
+    }
+    if (!jinja.empty()) c.render = kvdecode::chat_options_from_template(jinja);
+    c.render.add_generation_prompt = true;
+    if (const auto bos = s.tok->find_bos()) c.render.bos_token = std::string(s.tok->piece(*bos));
+    if (const auto eos = s.tok->find_eos()) c.render.eos_token = std::string(s.tok->piece(*eos));
+    return c;
+}
+
+// The conversation is one cache sequence for the whole session. Each turn renders the
+// whole conversation; where it begins with the text already in the cache (every turn
+// of the template families here, unless a reply changed under the template's
+// trimming), only the new part is encoded and run, after the reply's last token;
+// otherwise the conversation is run again from the start.
+int run_chat(const cli_options& o, session& s) {
+    const chat_setup chat = chat_setup_for(o, s);
+    std::vector<kvdecode::chat_message> messages;
+    if (o.messages_file) messages = kvdecode::read_chat_messages(*o.messages_file);
+    if (o.system) {
+        if (!messages.empty() && messages.front().role == "system")
+            throw usage_error("--system: the conversation in --messages already starts with a system message");
+        messages.insert(messages.begin(), {"system", *o.system});
+    }
+    if (o.prompt) messages.push_back({"user", *o.prompt});
+    const bool interactive = !o.prompt && !o.messages_file;
+
+    const kvdecode::any_tokenizer& tok = *s.tok;
+    const kvdecode::transformer<float>& model = *s.model;
+    kvdecode::decode_context<float> ctx(model, {.threads = o.threads});
+    auto cache = model.make_cache(with_kv_type(o, {.capacity_tokens = model.config().seq_len, .max_sequences = 1}));
+    const kvdecode::seq_id conversation = cache.create();
+    std::string in_cache;             // the text the cache holds, with the last reply's last token
+    std::vector<token_id> unfed;      // that token: generated, not run through the model yet
+    const kvdecode::encode_options as_rendered{.add_special = false, .parse_special = true};  // as apply_chat_template
+
+    auto reply = [&] {
+        const std::string full = kvdecode::render_chat(chat.format, messages, chat.render);
+        std::vector<token_id> next;
+        if (!in_cache.empty() && full.starts_with(in_cache)) {
+            next = unfed;
+            const auto more = tok.encode(std::string_view(full).substr(in_cache.size()), as_rendered);
+            next.insert(next.end(), more.begin(), more.end());
+        } else {
+            cache.truncate(conversation, 0);
+            next = tok.encode(full, as_rendered);
+        }
+        if (next.empty()) throw usage_error("--chat: the conversation renders to no tokens");
+        kvdecode::generation_options options = generation_options_for(o, s);
+        kvdecode::text_stream<kvdecode::any_tokenizer> stream(tok, {.stop = o.stop, .previous = next.back()});
+        options.on_token = [&](std::size_t, token_id t) {
+            if (std::find(s.eos.begin(), s.eos.end(), t) != s.eos.end()) return true;
+            const std::string text = stream.push(t);
+            if (!o.print_ids) std::fputs(text.c_str(), stdout);
+            std::fflush(stdout);
+            return !stream.stopped();
+        };
+        const auto result = kvdecode::continue_generation(ctx, cache, std::vector{conversation},
+                                                          std::vector<std::vector<token_id>>{next}, options, make_sampler(o));
+        const auto generated = result.sequences[0].generated();
+        if (o.print_ids) print_ids(generated);
+        else std::fputs((stream.finish() + "\n").c_str(), stdout);
+        std::fflush(stdout);
+        std::vector<token_id> content(generated.begin(), generated.end());
+        if (!content.empty() && std::find(s.eos.begin(), s.eos.end(), content.back()) != s.eos.end()) content.pop_back();
+        in_cache = full + tok.decode(generated, {.special = true});
+        unfed.assign(generated.empty() ? generated.end() : generated.end() - 1, generated.end());
+        if (generated.empty()) in_cache.clear();  // nothing generated: start over next time
+        messages.push_back({"assistant", tok.decode(content)});
+    };
+
+    if (!interactive) {
+        reply();
+        return 0;
+    }
+    for (std::string line; std::getline(std::cin, line);) {
+        if (line.empty()) continue;
+        messages.push_back({"user", line});
+        reply();
+    }
+    return 0;
+}
+
 int run(const cli_options& given) {
     session s = open_session(given);
     const cli_options o = with_generation_defaults(given, s);
     if ((!o.stop.empty() || o.logprobs) && (o.mode == run_mode::beam || o.mode == run_mode::tree))
         throw usage_error(std::string(o.logprobs ? "--logprobs" : "--stop") + " is for greedy and sample modes");
     if (!o.stop.empty() && !s.tok) throw usage_error("--stop needs the model's vocabulary");
+    if (o.chat) {
+        if (o.mode == run_mode::beam || o.mode == run_mode::tree) throw usage_error("--chat is for greedy and sample modes");
+        if (o.logprobs) throw usage_error("--logprobs is not shown in --chat");
+        return run_chat(o, s);
+    }
+    if (o.chat_template || o.system || o.messages_file) throw usage_error("--chat-template, --system and --messages need --chat");
     switch (o.mode) {
         case run_mode::beam: return run_beam(o, s);
         case run_mode::tree: return run_tree(o, s);
