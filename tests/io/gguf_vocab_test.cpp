@@ -1,8 +1,8 @@
 // GGUF's `llama` vocabulary against llama.cpp: for every fixture file whose
 // tokenizer.ggml.model is "llama", encode(prompt) is llama.cpp's prompt_ids and the
 // generated ids decode to its text; the converted KJV vocabulary tokenizes as the
-// llama2.c file it came from; special tokens parsed or not; gpt2 vocabularies and
-// broken metadata fail with messages that name the key.
+// llama2.c file it came from; special tokens parsed or not; gpt2 vocabularies (read
+// by io/gguf_bpe_vocab.hpp) and broken metadata fail with messages that name the key.
 
 #include <cstddef>
 #include <cstdint>
@@ -167,7 +167,7 @@ TEST_CASE("special token texts become tokens only with parse_special", "[io][ggu
     REQUIRE(tok.encode("<unk>", {.parse_special = true}) == ids{1, 0});
 }
 
-TEST_CASE("gpt2 vocabularies fail with a clear message", "[io][gguf][tokenizer][shared]") {
+TEST_CASE("gpt2 vocabularies are refused here and pointed to their reader", "[io][gguf][tokenizer][shared]") {
     for (const char* name : {"fixtures/gguf/from-hf/qwen2-tiny-bf16-f32.gguf", "fixtures/gguf/from-hf/smollm-tiny-f16-q8_0.gguf"}) {
         const auto path = kvtest::shared_file(name);
         if (!path) return;
@@ -177,7 +177,7 @@ TEST_CASE("gpt2 vocabularies fail with a clear message", "[io][gguf][tokenizer][
             FAIL("no exception");
         } catch (const model_format_error& e) {
             REQUIRE(e.field() == "key 'tokenizer.ggml.model'");
-            REQUIRE_THAT(e.what(), Catch::Contains("byte-level BPE vocabularies (gpt2) are not supported yet"));
+            REQUIRE_THAT(e.what(), Catch::Contains("a byte-level BPE vocabulary, read by gpt2_vocab_from_gguf"));
             REQUIRE_THAT(e.what(), Catch::Contains(path->string()));
         }
     }
@@ -359,7 +359,7 @@ TEST_CASE("broken GGUF vocabulary metadata throws model_format_error naming the 
     expect_error(bert, "key 'tokenizer.ggml.model'", "found \"bert\"");
     auto gpt2 = small_vocab("tokenizer.ggml.model");
     gpt2.str("tokenizer.ggml.model", "gpt2");
-    expect_error(gpt2, "key 'tokenizer.ggml.model'", "byte-level BPE vocabularies (gpt2) are not supported yet");
+    expect_error(gpt2, "key 'tokenizer.ggml.model'", "a byte-level BPE vocabulary, read by gpt2_vocab_from_gguf");
     // One token: the default BOS (1) does not exist, yet add_bos_token defaults to true.
     auto one = gguf_builder().str("tokenizer.ggml.model", "llama").strings("tokenizer.ggml.tokens", {"<unk>"});
     expect_error(one, "key 'tokenizer.ggml.bos_token_id'", "a BOS token (tokenizer.ggml.add_bos_token is true)");

@@ -47,6 +47,11 @@ inline std::optional<token_id> gguf_token_id(const gguf_file& file, std::string_
     return static_cast<token_id>(*id);
 }
 
+// Token texts llama.cpp makes control tokens that end generation, whatever the file
+// says (llama_vocab::load's "<|eot_id|>", "<|im_end|>", ... list).
+inline constexpr std::string_view gguf_end_of_generation_texts[] = {
+    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>", "<EOT>", "_<EOT>"};
+
 // llama.cpp's default special id, dropped where the vocabulary is too small for it.
 inline std::optional<token_id> default_id(token_id id, std::size_t tokens) {
     return static_cast<std::size_t>(id) < tokens ? std::optional<token_id>(id) : std::nullopt;
@@ -64,8 +69,8 @@ inline sentencepiece_tokenizer llama_vocab_from_gguf(const gguf_file& file) {
     if (!model) throw model_format_error(name, gguf_key_field(model_key), "a tokenizer model (\"llama\")", "no such key");
     if (*model == "gpt2")
         throw model_format_error(name, gguf_key_field(model_key), "\"llama\" (a SentencePiece-style vocabulary)",
-                                 "\"gpt2\": byte-level BPE vocabularies (gpt2) are not supported yet; "
-                                 "kvdecode reads SentencePiece-style (llama) vocabularies");
+                                 "\"gpt2\": a byte-level BPE vocabulary, read by gpt2_vocab_from_gguf "
+                                 "(io/gguf_bpe_vocab.hpp) or gguf_tokenizer (io/gguf_tokenizer.hpp)");
     if (*model != "llama")
         throw model_format_error(name, gguf_key_field(model_key), "\"llama\" (the only tokenizer model supported)",
                                  "\"" + *model + "\"");
@@ -135,8 +140,7 @@ inline sentencepiece_tokenizer llama_vocab_from_gguf(const gguf_file& file) {
     if (v.eos) v.end_of_generation.push_back(*v.eos);
     for (std::string_view key : {"tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"})
         if (const auto id = detail::gguf_token_id(file, key, n)) v.end_of_generation.push_back(*id);
-    for (std::string_view text : {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>",
-                                  "<EOT>", "_<EOT>"}) {
+    for (std::string_view text : detail::gguf_end_of_generation_texts) {
         const auto it = first.find(text);
         if (it == first.end()) continue;
         const auto id = static_cast<token_id>(it->second);

@@ -12,7 +12,9 @@
 // \w and \s are Rust regex's Unicode classes: \s the White_Space property; \w letters,
 // marks, decimal digits, letter numbers, connector punctuation and the two joiners
 // (through utf8proc's categories; Rust's Alphabetic adds a few hundred symbols that
-// are not letters, which this does not). Needs -lutf8proc.
+// are not letters, which this does not). A token may be parse_special_only: then it
+// is cut out only when the caller asks for special tokens to be parsed (GGUF control
+// tokens, as llama.cpp's tokenizer_st_partition). Needs -lutf8proc.
 
 #include <algorithm>
 #include <array>
@@ -38,6 +40,8 @@ struct added_token {
     bool lstrip = false;       // takes the whitespace before it
     bool rstrip = false;       // takes the whitespace after it
     bool single_word = false;  // only between non-word characters
+    bool parse_special_only = false;  // cut out only with encode_options::parse_special (llama.cpp's
+                                      // control tokens of a GGUF vocabulary; tokenizer.json: always false)
 };
 
 // A span of text: either an added token or plain text for the pipeline.
@@ -67,13 +71,14 @@ public:
 
     const std::vector<added_token>& tokens() const noexcept { return tokens_; }
 
-    // `text` (valid UTF-8) cut at the tokens with this `normalized` flag.
-    std::vector<text_fragment> split(std::string_view text, bool normalized) const {
+    // `text` (valid UTF-8) cut at the tokens with this `normalized` flag; tokens that
+    // are parse_special_only only when `parse_special`.
+    std::vector<text_fragment> split(std::string_view text, bool normalized, bool parse_special = true) const {
         std::vector<text_fragment> out;
         const auto& table = by_first_byte_[normalized];
         std::size_t plain = 0;  // start of the text not yet emitted
         for (std::size_t i = 0; i < text.size();) {
-            const std::size_t hit = match_at(table[static_cast<unsigned char>(text[i])], text.substr(i));
+            const std::size_t hit = match_at(table[static_cast<unsigned char>(text[i])], text.substr(i), parse_special);
             if (hit == none) {
                 ++i;
                 continue;
@@ -114,9 +119,9 @@ public:
 private:
     static constexpr std::size_t none = static_cast<std::size_t>(-1);
 
-    std::size_t match_at(const std::vector<std::size_t>& candidates, std::string_view rest) const {
+    std::size_t match_at(const std::vector<std::size_t>& candidates, std::string_view rest, bool parse_special) const {
         for (std::size_t c : candidates)
-            if (rest.starts_with(match_text_[c])) return c;
+            if ((parse_special || !tokens_[c].parse_special_only) && rest.starts_with(match_text_[c])) return c;
         return none;
     }
 

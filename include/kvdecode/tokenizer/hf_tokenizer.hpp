@@ -13,7 +13,9 @@
 //     rest into words, each tokenized by the model (bpe_model.hpp);
 //  3. with encode_options::add_special, the post-processor's tokens are put around
 //     the ids (post_processor.hpp). Added and special token texts in the input are
-//     always their tokens (tokenizers' default), whatever parse_special says.
+//     always their tokens (tokenizers' default), whatever parse_special says, except
+//     added tokens marked parse_special_only (a GGUF vocabulary's control tokens, as
+//     llama.cpp treats them): those only with encode_options::parse_special.
 // decode(ids), as tokenizers' Tokenizer::decode(ids, skip_special_tokens = !special):
 // special added tokens are left out unless decode_options::special; the others'
 // pieces (an added token's content) go through the decoder (token_decoder.hpp). An id
@@ -79,13 +81,16 @@ struct hf_tokenizer_data {
     post_processor post;
     std::optional<std::vector<decoder_step>> decoder;  // nullopt: no decoder (pieces joined with spaces)
     hf_tokenizer_config config;
+    // The tokens that end generation; nullopt: the EOS token (config.eos_token) alone.
+    // A GGUF vocabulary sets llama.cpp's list (EOS, EOT, EOM, <|im_end|>, ...).
+    std::optional<std::vector<token_id>> end_of_generation;
 };
 
 class hf_tokenizer {
 public:
     // Throws std::invalid_argument for inconsistent data: a model bpe_model refuses, an
     // added token id that is negative, twice, or leaves a gap in the ids, an added token
-    // text twice, a post-processor id outside the vocabulary, a stage its class refuses
+    // text twice, a post-processor or end-of-generation id outside the vocabulary, a stage its class refuses
     // (a regex that does not compile: regex_error, a std::invalid_argument).
     explicit hf_tokenizer(hf_tokenizer_data data)
         : model_(std::move(data.model)), normalizer_(std::move(data.normalizer)), added_(data.added_tokens, normalizer_),
@@ -93,6 +98,10 @@ public:
           decoder_(data.decoder ? token_decoder(std::move(*data.decoder)) : token_decoder()),
           config_(std::move(data.config)) {
         index(data.added_tokens);
+        if (data.end_of_generation) {
+            for (token_id id : *data.end_of_generation) checked(id);
+            end_of_generation_ = std::move(*data.end_of_generation);
+        }
     }
 
     std::size_t vocab_size() const noexcept { return pieces_.size(); }
@@ -123,14 +132,14 @@ public:
             owned = utf8_lossy(text);
             text = owned;
         }
-        for (const text_fragment& raw : added_.split(text, false)) {
+        for (const text_fragment& raw : added_.split(text, false, o.parse_special)) {
             if (raw.token >= 0) {
                 ids.push_back(raw.token);
                 continue;
             }
             const std::string normalized = normalizer_.apply(std::string(text.substr(raw.begin, raw.size)));
             bool first = raw.begin == 0;
-            for (const text_fragment& f : added_.split(normalized, true)) {
+            for (const text_fragment& f : added_.split(normalized, true, o.parse_special)) {
                 if (f.token >= 0) {
                     ids.push_back(f.token);
                 } else {
