@@ -411,7 +411,7 @@ inline std::optional<std::string> hf_config_token(const hf_json_reader& r, const
     return r.string(*v, key);
 }
 
-inline void hf_config(const hf_json_reader& r, const nlohmann::json& c, hf_tokenizer_config& out) {
+inline void hf_tokenizer_config_of(const hf_json_reader& r, const nlohmann::json& c, hf_tokenizer_config& out) {
     r.object(c, "(document)");
     out.bos_token = hf_config_token(r, c, "bos_token");
     out.eos_token = hf_config_token(r, c, "eos_token");
@@ -471,7 +471,7 @@ inline hf_tokenizer_data hf_read_data(std::string_view json, const std::string& 
     if (config_json) {
         const hf_json_reader c(std::move(config_name));
         try {
-            hf_config(c, c.parse(*config_json), data.config);
+            hf_tokenizer_config_of(c, c.parse(*config_json), data.config);
         } catch (const nlohmann::json::exception& e) {
             throw model_format_error(c.file(), "(document)", "a tokenizer_config.json", e.what());
         }

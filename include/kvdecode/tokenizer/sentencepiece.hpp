@@ -127,6 +127,13 @@ public:
     std::optional<token_id> pad() const noexcept { return vocab_.pad; }
     const std::vector<token_id>& end_of_generation() const noexcept { return vocab_.end_of_generation; }
 
+    // The id whose piece is `text` (as the vocabulary spells it: U+2581 for spaces
+    // where it does so), the first on equal pieces; nullopt if none.
+    std::optional<token_id> token_of(std::string_view text) const {
+        const auto it = piece_ids_.find(text);
+        return it == piece_ids_.end() ? std::nullopt : std::optional<token_id>(it->second);
+    }
+
     // llama.cpp's llama_tokenize(text, add_special, parse_special).
     std::vector<token_id> encode(std::string_view text, const encode_options& o = {}) const {
         return encode_with(text, o.add_special && options_.add_bos, o.add_special && options_.add_eos, o.parse_special);
@@ -278,6 +285,7 @@ private:
             }
             // llama.cpp merges into any token; llama2.c's rules into normal pieces only.
             if (!p.empty() && (!llama2c() || t == token_type::normal)) lookup_.emplace(p, static_cast<token_id>(i));  // first id wins
+            piece_ids_.emplace(p, static_cast<token_id>(i));
         }
         if (!llama2c()) {
             // llama.cpp's byte_to_token: the piece "<0xXX>" (upper-case hex), else the byte itself.
@@ -454,6 +462,7 @@ private:
     std::vector<token_id> specials_;        // control, unknown, user-defined: longest text first
     std::array<token_id, 256> byte_token_{};  // each byte's fallback token, else -1
     piece_map lookup_;                      // what text may become: the merge targets
+    piece_map piece_ids_;                   // every piece, for token_of()
 };
 
 }  // namespace kvdecode
