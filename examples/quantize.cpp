@@ -7,10 +7,15 @@
 //   kvdecode-quantize model-f32.gguf model-q4_k.gguf q4_k --output-type q6_k
 //
 // The input's kind: a folder is a Hugging Face model (config.json, safetensors); a file
-// starting "GGUF" is GGUF, any other a llama2.c checkpoint. A folder's vocabulary is
-// not written yet: the file holds the weights (kvdecode-generate --prompt-ids reads it).
-// Lines on stderr: each tensor that falls back to another type, and a llama2.c input
-// without --tokenizer (the file then has no vocabulary). On stdout: what was written.
+// starting "GGUF" is GGUF, any other a llama2.c checkpoint. A folder's tokenizer.json
+// becomes the file's vocabulary (io/hf_gguf_vocab.hpp): tokenizer.huggingface.json,
+// which kvdecode reads, and the ggml arrays llama.cpp reads (byte-level BPE as `gpt2`,
+// SentencePiece-style BPE as `llama` with scores in merge order), with
+// tokenizer_config.json's chat template.
+// Lines on stderr: the vocabulary written and where llama.cpp, reading its arrays,
+// may tokenize differently from tokenizer.json; each tensor that falls back to another
+// type; a llama2.c input without --tokenizer or a folder without tokenizer.json (the
+// file then has no vocabulary). On stdout: what was written.
 // Any error: one line on stderr, nothing on stdout, exit status 1, no output file (the
 // writer writes a temporary file and renames it).
 
@@ -22,6 +27,7 @@
 #include <exception>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <stdexcept>
@@ -35,6 +41,7 @@
 #include <kvdecode/io/gguf.hpp>
 #include <kvdecode/io/gguf_convert.hpp>
 #include <kvdecode/io/hf_gguf.hpp>
+#include <kvdecode/io/hf_gguf_vocab.hpp>
 #include <kvdecode/io/hf_model.hpp>
 #include <kvdecode/io/llama2c_checkpoint.hpp>
 #include <kvdecode/io/llama2c_tokenizer.hpp>
@@ -112,8 +119,24 @@ int run(const cli_options& o) {
         if (path.filename().empty()) path = path.parent_path();  // "folder/"
         if (!options.name) options.name = path.filename().string();
         c = kvdecode::gguf_from_hf(config, kvdecode::hf_stored_weights(config, files), options);
-        std::fprintf(stderr, "kvdecode-quantize: %s gets no vocabulary yet (kvdecode-generate --prompt-ids reads it)\n",
-                     o.output.c_str());
+        const auto json_path = std::filesystem::path(o.input) / "tokenizer.json";
+        if (std::filesystem::is_regular_file(json_path)) {
+            std::ifstream json_file(json_path, std::ios::binary);
+            const std::string json((std::istreambuf_iterator<char>(json_file)), std::istreambuf_iterator<char>());
+            const auto written = kvdecode::set_hf_gguf_vocab(
+                c.file, kvdecode::read_hf_tokenizer(o.input), json,
+                {.vocab_size = config.model.vocab_size,
+                 .bos = config.bos,
+                 .eos = config.eos.empty() ? std::nullopt : std::optional<kvdecode::token_id>(config.eos.front()),
+                 .pad = config.pad});
+            std::fprintf(stderr, "kvdecode-quantize: vocabulary: tokenizer.huggingface.json and %s\n",
+                         written.model.empty() ? "no ggml arrays"
+                                               : ("tokenizer.ggml.model " + written.model + ", pre " + written.pre).c_str());
+            for (const auto& note : written.notes) std::fprintf(stderr, "kvdecode-quantize: vocabulary: %s\n", note.c_str());
+        } else {
+            std::fprintf(stderr, "kvdecode-quantize: no tokenizer.json: %s gets no vocabulary (kvdecode-generate --prompt-ids "
+                                 "reads it)\n", o.output.c_str());
+        }
     } else if (is_gguf(o.input)) {
         if (!o.tokenizer.empty())
             throw usage_error("--tokenizer is for llama2.c checkpoints; a GGUF file holds its vocabulary");

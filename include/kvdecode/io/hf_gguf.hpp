@@ -20,7 +20,7 @@
 //
 // Types: every matrix becomes options.type (output.weight: options.output_type), with
 // gguf_convert.hpp's fallbacks where a row does not hold whole blocks; vectors are F32.
-// The vocabulary is not written here.
+// The vocabulary is not written here (io/hf_gguf_vocab.hpp writes it).
 
 #include <cstddef>
 #include <cstdint>

@@ -124,6 +124,9 @@ public:
     const bpe_model& model() const noexcept { return model_; }
     const post_processor& post() const noexcept { return post_; }
     const token_decoder& decoder() const noexcept { return decoder_; }
+    const std::vector<normalizer_step>& normalizer_steps() const noexcept { return normalizer_.steps(); }
+    const std::vector<pre_tokenizer_step>& pre_tokenizer_steps() const noexcept { return pre_tokenizer_.steps(); }
+    const std::vector<added_token>& added_tokens() const noexcept { return added_.tokens(); }
 
     std::vector<token_id> encode(std::string_view text, const encode_options& o = {}) const {
         std::vector<token_id> ids;
