@@ -5,10 +5,10 @@
 // (and of the shared folders where present) seeds both llama2.c readers, since a
 // checkpoint is a broken tokenizer and the other way round; text files seed the prompt
 // encoder; *.gguf files (../shared/fixtures/gguf) seed the GGUF reader, next to small
-// files written by gguf_writer; GGUF vocabularies (metadata only) are written here, the
-// shipped tokenizer among them; small Hugging Face weights, configs and tokenizer.json
-// files are written here, and ../shared/fixtures/hf's safetensors, config and
-// tokenizer files copied.
+// files written by gguf_writer; GGUF vocabularies (metadata only: llama and gpt2
+// arrays, tokenizer.huggingface.json) are written here, the shipped tokenizer among
+// them; small Hugging Face weights, configs and tokenizer.json files are written here,
+// and ../shared/fixtures/hf's safetensors, config and tokenizer files copied.
 
 #include <cstddef>
 #include <cstdint>
@@ -24,6 +24,7 @@
 #include "kvdecode/io/gguf_writer.hpp"
 #include "kvdecode/io/seq2seq_gguf.hpp"
 #include "kvdecode/model/random_weights.hpp"
+#include "kvdecode/tokenizer/byte_level.hpp"
 
 namespace fs = std::filesystem;
 
@@ -560,7 +561,43 @@ int main(int argc, char** argv) {
                                    .uint("tokenizer.ggml.eos_token_id", 9)
                                    .uint("tokenizer.ggml.unknown_token_id", 0xFFFFFFFFu)
                                    .file());
-    write(gv, "gpt2", gguf_metadata().str("tokenizer.ggml.model", "gpt2").strings("tokenizer.ggml.tokens", small).file());
+    // gpt2 (byte-level BPE) vocabularies: every byte's character, two merges, a control
+    // and a user-defined token; with each pre-tokenizer kind, and broken.
+    std::vector<std::string> byte_tokens;
+    for (int b = 0; b < 256; ++b)
+        byte_tokens.push_back(kvdecode::byte_level_alphabet::get().encode(std::string(1, static_cast<char>(b))));
+    for (const char* t : {"hi", "\xC4\xA0hi", "<|im_end|>", "<tag>"}) byte_tokens.push_back(t);
+    std::vector<std::int32_t> byte_types(byte_tokens.size(), 1);
+    byte_types[258] = 3;
+    byte_types[259] = 4;
+    const auto gpt2_vocab = [&](const std::string& pre) {
+        return gguf_metadata()
+            .str("tokenizer.ggml.model", "gpt2")
+            .str("tokenizer.ggml.pre", pre)
+            .strings("tokenizer.ggml.tokens", byte_tokens)
+            .ints("tokenizer.ggml.token_type", byte_types)
+            .strings("tokenizer.ggml.merges", {"h i", "\xC4\xA0 hi"})
+            .uint("tokenizer.ggml.eos_token_id", 258);
+    };
+    for (const char* pre : {"qwen2", "llama-bpe", "gpt-2", "default", "smollm", "falcon", "bloom", "tekken", "gpt-4o"})
+        write(gv, std::string("gpt2_") + pre, gpt2_vocab(pre).file());
+    write(gv, "gpt2_add_bos_eos", gpt2_vocab("qwen2")
+                                      .uint("tokenizer.ggml.bos_token_id", 259)
+                                      .flag("tokenizer.ggml.add_bos_token", true)
+                                      .flag("tokenizer.ggml.add_eos_token", true)
+                                      .file());
+    write(gv, "gpt2_unknown_pre", gpt2_vocab("no-such-pre").file());
+    write(gv, "gpt2_no_merges", gguf_metadata().str("tokenizer.ggml.model", "gpt2").strings("tokenizer.ggml.tokens", small).file());
+    write(gv, "gpt2_merge_of_no_pieces", gpt2_vocab("qwen2").strings("tokenizer.ggml.merges", {"x yz"}).file());
+    // tokenizer.huggingface.json, preferred to the arrays; and a broken one.
+    const std::string hf_json =
+        R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b"]},)"
+        R"( "added_tokens": [{"id": 3, "content": "<|end|>", "special": true}],)"
+        R"( "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "use_regex": true},)"
+        R"( "decoder": {"type": "ByteLevel"}})";
+    write(gv, "hf_json", gpt2_vocab("qwen2").str("tokenizer.huggingface.json", hf_json).uint("tokenizer.ggml.eot_token_id", 3).file());
+    write(gv, "hf_json_broken", gpt2_vocab("qwen2").str("tokenizer.huggingface.json", "{\"model\": 1}").file());
+    write(gv, "other_model", gguf_metadata().str("tokenizer.ggml.model", "t5").strings("tokenizer.ggml.tokens", small).file());
     write(gv, "short_token_types", small_vocab().ints("tokenizer.ggml.token_type", {2, 3, 3}).file());
     write(gv, "bos_outside", small_vocab().uint("tokenizer.ggml.bos_token_id", 10).file());
     write(gv, "no_tokens", gguf_metadata().str("tokenizer.ggml.model", "llama").file());

@@ -34,6 +34,10 @@
 //    maximal invalid subpart; llama.cpp: one per invalid byte);
 //  - unused (5), byte (6) and undefined (0) tokens decode as byte-level pieces
 //    (llama.cpp: to nothing);
+//  - llama.cpp also makes fill-in-the-middle tokens found by their text
+//    ("<|fim_prefix|>", "<|file_sep|>", ...) control tokens, and some of them end
+//    generation; here only the end-of-turn texts above are (converters mark FIM tokens
+//    special, hence control, anyway);
 //  - regexes run in PCRE2 with Unicode properties (llama.cpp: its own code for the
 //    GPT-2 and Llama 3 regexes, std::regex over category-collapsed text for the
 //    others), so a character whose category differs between their Unicode tables
