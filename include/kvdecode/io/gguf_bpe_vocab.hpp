@@ -221,21 +221,17 @@ inline hf_tokenizer gpt2_vocab_from_gguf(const gguf_file& file) {
     const std::optional<token_id> unk = detail::gguf_token_id(file, "tokenizer.ggml.unknown_token_id", n);
     const std::optional<token_id> pad = detail::gguf_token_id(file, "tokenizer.ggml.padding_token_id", n);
 
-    std::vector<token_id> end_of_generation;
-    const auto add_end = [&](token_id id) {
-        if (std::find(end_of_generation.begin(), end_of_generation.end(), id) == end_of_generation.end())
-            end_of_generation.push_back(id);
-    };
-    if (eos) add_end(*eos);
-    for (std::string_view key : {"tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"})
-        if (const auto id = detail::gguf_token_id(file, key, n)) add_end(*id);
-    for (std::string_view text : detail::gguf_end_of_generation_texts) {
+    // llama.cpp's end-of-generation tokens; those found by their text become control tokens.
+    const auto id_of = [&](std::string_view text) {
         const auto it = first.find(text);
-        if (it == first.end()) continue;
-        if (types[it->second] != token_type::control && types[it->second] != token_type::unknown)
-            types[it->second] = token_type::control;  // llama.cpp adds the control attribute
-        add_end(static_cast<token_id>(it->second));
-    }
+        return it == first.end() ? std::nullopt : std::optional<token_id>(static_cast<token_id>(it->second));
+    };
+    for (std::string_view text : detail::gguf_end_of_generation_texts)
+        if (const auto id = id_of(text)) {
+            token_type& t = types[static_cast<std::size_t>(*id)];
+            if (t != token_type::control && t != token_type::unknown) t = token_type::control;  // llama.cpp adds the attribute
+        }
+    data.end_of_generation = detail::gguf_end_of_generation(file, n, eos, id_of);
 
     for (std::size_t i = 0; i < n; ++i) {
         const token_type t = types[i];
@@ -278,7 +274,6 @@ inline hf_tokenizer gpt2_vocab_from_gguf(const gguf_file& file) {
     data.config.add_bos_token = add_bos;
     data.config.add_eos_token = add_eos;
     data.config.chat_template = file.find_string("tokenizer.chat_template");
-    data.end_of_generation = std::move(end_of_generation);
 
     try {
         return hf_tokenizer(std::move(data));

@@ -67,16 +67,10 @@ inline hf_tokenizer hf_tokenizer_from_gguf(const gguf_file& file) {
     special("tokenizer.ggml.padding_token_id", data.config.pad_token);
     data.config.chat_template = file.find_string("tokenizer.chat_template");
 
-    std::vector<token_id> end;
-    const auto add_end = [&](token_id id) {
-        if (std::find(end.begin(), end.end(), id) == end.end()) end.push_back(id);
-    };
-    if (eos) add_end(*eos);
-    for (std::string_view key : {"tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"})
-        if (const auto id = detail::gguf_token_id(file, key, n)) add_end(*id);
-    for (std::string_view text : detail::gguf_end_of_generation_texts)
-        if (const auto it = ids.find(text); it != ids.end()) add_end(it->second);
-    data.end_of_generation = std::move(end);
+    data.end_of_generation = detail::gguf_end_of_generation(file, n, eos, [&](std::string_view text) {
+        const auto it = ids.find(text);
+        return it == ids.end() ? std::nullopt : std::optional<token_id>(it->second);
+    });
     return detail::hf_build(std::move(data), name);
 }
 

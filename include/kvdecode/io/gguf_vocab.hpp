@@ -52,6 +52,22 @@ inline std::optional<token_id> gguf_token_id(const gguf_file& file, std::string_
 inline constexpr std::string_view gguf_end_of_generation_texts[] = {
     "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>", "<EOT>", "_<EOT>"};
 
+// llama.cpp's end-of-generation ids, each once: EOS, the ids of the EOT and EOM keys,
+// then the tokens `id_of(text)` finds (std::optional<token_id>) for the texts above.
+template <class IdOf>
+std::vector<token_id> gguf_end_of_generation(const gguf_file& file, std::size_t tokens, std::optional<token_id> eos,
+                                             IdOf id_of) {
+    std::vector<token_id> out;
+    const auto add = [&](std::optional<token_id> id) {
+        if (id && std::find(out.begin(), out.end(), *id) == out.end()) out.push_back(*id);
+    };
+    add(eos);
+    for (std::string_view key : {"tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"})
+        add(gguf_token_id(file, key, tokens));
+    for (std::string_view text : gguf_end_of_generation_texts) add(id_of(text));
+    return out;
+}
+
 // llama.cpp's default special id, dropped where the vocabulary is too small for it.
 inline std::optional<token_id> default_id(token_id id, std::size_t tokens) {
     return static_cast<std::size_t>(id) < tokens ? std::optional<token_id>(id) : std::nullopt;
@@ -137,18 +153,16 @@ inline sentencepiece_tokenizer llama_vocab_from_gguf(const gguf_file& file) {
     v.pad = detail::gguf_token_id(file, "tokenizer.ggml.padding_token_id", n);
 
     // llama.cpp's end-of-generation tokens: EOS, EOT, EOM, and these texts (made control).
-    if (v.eos) v.end_of_generation.push_back(*v.eos);
-    for (std::string_view key : {"tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"})
-        if (const auto id = detail::gguf_token_id(file, key, n)) v.end_of_generation.push_back(*id);
-    for (std::string_view text : detail::gguf_end_of_generation_texts) {
+    const auto id_of = [&](std::string_view text) {
         const auto it = first.find(text);
-        if (it == first.end()) continue;
-        const auto id = static_cast<token_id>(it->second);
-        if (v.types[it->second] == token_type::normal || v.types[it->second] == token_type::undefined)
-            v.types[it->second] = token_type::control;
-        if (std::find(v.end_of_generation.begin(), v.end_of_generation.end(), id) == v.end_of_generation.end())
-            v.end_of_generation.push_back(id);
-    }
+        return it == first.end() ? std::nullopt : std::optional<token_id>(static_cast<token_id>(it->second));
+    };
+    for (std::string_view text : detail::gguf_end_of_generation_texts)
+        if (const auto id = id_of(text)) {
+            token_type& t = v.types[static_cast<std::size_t>(*id)];
+            if (t == token_type::normal || t == token_type::undefined) t = token_type::control;
+        }
+    v.end_of_generation = detail::gguf_end_of_generation(file, n, v.eos, id_of);
 
     sentencepiece_options options{.add_bos = file.find_bool("tokenizer.ggml.add_bos_token").value_or(true),
                                   .add_eos = file.find_bool("tokenizer.ggml.add_eos_token").value_or(false),
