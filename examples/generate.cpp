@@ -35,6 +35,7 @@
 
 #include <kvdecode/io/hf_model.hpp>
 #include <kvdecode/io/chat_messages.hpp>
+#include <kvdecode/io/gguf_tokenizer.hpp>
 #include <kvdecode/io/hf_tokenizer.hpp>
 #include <kvdecode/tokenizer/chat_template.hpp>
 #include <kvdecode/tokenizer/any_tokenizer.hpp>
@@ -491,8 +492,8 @@ session open_session(const cli_options& o) {
         const kvdecode::gguf_token_ids ids = kvdecode::gguf_special_tokens(file);
         bos = ids.bos, eos = ids.eos;
         try {
-            s.tok = kvdecode::llama_vocab_from_gguf(file);
-        } catch (const kvdecode::model_format_error& e) {  // e.g. a gpt2 vocabulary: ids still work
+            s.tok = kvdecode::gguf_tokenizer(file);  // tokenizer.huggingface.json, or the llama / gpt2 arrays
+        } catch (const kvdecode::model_format_error& e) {  // no vocabulary, or one kvdecode cannot read: ids still work
             no_vocabulary = std::string("--prompt needs the file's vocabulary, which kvdecode cannot read: ") + e.what() +
                             " (use --prompt-ids)";
         }

@@ -22,7 +22,7 @@
 #include <CLI/CLI.hpp>
 
 #include <kvdecode/io/gguf.hpp>
-#include <kvdecode/io/gguf_vocab.hpp>
+#include <kvdecode/io/gguf_tokenizer.hpp>
 #include <kvdecode/io/hf_tokenizer.hpp>
 #include <kvdecode/io/llama2c_tokenizer.hpp>
 #include <kvdecode/tokenizer/any_tokenizer.hpp>
@@ -55,7 +55,7 @@ kvdecode::any_tokenizer open_tokenizer(const std::filesystem::path& path) {
     if (std::filesystem::is_directory(path) || path.filename() == "tokenizer.json") return kvdecode::read_hf_tokenizer(path);
     if (!std::filesystem::is_regular_file(path))
         throw std::runtime_error(path.string() + ": " + (std::filesystem::exists(path) ? "not a regular file" : "no such file"));
-    if (starts_with_gguf_magic(path)) return kvdecode::llama_vocab_from_gguf(kvdecode::gguf_file::open(path));
+    if (starts_with_gguf_magic(path)) return kvdecode::gguf_tokenizer(kvdecode::gguf_file::open(path));
     return kvdecode::read_llama2c_tokenizer(path, std::nullopt);
 }
 
