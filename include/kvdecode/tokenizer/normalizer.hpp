@@ -17,6 +17,8 @@
 
 #include <utf8proc.h>
 
+#include "kvdecode/tokenizer/detail/replace_all.hpp"
+
 namespace kvdecode {
 
 struct normalizer_step {
@@ -47,7 +49,7 @@ public:
                 case normalizer_step::kind::prepend:
                     if (!text.empty()) text.insert(0, s.text);
                     break;
-                case normalizer_step::kind::replace: text = replace_all(text, s.pattern, s.text); break;
+                case normalizer_step::kind::replace: text = detail::replace_all(text, s.pattern, s.text); break;
             }
         }
         return text;
@@ -63,18 +65,6 @@ public:
         if (n < 0)
             throw std::invalid_argument(std::string("kvdecode: normalizer: NFC failed: ") + utf8proc_errmsg(n));
         return std::string(reinterpret_cast<const char*>(out), static_cast<std::size_t>(n));
-    }
-
-    static std::string replace_all(std::string_view text, std::string_view pattern, std::string_view with) {
-        std::string out;
-        out.reserve(text.size());
-        std::size_t at = 0;
-        for (std::size_t hit; (hit = text.find(pattern, at)) != std::string_view::npos; at = hit + pattern.size()) {
-            out.append(text.substr(at, hit - at));
-            out.append(with);
-        }
-        out.append(text.substr(at));
-        return out;
     }
 
 private:

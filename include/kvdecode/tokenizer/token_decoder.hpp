@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "kvdecode/tokenizer/byte_level.hpp"
+#include "kvdecode/tokenizer/detail/replace_all.hpp"
 #include "kvdecode/tokenizer/utf8.hpp"
 
 namespace kvdecode {
@@ -89,7 +90,7 @@ public:
                     break;
                 }
                 case decoder_step::kind::replace:
-                    for (std::string& t : tokens) t = replace_all(t, s.pattern, s.text);
+                    for (std::string& t : tokens) t = detail::replace_all(t, s.pattern, s.text);
                     break;
                 case decoder_step::kind::byte_fallback: tokens = byte_fallback(std::move(tokens)); break;
                 case decoder_step::kind::fuse: {
@@ -120,7 +121,7 @@ public:
         for (const decoder_step& s : steps_) {
             switch (s.type) {
                 case decoder_step::kind::byte_level: t = byte_level_bytes(t); fused = true; break;
-                case decoder_step::kind::replace: t = replace_all(t, s.pattern, s.text); break;
+                case decoder_step::kind::replace: t = detail::replace_all(t, s.pattern, s.text); break;
                 case decoder_step::kind::byte_fallback:
                     if (const int b = byte_value(t); b >= 0) t.assign(1, static_cast<char>(b));
                     break;
@@ -156,18 +157,6 @@ private:
     static std::string byte_level_bytes(const std::string& t) {
         if (auto bytes = byte_level_alphabet::get().decode(t)) return std::move(*bytes);
         return t;
-    }
-
-    static std::string replace_all(std::string_view text, std::string_view pattern, std::string_view with) {
-        std::string out;
-        out.reserve(text.size());
-        std::size_t at = 0;
-        for (std::size_t hit; (hit = text.find(pattern, at)) != std::string_view::npos; at = hit + pattern.size()) {
-            out.append(text.substr(at, hit - at));
-            out.append(with);
-        }
-        out.append(text.substr(at));
-        return out;
     }
 
     static std::vector<std::string> byte_fallback(std::vector<std::string> tokens) {
@@ -212,7 +201,7 @@ private:
 
     // tokenizers drops every replacement of the first piece (not only a leading one).
     static std::string metaspace(const std::string& t, const decoder_step& s, bool first) {
-        return replace_all(t, s.replacement, first && s.prepend ? "" : " ");
+        return detail::replace_all(t, s.replacement, first && s.prepend ? "" : " ");
     }
 
     std::vector<decoder_step> steps_;
