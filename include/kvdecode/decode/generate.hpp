@@ -29,7 +29,7 @@ namespace kvdecode {
 namespace detail {
 
 // generate() from prompts in new sequences (`kept` empty), or continue_generation()
-// of the caller's sequences `kept`, each already holding `kept_lengths[i]` tokens.
+// of the caller's sequences `kept`, each already holding some tokens.
 template <language_model Model>
 generation_result run_generation(Model& model, typename Model::cache_type& cache,
                                  std::span<const std::vector<token_id>> prompts, const generation_options& options,
@@ -60,11 +60,12 @@ generation_result run_generation(Model& model, typename Model::cache_type& cache
         auto& out = result.sequences[i];
         out.reason = stop_reason::length;
         out.prompt_length = prompts[i].size();
-        out.tokens.reserve(prompts[i].size() + std::min(options.max_new_tokens, c.seq_len - std::min(c.seq_len, held + prompts[i].size())));
+        // The most tokens this sequence can generate: by max_new_tokens and by the room left.
+        const std::size_t most = std::min(options.max_new_tokens, c.seq_len - std::min(c.seq_len, held + prompts[i].size()));
+        out.tokens.reserve(prompts[i].size() + most);
         out.tokens.assign(prompts[i].begin(), prompts[i].end());
         result.stats.prompt_tokens += prompts[i].size();
         if (logprobs) {
-            const std::size_t most = std::min(options.max_new_tokens, c.seq_len - std::min(c.seq_len, held + prompts[i].size()));
             out.top_k = *options.logprobs;
             out.logprobs.reserve(most);
             out.top_logprobs.reserve(most * out.top_k);
